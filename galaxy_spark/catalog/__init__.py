@@ -1,0 +1,1 @@
+"""Catalogue readers (one per format) into one canonical schema, and pure cleaning functions."""

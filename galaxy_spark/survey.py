@@ -1,0 +1,269 @@
+"""Survey definitions loaded from conf/surveys/<name>.yaml.
+
+Everything that is specific to a survey (bands, sentinels, column names per format, the field
+layout) lives in that file; code asks the Survey object. Loading validates the file and names the
+offending key in every error, e.g. ``alhambra.yaml: bands[3].pivot_aa: expected a positive number``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SURVEY_DIR = REPO_ROOT / "conf" / "surveys"
+
+SPARK_TYPES = ("long", "int", "double", "string")
+
+# Band states in the canonical catalogue (the `<band>_state` columns).
+DETECTED = 0
+NOT_DETECTED = 1
+NOT_OBSERVED = 2
+STATE_NAMES = {DETECTED: "detected", NOT_DETECTED: "not_detected", NOT_OBSERVED: "not_observed"}
+
+
+class SurveyConfigError(ValueError):
+    """A survey YAML file is missing a key or has a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    vizier: str | None = None
+
+
+@dataclass(frozen=True)
+class Band:
+    name: str
+    pivot_aa: float
+    fwhm_aa: float
+    depth_5sigma: float
+    response: dict | None
+    synthetic: bool
+    vizier: dict
+
+
+@dataclass(frozen=True)
+class Survey:
+    name: str
+    source: str
+    id_column: str
+    id_prefix: int
+    id_digits: int
+    pointings: dict[int, tuple[int, ...]]
+    ccds: tuple[int, ...]
+    area_deg2: float
+    ascii_file_pattern: str
+    sentinels: dict
+    detection_band: str
+    detection_min_snr: float
+    completeness_mag: float
+    bands: tuple[Band, ...]
+    leading: tuple[Column, ...]
+    trailing: tuple[Column, ...]
+    error_prefix: str
+    csv_extra: tuple[Column, ...]
+    truth: tuple[Column, ...]
+    labels: dict = field(default_factory=dict)
+
+    # ---- bands -------------------------------------------------------------------------
+    @property
+    def band_names(self) -> list[str]:
+        return [b.name for b in self.bands]
+
+    @property
+    def observed_bands(self) -> list[Band]:
+        """Bands with a real filter curve (the synthetic detection band excluded)."""
+        return [b for b in self.bands if not b.synthetic]
+
+    def band(self, name: str) -> Band:
+        for b in self.bands:
+            if b.name == name:
+                return b
+        raise KeyError(f"survey {self.name!r} has no band {name!r}")
+
+    def error_column(self, band: str) -> str:
+        return f"{self.error_prefix}{band}"
+
+    # ---- fields ------------------------------------------------------------------------
+    @property
+    def fields(self) -> list[int]:
+        return sorted(self.pointings)
+
+    def ccd_catalogues(self) -> list[tuple[int, int, int]]:
+        """(field, pointing, ccd) of every CCD catalogue of the survey."""
+        return [(f, p, c) for f in self.fields for p in self.pointings[f] for c in self.ccds]
+
+    def make_id(self, field: int, pointing: int, ccd: int, n: int) -> int:
+        scale = 10 ** (self.id_digits - len(str(self.id_prefix)))
+        return self.id_prefix * scale + field * scale // 10 + pointing * scale // 100 + ccd * scale // 1000 + n
+
+    # ---- columns -----------------------------------------------------------------------
+    def public_columns(self) -> list[Column]:
+        """The public ASCII column list, in file order."""
+        cols = list(self.leading)
+        for b in self.bands:
+            cols.append(Column(b.name, "double", b.vizier.get("magnitude")))
+            cols.append(Column(self.error_column(b.name), "double", b.vizier.get("error")))
+        cols.extend(self.trailing)
+        return cols
+
+    def csv_columns(self) -> list[Column]:
+        return self.public_columns() + list(self.csv_extra)
+
+    @property
+    def thesis_clip(self) -> tuple[float, float]:
+        lo, hi = self.sentinels["thesis_clip"]
+        return float(lo), float(hi)
+
+
+def _err(src: str, key: str, msg: str) -> SurveyConfigError:
+    return SurveyConfigError(f"{src}: {key}: {msg}")
+
+
+def _get(d: Any, key: str, src: str, path: str, kind=None, required=True, default=None):
+    if not isinstance(d, dict):
+        raise _err(src, path, f"expected a mapping, got {type(d).__name__}")
+    full = f"{path}.{key}" if path else key
+    if key not in d or d[key] is None:
+        if required:
+            raise _err(src, full, "missing required key")
+        return default
+    v = d[key]
+    if kind == "number":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _err(src, full, f"expected a number, got {v!r}")
+    elif kind == "positive":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise _err(src, full, f"expected a positive number, got {v!r}")
+    elif kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _err(src, full, f"expected an integer, got {v!r}")
+    elif kind == "str":
+        if not isinstance(v, str) or not v:
+            raise _err(src, full, f"expected a non-empty string, got {v!r}")
+    elif kind == "list":
+        if not isinstance(v, list) or not v:
+            raise _err(src, full, f"expected a non-empty list, got {v!r}")
+    elif kind == "dict":
+        if not isinstance(v, dict):
+            raise _err(src, full, f"expected a mapping, got {v!r}")
+    return v
+
+
+def _columns(raw: Any, src: str, path: str) -> tuple[Column, ...]:
+    if not isinstance(raw, list):
+        raise _err(src, path, f"expected a list of columns, got {raw!r}")
+    out = []
+    for i, c in enumerate(raw):
+        p = f"{path}[{i}]"
+        name = _get(c, "name", src, p, "str")
+        typ = _get(c, "type", src, p, "str")
+        if typ not in SPARK_TYPES:
+            raise _err(src, f"{p}.type", f"expected one of {SPARK_TYPES}, got {typ!r}")
+        out.append(Column(name, typ, c.get("vizier")))
+    return tuple(out)
+
+
+def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
+    """Validate a parsed YAML document and build a Survey; errors name the offending key."""
+    name = _get(raw, "name", src, "", "str")
+    id_ = _get(raw, "id", src, "", "dict")
+    layout = _get(raw, "layout", src, "", "dict")
+    pointings_raw = _get(layout, "pointings", src, "layout", "dict")
+    pointings = {}
+    for f, ps in pointings_raw.items():
+        if not isinstance(f, int) or not isinstance(ps, list) or not all(isinstance(p, int) for p in ps):
+            raise _err(src, f"layout.pointings.{f}", f"expected field number -> list of pointing numbers, got {ps!r}")
+        pointings[f] = tuple(ps)
+    ccds = _get(layout, "ccds", src, "layout", "list")
+    if not all(isinstance(c, int) for c in ccds):
+        raise _err(src, "layout.ccds", f"expected a list of integers, got {ccds!r}")
+    sent = _get(raw, "sentinels", src, "", "dict")
+    for k in ("not_detected_magnitude", "not_observed_magnitude", "not_observed_error"):
+        _get(sent, k, src, "sentinels", "number")
+    for k in ("valid_magnitude_range", "valid_error_range", "thesis_clip"):
+        v = _get(sent, k, src, "sentinels", "list")
+        if len(v) != 2 or not all(isinstance(x, (int, float)) for x in v) or v[0] >= v[1]:
+            raise _err(src, f"sentinels.{k}", f"expected [low, high] with low < high, got {v!r}")
+    det = _get(raw, "detection", src, "", "dict")
+    bands_raw = _get(raw, "bands", src, "", "list")
+    bands = []
+    for i, b in enumerate(bands_raw):
+        p = f"bands[{i}]"
+        synthetic = bool(b.get("synthetic", False)) if isinstance(b, dict) else False
+        resp = _get(b, "response", src, p, "dict", required=not synthetic)
+        if resp is not None:
+            _get(resp, "package", src, f"{p}.response", "str")
+            _get(resp, "file", src, f"{p}.response", "str")
+            if _get(resp, "scale", src, f"{p}.response", "str") not in ("percent", "fraction"):
+                raise _err(src, f"{p}.response.scale", f"expected 'percent' or 'fraction', got {resp['scale']!r}")
+        bands.append(Band(
+            name=_get(b, "name", src, p, "str"),
+            pivot_aa=float(_get(b, "pivot_aa", src, p, "positive")),
+            fwhm_aa=float(_get(b, "fwhm_aa", src, p, "positive")),
+            depth_5sigma=float(_get(b, "depth_5sigma", src, p, "positive")),
+            response=resp, synthetic=synthetic,
+            vizier=_get(b, "vizier", src, p, "dict", required=False, default={}) or {},
+        ))
+    names = [b.name for b in bands]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise _err(src, "bands", f"duplicate band names {sorted(dupes)}")
+    det_band = _get(det, "band", src, "detection", "str")
+    if det_band not in names:
+        raise _err(src, "detection.band", f"{det_band!r} is not one of the bands {names}")
+    cols = _get(raw, "columns", src, "", "dict")
+    leading = _columns(_get(cols, "leading", src, "columns", "list"), src, "columns.leading")
+    trailing = _columns(_get(cols, "trailing", src, "columns", "list"), src, "columns.trailing")
+    csv_extra = _columns(cols.get("csv_extra") or [], src, "columns.csv_extra")
+    truth = _columns(cols.get("truth") or [], src, "columns.truth")
+    id_col = _get(id_, "column", src, "id", "str")
+    if id_col not in [c.name for c in leading]:
+        raise _err(src, "id.column", f"{id_col!r} is not among columns.leading")
+    for required in ("Field", "Pointing", "CCD"):
+        if required not in [c.name for c in leading]:
+            raise _err(src, "columns.leading", f"needs a {required!r} column")
+    labels = _get(raw, "labels", src, "", "dict", required=False, default={}) or {}
+    survey = Survey(
+        name=name, source=src, id_column=id_col,
+        id_prefix=int(_get(id_, "prefix", src, "id", "int")),
+        id_digits=int(_get(id_, "digits", src, "id", "int")),
+        pointings=pointings, ccds=tuple(ccds),
+        area_deg2=float(_get(layout, "area_deg2", src, "layout", "positive")),
+        ascii_file_pattern=_get(layout, "ascii_file_pattern", src, "layout", "str"),
+        sentinels=sent, detection_band=det_band,
+        detection_min_snr=float(_get(det, "min_snr", src, "detection", "positive")),
+        completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
+        bands=tuple(bands), leading=leading, trailing=trailing,
+        error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
+        csv_extra=csv_extra, truth=truth, labels=labels,
+    )
+    all_names = [c.name.lower() for c in survey.csv_columns() + list(truth)]
+    clash = {n for n in all_names if all_names.count(n) > 1}
+    if clash:
+        raise _err(src, "columns", f"column names clash (case-insensitively): {sorted(clash)}")
+    for role, col in labels.items():
+        if isinstance(col, str) and col.lower() not in all_names:
+            raise _err(src, f"labels.{role}", f"{col!r} is not a column of the survey")
+    return survey
+
+
+@functools.lru_cache(maxsize=16)
+def load_survey(name_or_path: str = "alhambra") -> Survey:
+    """Load and validate `conf/surveys/<name>.yaml` (or an explicit path to a YAML file)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(os.environ.get("GALAXY_SPARK_SURVEYS", SURVEY_DIR)) / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise SurveyConfigError(f"survey definition not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
+    return parse_survey(raw, src=path.name)
