@@ -26,6 +26,16 @@ NOT_OBSERVED = 2
 STATE_NAMES = {DETECTED: "detected", NOT_DETECTED: "not_detected", NOT_OBSERVED: "not_observed"}
 
 
+def lim_column(band: str) -> str:
+    """Canonical column with the 1-sigma limiting magnitude of a non-detection."""
+    return f"{band}_lim"
+
+
+def state_column(band: str) -> str:
+    """Canonical column with the band's state (DETECTED / NOT_DETECTED / NOT_OBSERVED)."""
+    return f"{band}_state"
+
+
 class SurveyConfigError(ValueError):
     """A survey YAML file is missing a key or has a value of the wrong kind."""
 

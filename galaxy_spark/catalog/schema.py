@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from galaxy_spark.survey import Survey
+from galaxy_spark.survey import Survey, lim_column, state_column  # noqa: F401 (re-exported)
 
 _SPARK = {"long": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType()}
 
@@ -23,14 +23,6 @@ SOURCE_COLUMN = "source_file"
 
 def spark_type(name: str) -> T.DataType:
     return _SPARK[name]
-
-
-def lim_column(band: str) -> str:
-    return f"{band}_lim"
-
-
-def state_column(band: str) -> str:
-    return f"{band}_state"
 
 
 def band_columns(survey: Survey, band: str) -> list[str]:

@@ -1,0 +1,197 @@
+"""The one feature builder, shared by training and scoring (no train/serve skew), plus targets
+and the deterministic ID-hash split.
+
+Inputs are canonical catalogue rows (see galaxy_spark/catalog/schema.py) as a pandas DataFrame.
+Two feature sets:
+- ``thesis``: the 24 magnitudes clipped to [0, 27] the way the thesis did (not detected → 27,
+  not observed → 0), no normalisation — to reproduce its numbers.
+- ``default``: per band the colour against the detection band (the 1σ limit for a non-detection,
+  0 when not observed), the magnitude error (1.0857, i.e. S/N = 1, for a non-detection), two state
+  flags, plus the detection-band magnitude and error and a few morphology measurements.
+  Normalisation happens inside the networks, so scoring needs no external scaler.
+Nothing that is a target or derived from one is an input: no `stell` (the star/galaxy label comes
+from it), no `Stellar_Flag`, no BPZ output (zb, Tb, Odds, mass, M_B, chi2, MagPrior).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from galaxy_spark.errors import InputError
+from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, lim_column, state_column
+
+# Morphology columns used by the default features (log10 where the quantity spans decades).
+MORPHOLOGY = {"fwhm": "log", "area": "log", "ell": "linear", "rk": "linear", "rf": "log", "s2n": "log"}
+# Columns a model must never see: targets and everything derived from them.
+FORBIDDEN_INPUTS = {"stell", "Stellar_Flag"}
+NONDETECTION_ERROR = 1.0857  # magnitude error at S/N = 1
+MAX_ERROR = 2.0
+
+SPLIT_TEST = (0.0, 0.2)          # fixed for every preset: models are compared on the same objects
+SPLIT_VALIDATION_START = 0.2
+SPLIT_TRAIN_START = 0.3
+SELECTION_SPLIT = (0.2, 0.3)     # where champion/challenger comparisons are made
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    kind: str                       # "thesis" | "default"
+    survey: str
+    bands: tuple[str, ...]
+    detection_band: str
+    error_prefix: str
+    morphology: tuple[str, ...] = ()
+    clip: tuple[float, float] = (0.0, 27.0)
+    names: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureSpec":
+        d = dict(d)
+        for k in ("bands", "morphology", "clip", "names"):
+            d[k] = tuple(d.get(k, ()))
+        return cls(**d)
+
+    def required_columns(self) -> list[str]:
+        cols = []
+        for b in self.bands:
+            cols += [b, f"{self.error_prefix}{b}", lim_column(b), state_column(b)]
+        return cols + list(self.morphology)
+
+
+def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
+    bands = tuple(survey.band_names)
+    if kind == "thesis":
+        names = tuple(f"{b}_clipped" for b in bands)
+        return FeatureSpec("thesis", survey.name, bands, survey.detection_band, survey.error_prefix,
+                           clip=survey.thesis_clip, names=names)
+    if kind == "default":
+        det = survey.detection_band
+        others = [b for b in bands if b != det]
+        names = [f"{det}_mag", f"{det}_err"]
+        for b in others:
+            names += [f"{b}-{det}", f"{b}_err", f"{b}_undetected", f"{b}_unobserved"]
+        morph = tuple(m for m in MORPHOLOGY if m not in FORBIDDEN_INPUTS)
+        names += [f"{'log_' if MORPHOLOGY[m] == 'log' else ''}{m}" for m in morph]
+        return FeatureSpec("default", survey.name, bands, det, survey.error_prefix,
+                           morphology=morph, clip=survey.thesis_clip, names=tuple(names))
+    raise InputError(f"unknown feature set {kind!r}: expected 'thesis' or 'default'")
+
+
+def check_columns(df: pd.DataFrame, spec: FeatureSpec) -> None:
+    missing = [c for c in spec.required_columns() if c not in df.columns]
+    if missing:
+        raise InputError(f"catalogue lacks {len(missing)} column(s) the model needs: "
+                         f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
+
+
+def _band_arrays(df: pd.DataFrame, spec: FeatureSpec, band: str):
+    mag = pd.to_numeric(df[band], errors="coerce").to_numpy(np.float64)
+    err = pd.to_numeric(df[f"{spec.error_prefix}{band}"], errors="coerce").to_numpy(np.float64)
+    lim = pd.to_numeric(df[lim_column(band)], errors="coerce").to_numpy(np.float64)
+    state = pd.to_numeric(df[state_column(band)], errors="coerce").fillna(NOT_OBSERVED).to_numpy(np.int8)
+    # A state that claims a value the row lacks is treated as not observed.
+    state = np.where((state == DETECTED) & ~np.isfinite(mag), NOT_OBSERVED, state)
+    state = np.where((state == NOT_DETECTED) & ~np.isfinite(lim), NOT_OBSERVED, state)
+    return mag, err, lim, state
+
+
+def thesis_clip(mag: np.ndarray, state: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
+    """The thesis' preprocessing on decoded columns: raw 99 (not detected) → 27, −99 → 0, clip."""
+    lo, hi = clip
+    raw = np.where(state == DETECTED, mag, np.where(state == NOT_DETECTED, 99.0, -99.0))
+    return np.clip(np.nan_to_num(raw, nan=-99.0), lo, hi)
+
+
+def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [n, len(spec.names)], scorable bool [n]).
+
+    A row is not scorable when its detection-band magnitude is missing; its features are zeros
+    and the caller flags it (never drops it).
+    """
+    check_columns(df, spec)
+    n = len(df)
+    if spec.kind == "thesis":
+        cols = []
+        for b in spec.bands:
+            mag, _, _, state = _band_arrays(df, spec, b)
+            cols.append(thesis_clip(mag, state, spec.clip))
+        x = np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+        det_mag, _, _, det_state = _band_arrays(df, spec, spec.detection_band)
+        ok = det_state == DETECTED
+        return x.astype(np.float32), ok
+
+    det_mag, det_err, _, det_state = _band_arrays(df, spec, spec.detection_band)
+    ok = (det_state == DETECTED) & np.isfinite(det_mag)
+    m0 = np.where(ok, det_mag, 0.0)
+    cols = [m0, np.where(ok, np.clip(np.nan_to_num(det_err, nan=MAX_ERROR), 0, MAX_ERROR), 0.0)]
+    for b in spec.bands:
+        if b == spec.detection_band:
+            continue
+        mag, err, lim, state = _band_arrays(df, spec, b)
+        value = np.where(state == DETECTED, mag, np.where(state == NOT_DETECTED, lim, np.nan))
+        colour = np.where(np.isfinite(value) & ok, value - m0, 0.0)
+        e = np.where(state == DETECTED, np.clip(np.nan_to_num(err, nan=MAX_ERROR), 0, MAX_ERROR),
+                     np.where(state == NOT_DETECTED, NONDETECTION_ERROR, 0.0))
+        cols += [colour, e, (state == NOT_DETECTED).astype(float), (state == NOT_OBSERVED).astype(float)]
+    for m in spec.morphology:
+        v = pd.to_numeric(df[m], errors="coerce").to_numpy(np.float64)
+        if MORPHOLOGY.get(m) == "log":
+            v = np.log10(np.clip(v, 1e-3, None))
+        cols.append(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
+    x = np.stack(cols, axis=1)
+    x[~ok] = 0.0
+    return x.astype(np.float32), ok
+
+
+# ---- targets ----------------------------------------------------------------------------
+TARGETS = ("redshift", "stellarity", "spectral_type", "stellar_mass")
+TRUTH_COLUMNS = {"redshift": "z_true", "stellarity": "is_star", "spectral_type": "type_true",
+                 "stellar_mass": "logmass_true"}
+STAR_THRESHOLD = 0.5  # stell >= 0.5 -> star (the thesis' two classes)
+
+
+def build_targets(df: pd.DataFrame, survey: Survey, label_source: str = "catalogue") -> dict[str, np.ndarray]:
+    """Targets per network; NaN where a row has no label. `label_source` 'truth' uses the mock's
+    truth columns (simulation only)."""
+    out = {}
+    for t in TARGETS:
+        col = TRUTH_COLUMNS[t] if label_source == "truth" else survey.labels.get(t)
+        if col is None or col not in df.columns:
+            raise InputError(f"catalogue has no {label_source} label column for {t} ({col!r})")
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)
+        if t == "stellarity" and label_source != "truth":
+            v = np.where(np.isfinite(v), (v >= STAR_THRESHOLD).astype(float), np.nan)
+        out[t] = v
+    return out
+
+
+# ---- split ------------------------------------------------------------------------------
+def id_hash_unit(ids) -> np.ndarray:
+    """Map int64 IDs to [0, 1) with SplitMix64: deterministic across runs, machines and orderings."""
+    x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assign_split(ids, train: float, validation: float) -> np.ndarray:
+    """'test' (first 20% of hash space, fixed for every preset), 'validation', 'train' or 'unused'."""
+    max_val, max_train = round(SPLIT_TRAIN_START - SPLIT_VALIDATION_START, 9), round(1 - SPLIT_TRAIN_START, 9)
+    if not (0 < validation <= max_val):
+        raise InputError(f"validation fraction must be in (0, {max_val}], got {validation}")
+    if not (0 < train <= max_train):
+        raise InputError(f"train fraction must be in (0, {max_train}], got {train}")
+    u = id_hash_unit(ids)
+    out = np.full(u.shape, "unused", dtype=object)
+    out[(u >= SPLIT_TEST[0]) & (u < SPLIT_TEST[1])] = "test"
+    out[(u >= SPLIT_VALIDATION_START) & (u < SPLIT_VALIDATION_START + validation)] = "validation"
+    out[(u >= SPLIT_TRAIN_START) & (u < SPLIT_TRAIN_START + train)] = "train"
+    return out

@@ -1,0 +1,138 @@
+"""Keras networks built from a preset in models/<name>.yaml.
+
+Every network is a plain stack: [Normalization] → [input Dense] → hidden Dense (+Dropout) → output
+Dense. That shape is deliberately simple: the ensemble evaluates it with NumPy from the weights
+(galaxy_spark/ensemble.py), so scoring needs no TensorFlow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from galaxy_spark.errors import InputError
+from galaxy_spark.features import TARGETS
+from galaxy_spark.survey import REPO_ROOT
+
+PRESET_DIR = REPO_ROOT / "models"
+KINDS = ("regression", "classifier", "pdf")
+ACTIVATIONS = ("linear", "relu", "softmax", "tanh", "sigmoid", "elu")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+def load_preset(name_or_path: str) -> dict:
+    """Load and validate models/<name>.yaml (or a path); errors name the key."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise InputError(f"preset {name_or_path!r} not found (known presets: {', '.join(known)})")
+    preset = yaml.safe_load(path.read_text()) or {}
+    src = path.name
+
+    def need(d, key, where):
+        if not isinstance(d, dict) or key not in d:
+            raise InputError(f"{src}: {where}{key}: missing required key")
+        return d[key]
+
+    need(preset, "name", "")
+    if need(preset, "features", "") not in ("thesis", "default"):
+        raise InputError(f"{src}: features: expected 'thesis' or 'default'")
+    split = need(preset, "split", "")
+    for k in ("train", "validation"):
+        v = need(split, k, "split.")
+        if not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise InputError(f"{src}: split.{k}: expected a fraction in (0, 1], got {v!r}")
+    nets = need(preset, "networks", "")
+    for t in TARGETS:
+        cfg = need(nets, t, "networks.")
+        where = f"networks.{t}."
+        if need(cfg, "kind", where) not in KINDS:
+            raise InputError(f"{src}: {where}kind: expected one of {KINDS}")
+        for i, h in enumerate(need(cfg, "hidden", where)):
+            if not isinstance(h.get("units"), int) or h["units"] <= 0:
+                raise InputError(f"{src}: {where}hidden[{i}].units: expected a positive integer")
+            if h.get("activation", "linear") not in ACTIVATIONS:
+                raise InputError(f"{src}: {where}hidden[{i}].activation: expected one of {ACTIVATIONS}")
+        if need(cfg, "optimizer", where).get("name") not in OPTIMIZERS:
+            raise InputError(f"{src}: {where}optimizer.name: expected one of {OPTIMIZERS}")
+        for k in ("epochs", "batch_size"):
+            if not isinstance(need(cfg, k, where), int) or cfg[k] <= 0:
+                raise InputError(f"{src}: {where}{k}: expected a positive integer")
+        if cfg["kind"] == "pdf":
+            zb = need(cfg, "z_bins", where)
+            for k in ("min", "max", "count"):
+                need(zb, k, f"{where}z_bins.")
+        else:
+            need(cfg, "output", where)
+            need(cfg, "loss", where)
+    preset.setdefault("slope_correction", {"degree": 1})
+    preset.setdefault("regress_on", "all")
+    preset["_source"] = str(path)
+    return preset
+
+
+def z_bin_centres(cfg: dict) -> np.ndarray:
+    zb = cfg["z_bins"]
+    edges = np.linspace(zb["min"], zb["max"], zb["count"] + 1)
+    return 0.5 * (edges[1:] + edges[:-1])
+
+
+def build_network(cfg: dict, n_inputs: int, norm_mean: np.ndarray | None = None,
+                  norm_var: np.ndarray | None = None, name: str = "net"):
+    """A compiled Keras model for one network of a preset."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(cfg["l2"]) if cfg.get("l2") else None
+    inputs = keras.Input(shape=(n_inputs,), name="features")
+    x = inputs
+    if norm_mean is not None:
+        x = layers.Normalization(mean=norm_mean, variance=np.maximum(norm_var, 1e-6), name="normalise")(x)
+    if cfg.get("input_layer"):
+        x = layers.Dense(n_inputs, activation=cfg["input_layer"].get("activation", "linear"),
+                         kernel_regularizer=reg, name="input_dense")(x)
+    for i, h in enumerate(cfg["hidden"]):
+        x = layers.Dense(h["units"], activation=h.get("activation", "linear"), kernel_regularizer=reg,
+                         name=f"hidden_{i + 1}")(x)
+        if h.get("dropout"):
+            x = layers.Dropout(h["dropout"], name=f"dropout_{i + 1}")(x)
+    if cfg["kind"] == "pdf":
+        out = layers.Dense(cfg["z_bins"]["count"], activation="softmax", name="p_z")(x)
+        loss = "categorical_crossentropy"
+    else:
+        o = cfg["output"]
+        out = layers.Dense(o["units"], activation=o.get("activation", "linear"), name="output")(x)
+        loss = {"mse": "mean_squared_error", "huber": keras.losses.Huber(delta=1.0)}.get(cfg["loss"], cfg["loss"])
+    model = keras.Model(inputs, out, name=name)
+    opt_cfg = cfg["optimizer"]
+    opt_cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+               "sgd": keras.optimizers.SGD}[opt_cfg["name"]]
+    opt = opt_cls(**({"learning_rate": opt_cfg["learning_rate"]} if "learning_rate" in opt_cfg else {}))
+    model.compile(optimizer=opt, loss=loss)
+    return model
+
+
+def extract_layers(model) -> tuple[dict | None, list[dict]]:
+    """(normalisation {mean, std} or None, [{W, b, activation}, …]) for NumPy evaluation."""
+    from keras import layers
+
+    norm, dense = None, []
+    for layer in model.layers:
+        if isinstance(layer, layers.Normalization):
+            mean = np.asarray(layer.mean, dtype=np.float64).reshape(-1)
+            var = np.asarray(layer.variance, dtype=np.float64).reshape(-1)
+            norm = {"mean": mean, "std": np.maximum(np.sqrt(var), 1e-7)}  # Keras' epsilon floor
+        elif isinstance(layer, layers.Dense):
+            w, b = layer.get_weights()
+            act = layer.get_config()["activation"]
+            if act not in ACTIVATIONS:
+                raise ValueError(f"layer {layer.name}: activation {act!r} has no NumPy evaluator")
+            dense.append({"W": w, "b": b, "activation": act})
+        elif isinstance(layer, (layers.InputLayer, layers.Dropout)):
+            continue
+        else:
+            raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no NumPy evaluator")
+    return norm, dense

@@ -1,0 +1,56 @@
+"""spark-submit jobs/train.py --catalog data/catalog --preset default|paper — train, track, register.
+
+Spark reads the catalogue; the driver trains the four networks of the preset, logs one parent run
+with a nested run per network to MLflow and registers the ensemble (alias champion/challenger).
+"""
+import argparse
+import sys
+
+from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.errors import cli_main
+
+
+def parse_args(argv):
+    cfg = load_pipeline_config()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
+    p.add_argument("--preset", default="default", help="models/<preset>.yaml: default | paper | a path")
+    p.add_argument("--experiment", default=cfg["mlflow"]["experiment"])
+    p.add_argument("--register", default=cfg["mlflow"]["registered_model"],
+                   help="registered model name ('' to skip registration)")
+    p.add_argument("--max-epochs", type=int, default=None, help="cap every network's epochs (quick runs)")
+    p.add_argument("--sample-fraction", type=float, default=1.0, help="use this fraction of the training split")
+    p.add_argument("--labels", default="catalogue", choices=["catalogue", "truth"],
+                   help="learn the catalogue's labels (default) or the mock's truth columns")
+    p.add_argument("--promote", action="store_true", help="make this version champion even if not better")
+    p.add_argument("--seed", type=int, default=42)
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from galaxy_spark.spark import get_spark
+    from galaxy_spark.tracking import configure_tracking
+    from galaxy_spark.training import TrainOptions, train
+
+    uri = configure_tracking()
+    spark = get_spark("galaxy_spark-train")
+    try:
+        res = train(TrainOptions(catalog=args.catalog, preset=args.preset, experiment=args.experiment,
+                                 register=args.register or None, max_epochs=args.max_epochs,
+                                 sample_fraction=args.sample_fraction, label_source=args.labels,
+                                 promote=args.promote, seed=args.seed), spark)
+    finally:
+        spark.stop()
+    print(f"MLflow run {res['run_id']} ({uri}); model {res['model_uri']}")
+    if res["registered"]:
+        r = res["registered"]
+        print(f"registered models:/{r['name']}@{r['alias']} (version {r['version']})")
+    print(f"total {res['total_seconds']:.0f}s; per network: "
+          + ", ".join(f"{k} {v:.0f}s" for k, v in res["seconds"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
