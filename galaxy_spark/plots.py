@@ -43,9 +43,12 @@ def pred_vs_true(true: np.ndarray, preds: dict[str, np.ndarray], label: str, pat
         lims = (float(lo), float(hi))
     for ax, (name, pred) in zip(axes[0], preds.items()):
         ok = ok_all & np.isfinite(pred)
-        if ok.sum() > 0:
-            hb = ax.hexbin(true[ok], pred[ok], gridsize=60, extent=(*lims, *lims), bins="log", mincnt=1, cmap="viridis")
+        inside = ok & (pred >= lims[0]) & (pred <= lims[1]) & (true >= lims[0]) & (true <= lims[1])
+        if inside.sum() > 1:
+            hb = ax.hexbin(true[inside], pred[inside], gridsize=60, extent=(*lims, *lims), bins="log", mincnt=1,
+                           cmap="viridis")
             fig.colorbar(hb, ax=ax, label="objects")
+        if ok.sum() > 0:
             slope = np.polyfit(true[ok], pred[ok], 1)[0] if ok.sum() > 2 else np.nan
             ax.set_title(f"{name}  (slope {slope:.3f})")
         ax.plot(lims, lims, "r--", lw=1)

@@ -163,23 +163,33 @@ def decode_band_vizier(m_raw: Column, e_raw: Column, flag: Column | None, m: Col
     s = survey.sentinels
     lo, hi = map(float, s["valid_magnitude_range"])
     elo, ehi = map(float, s["valid_error_range"])
-    fl = F.coalesce(F.trim(flag), F.lit("")) if flag is not None else F.lit("")
     mb, eb = is_blank(m_raw), is_blank(e_raw)
-    state = F.when(fl == "<", F.lit(NOT_DETECTED)).when(mb & eb, F.lit(NOT_OBSERVED)) \
-        .otherwise(F.lit(DETECTED)).cast("byte")
     de = survey.error_column(band)
-    problem = (
-        F.when((fl != "") & (fl != "<"), F.format_string(f"{band}: unknown limit flag %s", fl))
-        .when((fl == "<") & mb, F.lit(f"{band}: limit flag without a limit"))
-        .when((fl == "<") & ~eb, F.format_string(f"{band}: limit flag with an error {de}=%s", e_raw))
-        .when((fl == "<") & ~m.between(lo, hi),
-              F.format_string(f"{band}: limit %s outside [{_num(lo)}, {_num(hi)}]", m_raw))
-        .when((fl == "") & mb & ~eb, F.lit(f"{band}: error without a magnitude"))
-        .when((fl == "") & ~mb & eb, F.lit(f"{band}: magnitude without an error"))
-        .when((fl == "") & ~mb & ~m.between(lo, hi),
-              F.format_string(f"{band}=%s outside [{_num(lo)}, {_num(hi)}]", m_raw))
-        .when((fl == "") & ~eb & ~e.between(elo, ehi),
-              F.format_string(f"{de}=%s outside [{_num(elo)}, {_num(ehi)}]", e_raw)))
+    if flag is not None:
+        fl = F.coalesce(F.trim(flag), F.lit(""))
+        limited, unflagged = fl == "<", fl == ""
+        state = F.when(limited, F.lit(NOT_DETECTED))
+        problem = (
+            F.when(~unflagged & ~limited, F.format_string(f"{band}: unknown limit flag %s", fl))
+            .when(limited & mb, F.lit(f"{band}: limit flag without a limit"))
+            .when(limited & ~eb, F.format_string(f"{band}: limit flag with an error {de}=%s", e_raw))
+            .when(limited & ~m.between(lo, hi),
+                  F.format_string(f"{band}: limit %s outside [{_num(lo)}, {_num(hi)}]", m_raw)))
+    else:  # a band without a limit-flag column (the detection band): never "not detected"
+        limited, unflagged = F.lit(False), F.lit(True)
+        state, problem = None, None
+
+    def chain(c, cond, value):
+        return F.when(cond, value) if c is None else c.when(cond, value)
+
+    state = chain(state, mb & eb, F.lit(NOT_OBSERVED)).otherwise(F.lit(DETECTED)).cast("byte")
+    problem = chain(problem, unflagged & mb & ~eb, F.lit(f"{band}: error without a magnitude"))
+    problem = (problem
+               .when(unflagged & ~mb & eb, F.lit(f"{band}: magnitude without an error"))
+               .when(unflagged & ~mb & ~m.between(lo, hi),
+                     F.format_string(f"{band}=%s outside [{_num(lo)}, {_num(hi)}]", m_raw))
+               .when(unflagged & ~eb & ~e.between(elo, ehi),
+                     F.format_string(f"{de}=%s outside [{_num(elo)}, {_num(ehi)}]", e_raw)))
     return {
         "mag": F.when(state == DETECTED, m), "err": F.when(state == DETECTED, e),
         "lim": F.when(state == NOT_DETECTED, m), "state": state,

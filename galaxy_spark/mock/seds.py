@@ -208,7 +208,7 @@ def sdss_mixtures() -> tuple[np.ndarray, np.ndarray]:
 
 # ---- stars --------------------------------------------------------------------------------
 def _smoothstep(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def star_spectrum(wave: np.ndarray, teff: float) -> np.ndarray:

@@ -1,0 +1,18 @@
+"""Ingest a raw catalogue into data/catalog (Parquet by Field) + data/quarantine.
+
+    spark-submit jobs/ingest.py --input PATH_OR_GLOB [--format auto|csv|ascii|vizier]
+        --out data/catalog --quarantine data/quarantine [--thesis-clip]
+
+Also runs with plain `python jobs/ingest.py …` (local Spark from conf/pipeline.yaml).
+See docs/ingest.md.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from galaxy_spark.catalog.ingest import main  # noqa: E402
+from galaxy_spark.errors import cli_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main)())

@@ -1,0 +1,93 @@
+"""Tiny end-to-end training through real Spark (spark-submit) and a real SQLite MLflow store."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from galaxy_spark.survey import load_survey
+from synthetic import canonical_frame, write_partitioned
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    write_partitioned(canonical_frame(load_survey(), n=4000, seed=3), d / "catalog")
+    return d
+
+
+def run(cmd, cwd, env_extra=None, check=True):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "PYTHONPATH": str(REPO),
+           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, **(env_extra or {})}
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def test_train_register_and_load_by_alias(workdir):
+    p = run([str(BIN / "spark-submit"), "--master", "local[2]", str(REPO / "jobs/train.py"), "--catalog",
+             str(workdir / "catalog"), "--preset", "default", "--max-epochs", "3"], workdir)
+    assert "registered models:/galaxy-ensemble@champion (version 1)" in p.stdout
+    assert "Results (preset default)" in p.stdout and "Test split" in p.stdout
+
+    # the MLflow store has one parent run with a nested run per network, curves and plots
+    check = run([sys.executable, "-c", """
+import json, mlflow
+from mlflow import MlflowClient
+c = MlflowClient()
+exp = c.get_experiment_by_name("galaxy-properties")
+runs = c.search_runs([exp.experiment_id])
+parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+hist = c.get_metric_history(children[0].info.run_id, "val_loss")
+arts = [a.path for a in c.list_artifacts(children[0].info.run_id, "plots")]
+print(json.dumps({"parents": len(parents), "children": sorted(r.data.tags["mlflow.runName"] for r in children),
+  "epochs": len(hist), "plots": arts, "params": parents[0].data.params,
+  "metrics": sorted(parents[0].data.metrics)}))
+"""], workdir)
+    info = json.loads(check.stdout.strip().splitlines()[-1])
+    assert info["parents"] == 1
+    assert info["children"] == ["redshift", "spectral_type", "stellar_mass", "stellarity"]
+    assert info["epochs"] >= 1 and any(a.endswith("_loss.png") for a in info["plots"])
+    for k in ("preset", "catalogue_fingerprint", "git_commit", "seed", "train_fraction", "n_test"):
+        assert k in info["params"]
+    assert "test_catalogue_redshift_sigma_nmad" in info["metrics"]
+    assert "sel_redshift_sigma_nmad" in info["metrics"]
+
+    # a new process loads the champion by alias and predicts the four estimates
+    pred = run([sys.executable, "-c", f"""
+import sys, mlflow
+sys.path.insert(0, "{REPO / 'tests'}")
+from synthetic import canonical_frame
+from galaxy_spark.survey import load_survey
+df = canonical_frame(load_survey(), n=50, seed=9)
+m = mlflow.pyfunc.load_model("models:/galaxy-ensemble@champion")
+out = m.predict(df)
+print(len(out), ",".join(out.columns), int(out["z_phot"].notna().sum()))
+"""], workdir)
+    n, cols, finite = pred.stdout.strip().splitlines()[-1].split()
+    assert int(n) == 50 and int(finite) == 50
+    for c in ("z_phot", "z_phot_lo68", "z_phot_hi95", "p_star", "is_star", "spectral_type", "log_stellar_mass"):
+        assert c in cols.split(",")
+
+
+def test_worse_model_becomes_challenger_unless_promoted(workdir):
+    # depends on the champion registered above (same store)
+    p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"),
+             "--preset", "paper", "--max-epochs", "1"], workdir)
+    assert "as challenger" in p.stdout
+    p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"),
+             "--preset", "paper", "--max-epochs", "1", "--promote"], workdir)
+    assert "version 3 as champion (--promote)" in p.stdout
+
+
+def test_missing_catalogue_is_a_clear_error(tmp_path):
+    p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(tmp_path / "nope")], tmp_path, check=False)
+    assert p.returncode == 2
+    assert "catalogue not found" in p.stderr and "Traceback" not in p.stderr
