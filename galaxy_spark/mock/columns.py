@@ -42,7 +42,7 @@ class Context:
         self.bands = self.gal.grid.band_names           # survey order (all with a response)
         assert self.bands == survey.band_names, "every survey band needs a response curve"
         self.det = self.bands.index(survey.detection_band)
-        self.m5, self.slope = ph.band_noise_params(survey, self.bands)
+        self.m5 = ph.band_depths(survey, self.bands)
         self.optical = np.array([survey.band(b).pivot_aa < ph.NIR_PIVOT_AA and not survey.band(b).synthetic
                                  for b in self.bands])
         self.nir = np.array([survey.band(b).pivot_aa >= ph.NIR_PIVOT_AA for b in self.bands])
@@ -57,44 +57,51 @@ def _sigmoid(x):
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
-def _detect_galaxies(ctx, rng, n):
-    """n detected galaxies with their noisy detection-band photometry."""
-    out, have, batch = [], 0, max(64, int(n * 1.6))
-    while have < n:
-        g = ctx.gal.draw(rng, batch)
-        size_px = g.r_e_arcsec / PIXEL_ARCSEC / 1.18
-        ap = np.sqrt(1 + (size_px / SIGMA_PSF) ** 2) ** 0.5 * 10 ** rng.normal(0, 0.06, batch)
-        fd, sd = ph.observe(rng, g.maggies[:, [ctx.det]], ctx.m5[[ctx.det]], ctx.slope[[ctx.det]], ap)
+# Isophotal area (px) of a typical galaxy vs F814W (medians of the real rows), and the typical
+# observed size (σ_obs / σ_PSF) of the mock's galaxies at that magnitude; areas scale with size².
+AREA_MAG = np.array([14, 16, 19, 20, 21, 22, 23, 24, 25, 26, 27])
+AREA_MED = np.array([3600, 1800, 580, 329, 222, 119, 63, 28, 12, 6, 5])
+SIZE_REF = np.array([1.5, 1.4, 1.36, 1.23, 1.19, 1.13, 1.09, 1.066, 1.04, 1.02, 1.01])
+AREA_K2 = (np.array([19, 22, 24, 25]), np.array([7.6, 5.0, 3.6, 2.85]))  # area / (π a b) on real rows
+
+
+def isophotal_area(rng, mag, sig_obs, star):
+    logA = np.interp(mag, AREA_MAG, np.log10(AREA_MED))
+    ref = np.interp(mag, AREA_MAG, SIZE_REF) * SIGMA_PSF
+    gal_area = 10 ** logA * np.clip((sig_obs / ref) ** 2, 0.2, 6.0)
+    star_area = np.minimum(np.pi * (13.6 * 10 ** (-0.1 * (mag - 18.8))) ** 2, 10 ** logA * 0.9)
+    area = np.where(star, star_area, gal_area) * 10 ** rng.normal(0, 0.08, mag.shape)
+    return np.maximum(np.round(area), 5)
+
+
+def _sizes(r_e_arcsec, q):
+    size_px = r_e_arcsec / PIXEL_ARCSEC / 1.18          # exponential r_e -> Gaussian-ish σ
+    sig_maj = np.sqrt(size_px ** 2 + SIGMA_PSF ** 2)
+    sig_min = np.sqrt((q * size_px) ** 2 + SIGMA_PSF ** 2)
+    return size_px, sig_maj, sig_min
+
+
+def _detect(ctx, rng, n, draw, true_mag, sizes, m5_det):
+    """Draw candidates in batches until n pass the detection cut; first n kept (deterministic)."""
+    parts, have, batch = [], 0, max(64, int(n * 1.6))
+    while have < n or not parts:
+        obj = draw(rng, batch)
+        mt = true_mag(obj)
+        size_px, sig_maj, sig_min = sizes(obj, batch)
+        sig_obs = np.sqrt(sig_maj * sig_min)
+        star = np.full(batch, obj.__class__.__name__ == "Stars")
+        area = isophotal_area(rng, mt, sig_obs, star)
+        ap = ph.aperture_factor(area)
+        fd, sd = ph.observe(rng, 10 ** (-0.4 * mt)[:, None], np.array([m5_det]), ap)
         s2n = ph.detection_snr(rng, fd[:, 0], sd[:, 0])
         keep = np.flatnonzero(s2n > ctx.min_snr)
-        out.append((g.take(keep), ap[keep], fd[keep, 0], sd[keep, 0], s2n[keep]))
+        parts.append((obj.take(keep), area[keep], fd[keep, 0], sd[keep, 0], s2n[keep]))
         have += keep.size
         batch = max(64, int((n - have) * 2.0))
-    g = out[0][0]
-    if len(out) > 1:
-        from galaxy_spark.mock.population import Galaxies
-        g = Galaxies(**{k: np.concatenate([o[0].__dict__[k] for o in out]) for k in g.__dict__})
-    cat = [np.concatenate([o[i] for o in out]) for i in range(1, 5)]
-    return (g.take(np.arange(n)), *[c[:n] for c in cat])
-
-
-def _detect_stars(ctx, rng, n):
-    out, have, batch = [], 0, max(32, int(n * 1.5))
-    while have < n:
-        s = ctx.star.draw(rng, batch)
-        f = 10 ** (-0.4 * s.mag_det)
-        ap = 10 ** rng.normal(0, 0.06, batch)
-        fd, sd = ph.observe(rng, f[:, None], ctx.m5[[ctx.det]], ctx.slope[[ctx.det]], ap)
-        s2n = ph.detection_snr(rng, fd[:, 0], sd[:, 0])
-        keep = np.flatnonzero(s2n > ctx.min_snr)
-        out.append((s.take(keep), ap[keep], fd[keep, 0], sd[keep, 0], s2n[keep]))
-        have += keep.size
-        batch = max(32, int((n - have) * 2.0))
-    from galaxy_spark.mock.population import Stars
-    s0 = out[0][0]
-    s = Stars(**{k: np.concatenate([o[0].__dict__[k] for o in out]) for k in s0.__dict__})
-    cat = [np.concatenate([o[i] for o in out]) for i in range(1, 5)]
-    return (s.take(np.arange(n)), *[c[:n] for c in cat])
+    cls = parts[0][0].__class__
+    obj = cls(**{k: np.concatenate([p[0].__dict__[k] for p in parts])[:n] for k in parts[0][0].__dict__})
+    rest = [np.concatenate([p[i] for p in parts])[:n] for i in range(1, 5)]
+    return (obj, *rest)
 
 
 def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq: np.random.SeedSequence):
@@ -102,17 +109,27 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     rng = np.random.default_rng(seed_seq)
     n_star = int(rng.binomial(n, STAR_FRACTION))
     n_gal = n - n_star
-    g, ap_g, fdet_g, sdet_g, s2n_g = _detect_galaxies(ctx, rng, n_gal)
-    s, ap_s, fdet_s, sdet_s, s2n_s = _detect_stars(ctx, rng, n_star)
+    nb = len(ctx.bands)
+    # this CCD's depths: the survey's, varied image to image
+    m5 = ctx.m5 + rng.normal(0, 0.15, nb)
+    m5_det = float(ctx.m5[ctx.det] + rng.normal(0, 0.08))
+    m5[ctx.det] = m5_det
+    g, area_g, fdet_g, sdet_g, s2n_g = _detect(
+        ctx, rng, n_gal, ctx.gal.draw, lambda o: ph.maggies_to_mag(o.maggies[:, ctx.det]),
+        lambda o, k: _sizes(o.r_e_arcsec, o.q), m5_det)
+    s, area_s, fdet_s, sdet_s, s2n_s = _detect(
+        ctx, rng, n_star, ctx.star.draw, lambda o: o.mag_det,
+        lambda o, k: _sizes(np.zeros(k), np.ones(k)), m5_det)
 
     is_star = np.r_[np.zeros(n_gal, int), np.ones(n_star, int)]
     star = is_star.astype(bool)
-    nb = len(ctx.bands)
     f_true = np.empty((n, nb))
     f_true[:n_gal] = g.maggies
     f_true[n_gal:] = 10 ** (-0.4 * (s.mag_det[:, None] + s.colours))
-    ap = np.r_[ap_g, ap_s]
-    f_obs, sig = ph.observe(rng, f_true, ctx.m5, ctx.slope, ap)
+    area = np.r_[area_g, area_s]
+    ap = ph.aperture_factor(area)
+    scale = np.where(np.arange(nb) == ctx.det, 1.0, ph.NOISE_SCALE_OBSERVED)
+    f_obs, sig = ph.observe(rng, f_true, m5, ap, scale)
     # the detection band keeps the flux measured at detection
     f_obs[:, ctx.det] = np.r_[fdet_g, fdet_s]
     sig[:, ctx.det] = np.r_[sdet_g, sdet_s]
@@ -152,54 +169,49 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
         & (ph.maggies_to_mag(f_true) < SATURATION_MAG - 0.5)
     observed &= ~lost
 
-    mag, err, detected = ph.to_catalogue(f_obs, sig, ap, ctx.m5, observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
+    mag, err, detected = ph.to_catalogue(f_obs, sig, m5, observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
     mag[:, ctx.det] = mag_det
     err[:, ctx.det] = 1.0857 * sig[:, ctx.det] / f_obs[:, ctx.det]
     detected[:, ctx.det] = True
 
     # ---- morphology ---------------------------------------------------------------------
-    size_px = np.r_[g.r_e_arcsec / PIXEL_ARCSEC / 1.18, np.zeros(n_star)]
-    q = np.r_[g.q, np.ones(n_star)]
-    sig_maj = np.sqrt(size_px ** 2 + SIGMA_PSF ** 2)
-    sig_min = np.sqrt((q * size_px) ** 2 + SIGMA_PSF ** 2)
+    size_px, sig_maj, sig_min = _sizes(np.r_[g.r_e_arcsec, np.zeros(n_star)], np.r_[g.q, np.ones(n_star)])
     sig_obs = np.sqrt(sig_maj * sig_min)
-    # isophotal extent at the detection threshold (ln of peak surface brightness / threshold)
-    lnr = 0.921 * (26.6 - mag_det_true) - 2 * np.log(sig_obs / SIGMA_PSF)
-    r_iso = sig_obs * np.sqrt(2 * np.clip(lnr, 0.08, None))
-    frac_in = np.clip(1 - np.exp(-np.clip(lnr, 0.08, None)), 0.05, 1)
-    wings = 0.22 * r_iso * np.where(star, 1.0, 0.6)
-    a = np.sqrt(sig_maj ** 2 * frac_in * 0.7 + wings ** 2) * 10 ** rng.normal(0, 0.05, n)
-    b = a * np.clip(sig_min / sig_maj * 10 ** rng.normal(0, 0.04, n), 0.05, 1.0)
+    k2 = np.interp(mag_det_true, *AREA_K2)
+    qobs = np.clip(sig_min / sig_maj * 10 ** rng.normal(0, 0.04, n), 0.05, 1.0)
+    a = np.sqrt(area / (np.pi * qobs * k2)) * 10 ** rng.normal(0, 0.04, n)
+    b = a * qobs
     ell = 1 - b / a
     theta = rng.uniform(-90, 90, n)
-    area = np.maximum(np.round(np.pi * r_iso ** 2 * b / a * 10 ** rng.normal(0, 0.08, n)), 5)
-    fwhm = 2.355 * sig_obs * 10 ** rng.normal(0, 0.04, n) * np.where(star, 1.0, 1.15)
+    fwhm = 2.355 * sig_obs * 10 ** rng.normal(0, 0.04, n) * np.where(star, 1.0, 1.45)
     rf = 1.42 * sig_obs * np.clip(0.75 + 0.25 * (26 - mag_det) / 4, 0.75, 1.05) * 10 ** rng.normal(0, 0.04, n)
     rk = np.clip(3.5 + np.clip(0.35 * (mag_det - 21.5), 0, None) + np.abs(rng.normal(0, 0.3, n))
                  * (mag_det > 21), 3.5, 9.0)
 
     # CLASS_STAR: near 0/1 when bright, drifting to ~0.5 when faint; compact galaxies higher
     compact = np.clip(1 - size_px / (2 * SIGMA_PSF), 0, 1)
-    mu_g = np.interp(mag_det, [14, 20, 22, 23, 24, 25, 26], [0.02, 0.03, 0.08, 0.25, 0.5, 0.5, 0.5])
-    mu_g = np.clip(mu_g + 0.25 * compact * (mag_det > 21) - 0.02, 0.01, 0.9)
+    mu_g = np.interp(mag_det, [14, 20, 21, 22, 23, 24, 25, 26], [0.02, 0.03, 0.04, 0.07, 0.14, 0.58, 0.5, 0.5])
+    mu_g = np.clip(mu_g + 0.15 * (compact - 0.5) * (mag_det > 21), 0.01, 0.8)
     mu_s = np.interp(mag_det, [14, 20, 21.5, 23, 24, 25.5], [0.985, 0.98, 0.93, 0.78, 0.65, 0.55])
     mu = np.where(star, mu_s, mu_g)
-    kap = np.interp(mag_det, [14, 20, 22, 24, 26], [60, 40, 12, 5, 4])
+    kap = np.interp(mag_det, [14, 20, 22, 24, 26], [60, 40, 12, 12, 14])
     stell = np.round(rng.beta(mu * kap, (1 - mu) * kap), 2)
 
     # photometric flags: 0 61%, 2 18%, 3 19%, 1 1% (blends more common for bright, big objects)
-    p0 = np.clip(0.25 + 0.17 * (mag_det - 19.5), 0.2, 0.9)
+    p0 = np.interp(mag_det, [18, 19, 22, 24, 25], [0.2, 0.25, 0.45, 0.6, 0.65])
     u = rng.random(n)
     rest = (u - p0) / (1 - p0)
-    photoflag = np.where(u < p0, 0, np.where(rest < 0.02, 1, np.where(rest < 0.5, 2, 3)))
+    photoflag = np.where(u < p0, 0, np.where(rest < 0.025, 1, np.where(rest < 0.5, 2, 3)))
     photoflag = np.where(satur, photoflag | 4, photoflag)
 
-    # ---- 3" aperture --------------------------------------------------------------------
-    frac3 = 1 - np.exp(-(1.5 / PIXEL_ARCSEC) ** 2 / (2 * sig_obs ** 2))
+    # ---- 3" aperture (shares most of its noise with the detection measurement) -------------
+    frac3 = 1 - np.exp(-(1.5 / PIXEL_ARCSEC) ** 2 / (2 * (sig_obs * np.where(star, 1.0, 1.4)) ** 2))
     f3_true = f_true[:, ctx.det] * frac3 * 10 ** (-0.4 * 0.1)
-    f3_obs, sig3 = ph.observe(rng, f3_true[:, None], ctx.m5[[ctx.det]], ctx.slope[[ctx.det]],
-                              np.full(n, 1.1))
-    m3, e3, det3 = ph.to_catalogue(f3_obs, sig3, np.full(n, 1.1), ctx.m5[[ctx.det]],
+    ap3 = np.full(n, ph.aperture_factor(np.pi * (1.5 / PIXEL_ARCSEC) ** 2) * 0.45)
+    sig3 = ph.flux_sigma(f3_true[:, None], np.array([m5_det]), ap3)[:, 0]
+    zdet = (f_obs[:, ctx.det] - f_true[:, ctx.det]) / sig[:, ctx.det]
+    f3_obs = f3_true + sig3 * (0.8 * zdet + 0.6 * rng.standard_normal(n))
+    m3, e3, det3 = ph.to_catalogue(f3_obs[:, None], sig3[:, None], np.array([m5_det]),
                                    np.ones((n, 1), bool), ctx.nd_mag, ctx.no_mag, ctx.no_err)
     m3, e3, det3 = m3[:, 0], e3[:, 0], det3[:, 0]
     m3c = np.where(det3, m3 + rng.normal(0.19, 0.03, n), -99.0)
@@ -287,9 +299,9 @@ def _bpz_labels(ctx, rng, g, s, n_gal, n_star, mag_det, f_obs, detected):
     m = mag_det
     mg = m[:n_gal]
     # --- galaxies: σ(δz/(1+z)) ≈ 1.0% (F814W<22.5), 1.4% (22.5–24.5), growing fainter
-    sig = 0.0095 * np.sqrt(1 + 10 ** (0.8 * (mg - 23.6)))
+    sig = 0.0098 * np.sqrt(1 + 10 ** (0.8 * (mg - 23.9)))
     z = g.z
-    ez = rng.standard_t(5, n_gal) * sig * 0.8 + 0.001
+    ez = rng.standard_t(5, n_gal) * sig * 0.93 + 0.001
     zb = z + ez * (1 + z)
     p_out = 0.008 + 0.10 * _sigmoid((mg - 24.4) / 0.45)
     out = rng.random(n_gal) < p_out
@@ -298,7 +310,7 @@ def _bpz_labels(ctx, rng, g, s, n_gal, n_star, mag_det, f_obs, detected):
     wrong = np.where(rng.random(n_gal) < 0.5, conf, rng.uniform(0.02, 1.0, n_gal) * (1.5 + 2 * z))
     zb = np.where(out, wrong, zb)
     zb = np.clip(zb, 0.01, 6.5)
-    w = 1.9 * sig * 10 ** rng.normal(0, 0.12, n_gal) * np.where(out, 2.5, 1.0)
+    w = 2.3 * sig * 10 ** rng.normal(0, 0.12, n_gal) * np.where(out, 2.5, 1.0)
     odds = np.clip(erf(0.02 / (np.sqrt(2) * w)), 0.01, 0.999)
     tsig = 0.3 + 0.6 * _sigmoid((mg - 23.5) / 0.7)
     tb = np.clip(g.type_bpz + rng.normal(0, tsig), 1, 11)
@@ -322,10 +334,10 @@ def _bpz_labels(ctx, rng, g, s, n_gal, n_star, mag_det, f_obs, detected):
     w = np.r_[w, w_s]
     odds = np.r_[odds, odds_s]
     tb = np.r_[tb, tb_s]
-    mabs = np.r_[mabs, mabs_s]
+    mabs = np.clip(np.r_[mabs, mabs_s], -25.5, -8.0)     # BPZ's own M_B range is bounded too
     chi2 = np.clip(np.r_[chi2, chi2_s], 0.05, 98.0)
     lo = np.clip(zb - 1.96 * w * (1 + zb) * 10 ** rng.normal(0, 0.1, n), 0.0, None)
-    hi = zb + 1.96 * w * (1 + zb) * 10 ** rng.normal(0, 0.1, n)
+    hi = np.minimum(zb + 1.96 * w * (1 + zb) * 10 ** rng.normal(0, 0.1, n), 7.0)
     wild = rng.random(n) < 0.03 + 0.1 * _sigmoid((m - 24.5) / 0.5)
     zml = np.where(wild, rng.uniform(0, 5.3, n), zb + rng.normal(0, 1.2, n) * w * (1 + zb))
     zml = np.clip(zml, 0.0, 6.5)

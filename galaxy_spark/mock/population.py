@@ -25,11 +25,11 @@ from galaxy_spark.mock import seds
 # that <z> = 0.56 for F814W < 22.5 and 0.86 for F814W < 24.5 (Molino et al. 2014).
 LF = {
     # name: (phi* [Mpc^-3], alpha, M*0, Q [mag per unit z], P density evolution, z_break)
-    "red": (2.6e-3, -0.5, -20.55, 1.0, -1.6, 1.2),
-    "blue": (3.2e-3, -1.3, -20.3, 1.05, -0.2, 1.6),
+    "red": (2.6e-3, -0.5, -20.55, 1.05, -1.6, 1.2),
+    "blue": (3.2e-3, -1.3, -20.3, 1.04, -0.3, 1.2),
 }
 M_RANGE = (-25.5, -11.0)
-Z_RANGE = (0.005, 6.5)
+Z_RANGE = (0.02, 6.5)
 RED_UV_SPLIT = 1.85          # rest-frame U−V (AB) separating the SDSS mixtures into red / blue
 
 
@@ -184,7 +184,7 @@ class GalaxyModel:
         beta = np.where(red, 0.45, 0.25)
         r0 = np.where(red, 3.0, 4.5)
         r_e_kpc = r0 * 10 ** (-0.4 * beta * (M + 20.5)) * (1 + z) ** -0.9 * 10 ** rng.normal(0, 0.2, n)
-        r_e = r_e_kpc / self.cosmo.kpc_per_arcsec(z)
+        r_e = np.minimum(r_e_kpc / self.cosmo.kpc_per_arcsec(z), 15.0)
         q = np.where(red, rng.uniform(0.5, 1.0, n), np.clip(rng.beta(2.5, 1.6, n), 0.15, 1.0))
         return Galaxies(z, M, red, coeffs, av, obs, logmass, uv, tb, r_e, q)
 
@@ -214,9 +214,9 @@ class StarModel:
         s = STAR_COUNT_SLOPE * np.log(10)
         u = rng.random(n)
         m = np.log(np.exp(s * a) + u * (np.exp(s * b) - np.exp(s * a))) / s
-        # faint stars are mostly M dwarfs and halo K/G dwarfs; bright ones disc G/K dwarfs
-        dwarf = rng.random(n) < np.clip(0.25 + 0.03 * (m - 18), 0.15, 0.5)
-        teff = np.where(dwarf, rng.normal(3350, 250, n), rng.normal(5400, 700, n))
+        # high-latitude stars at F814W > 16 are mostly M dwarfs plus thick-disc/halo K/G dwarfs
+        dwarf = rng.random(n) < np.clip(0.55 + 0.02 * (m - 18), 0.4, 0.7)
+        teff = np.where(dwarf, rng.normal(3400, 300, n), rng.normal(4900, 700, n))
         teff = np.clip(teff, 2850, 9500)
         col = self.grid.colours_at(teff) + rng.normal(0, 0.03, (n, self.grid.colours.shape[1]))
         bmd = np.interp(teff, self.grid.teff, self.grid.b_minus_det)

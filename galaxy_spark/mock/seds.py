@@ -31,7 +31,9 @@ from galaxy_spark.survey import Survey
 
 C_AA = 2.99792458e18          # speed of light, Å/s
 AB_ZP = 3631e-23              # erg/s/cm²/Hz of an AB magnitude 0 source
-SDSS_BANDS = ("sdss_u0.dat", "sdss_g0.dat", "sdss_r0.dat", "sdss_i0.dat", "sdss_z0.dat")
+SDSS_BANDS = ("sdss_u0.dat", "sdss_g0.dat", "sdss_r0.dat", "sdss_i0.dat", "sdss_z0.dat",
+              "twomass_J.dat", "twomass_H.dat", "twomass_Ks.dat")
+TWOMASS_AB = (0.91, 1.39, 1.85)      # Vega -> AB offsets of 2MASS J, H, Ks (Blanton & Roweis 2007)
 REST_B = "bessell_B.dat"
 REST_U = "bessell_U.dat"
 REST_V = "bessell_V.dat"
@@ -178,15 +180,24 @@ def sdss_mixtures() -> tuple[np.ndarray, np.ndarray]:
             mf = np.asarray(d["MODELFLUX"], float) * 1e-9          # nanomaggies -> maggies
             iv = np.asarray(d["MODELFLUX_IVAR"], float) * 1e18
             ext = np.asarray(d["EXTINCTION"], float)
+            nir_m = np.stack([np.asarray(d[f"{b}_M_EXT"], float) for b in "JHK"], -1)
+            nir_s = np.stack([np.asarray(d[f"{b}_MSIG_EXT"], float) for b in "JHK"], -1)
     mf = mf * 10 ** (0.4 * ext)
     iv = iv * 10 ** (-0.8 * ext)
-    good = (z > 0.01) & (z < 0.5) & np.all(iv > 0, 1) & np.all(mf > 0, 1)
+    # 2MASS extended-source magnitudes (Vega) constrain the near-infrared of the mixtures
+    nir_ok = (nir_m > 5) & (nir_m < 20) & (nir_s > 0) & (nir_s < 0.5)
+    nir_f = np.where(nir_ok, 10 ** (-0.4 * (nir_m + np.asarray(TWOMASS_AB))), 0.0)
+    nir_iv = np.where(nir_ok, 1.0 / np.maximum(nir_f * nir_s / 1.0857, 1e-30) ** 2, 0.0)
+    mf = np.concatenate([mf, nir_f], 1)
+    iv = np.concatenate([iv, nir_iv], 1)
+    good = (z > 0.01) & (z < 0.5) & np.all(iv[:, :5] > 0, 1) & np.all(mf[:, :5] > 0, 1)
     z, mf, iv = z[good], mf[good], iv[good]
     # floor the errors at 3% (template mismatch), as kcorrect fits usually do
-    sig = np.sqrt(1 / iv + (0.03 * mf) ** 2)
+    with np.errstate(divide="ignore"):
+        sig = np.sqrt(np.where(iv > 0, 1 / iv, np.inf) + (0.03 * mf) ** 2)
     wave, tflux, _ = load_templates()
     zg = np.linspace(0.0, 0.5, 101)
-    A = np.stack([tflux @ _band_weights(wave, *_curve(f), zg, None) for f in SDSS_BANDS], -1)  # (5, nz, 5)
+    A = np.stack([tflux @ _band_weights(wave, *_curve(f), zg, None) for f in SDSS_BANDS], -1)  # (5, nz, 8)
     from astropy.cosmology import Planck18
 
     dm = 10 ** (-0.4 * Planck18.distmod(z).value)
@@ -194,11 +205,12 @@ def sdss_mixtures() -> tuple[np.ndarray, np.ndarray]:
     for i in range(z.size):
         j = min(int(z[i] / 0.005), zg.size - 2)
         w = (z[i] - zg[j]) / 0.005
-        M = ((1 - w) * A[:, j, :] + w * A[:, j + 1, :]).T * dm[i]    # (5 bands, 5 templates)
-        Ms = M / sig[i][:, None]
+        use = np.isfinite(sig[i])
+        M = ((1 - w) * A[:, j, :] + w * A[:, j + 1, :]).T[use] * dm[i]    # (bands, 5 templates)
+        Ms = M / sig[i][use][:, None]
         norm = Ms.max(0)
         try:
-            out[i] = nnls(Ms / norm, mf[i] / sig[i], maxiter=200)[0] / norm
+            out[i] = nnls(Ms / norm, mf[i][use] / sig[i][use], maxiter=200)[0] / norm
         except RuntimeError:
             out[i] = 0.0
     ok = out.sum(1) > 0

@@ -1,0 +1,195 @@
+"""Tests of the mock catalogue generator (jobs/mock.py, galaxy_spark/mock)."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from galaxy_spark.survey import load_survey
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = ROOT / "jobs" / "mock.py"
+REAL = ROOT.parent / "shared" / "data" / "alhambra_f02_vizier_sample.csv"
+
+
+def run_job(*args):
+    return subprocess.run([sys.executable, str(JOB), "--quiet", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def survey():
+    return load_survey()
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mock")
+    a, b, c = d / "a.csv", d / "b.csv", d / "c.csv"
+    for path, seed in ((a, 7), (b, 7), (c, 8)):
+        r = run_job("--objects", 2000, "--seed", seed, "--format", "csv", "--out", path)
+        assert r.returncode == 0, r.stderr
+    return a, b, c
+
+
+@pytest.fixture(scope="module")
+def table20k(survey):
+    from galaxy_spark.mock import generate_table
+
+    return pd.DataFrame({k: v for k, v in generate_table(survey, 20000, 3).items()})
+
+
+def _md5(p):
+    return hashlib.md5(Path(p).read_bytes()).hexdigest()
+
+
+def test_same_seed_same_bytes_and_different_seed_differs(small_csv):
+    a, b, c = small_csv
+    assert _md5(a) == _md5(b)
+    assert _md5(a) != _md5(c)
+
+
+def test_csv_header_columns_and_types(small_csv, survey):
+    d = pd.read_csv(small_csv[0])
+    expected = [c.name for c in survey.csv_columns()] + [c.name for c in survey.truth]
+    assert list(d.columns) == expected
+    assert len(survey.public_columns()) == 113
+    assert len(d) == 2000
+    assert d["F814W_Image"].str.match(r"^f0\dp0\d_F814W_\d\.swp\.fits$").all()
+    assert set(d["is_star"].unique()) <= {0, 1}
+    # writer formats: RA/Dec with 4 decimals, magnitudes with 3
+    first = small_csv[0].read_text().splitlines()[1].split(",")
+    cols = list(d.columns)
+    assert len(first[cols.index("RA")].split(".")[1]) == 4
+    assert len(first[cols.index("F814W")].split(".")[1]) == 3
+
+
+def test_sentinels(small_csv, survey):
+    d = pd.read_csv(small_csv[0])
+    nd = survey.sentinels["not_detected_magnitude"]
+    no = survey.sentinels["not_observed_magnitude"]
+    n_nd = n_no = 0
+    for b in survey.band_names:
+        m, e = d[b], d[survey.error_column(b)]
+        nondet, notobs = m == nd, m == no
+        n_nd += nondet.sum()
+        n_no += notobs.sum()
+        assert (e[notobs] == survey.sentinels["not_observed_error"]).all(), b
+        # non-detections carry the 1σ limiting magnitude: a plausible faint magnitude
+        assert ((e[nondet] > 18) & (e[nondet] < 30)).all(), b
+        ok = ~nondet & ~notobs
+        assert ((m[ok] > 5) & (m[ok] < 40)).all(), b
+        assert ((e[ok] >= 0) & (e[ok] < 10)).all(), b
+    assert n_nd > 0 and n_no > 0
+    det = survey.detection_band
+    assert ((d[det] > 10) & (d[det] < 27.5)).all()
+    assert (d["MagPrior"] == d[det]).all()
+    # nfobs counts the detected bands
+    detected = sum(((d[b] != nd) & (d[b] != no)).astype(int) for b in survey.band_names)
+    assert (detected == d["nfobs"]).all()
+    # Stellar_Flag is exactly 0.5 beyond the bright regime
+    assert (d.loc[d[det] >= 22.5, "Stellar_Flag"] == 0.5).all()
+    assert d.loc[d["Chi2"] != 99, "Chi2"].between(0, 99).all()
+
+
+def test_ids_unique_and_consistent(small_csv, survey):
+    d = pd.read_csv(small_csv[0])
+    assert d["ID"].is_unique
+    ids = d["ID"].astype(np.int64)
+    assert ids.astype(str).str.len().eq(survey.id_digits).all()
+    s = ids.astype(str)
+    assert (s.str[3].astype(int) == d["Field"]).all()
+    assert (s.str[4].astype(int) == d["Pointing"]).all()
+    assert (s.str[5].astype(int) == d["CCD"]).all()
+    assert set(zip(d["Field"], d["Pointing"], d["CCD"])) == set(survey.ccd_catalogues())
+    counts = d.groupby(["Field", "Pointing", "CCD"]).size()
+    assert counts.max() - counts.min() <= 1          # equal-area CCDs
+
+
+def test_ascii_layout(tmp_path, survey):
+    out = tmp_path / "ascii"
+    r = run_job("--objects", 960, "--seed", 5, "--format", "ascii", "--out", out)
+    assert r.returncode == 0, r.stderr
+    files = sorted(out.iterdir())
+    assert len(files) == 48
+    expected = {survey.ascii_file_pattern.format(field=f, pointing=p, ccd=c) for f, p, c in survey.ccd_catalogues()}
+    assert {f.name for f in files} == expected
+    names = [c.name for c in survey.public_columns()] + [c.name for c in survey.truth]
+    text = files[0].read_text().splitlines()
+    header = [ln for ln in text if ln.startswith("#")]
+    assert header[0].startswith("##")
+    assert header[-1].split()[1:] == names
+    d = pd.read_csv(files[0], sep=r"\s+", comment="#", header=None, names=names)
+    assert len(d) == 20 and d.shape[1] == 113 + len(survey.truth)
+    assert d["ID"].is_unique
+
+
+def test_bad_arguments(tmp_path):
+    for args in (["--objects", 0], ["--objects", -5], ["--objects", "abc"], ["--format", "parquet"]):
+        r = run_job(*args, "--out", tmp_path / "x.csv")
+        assert r.returncode != 0
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    (tmp_path / "file").write_text("x")
+    r = run_job("--objects", 10, "--out", tmp_path / "file" / "x.csv")
+    assert r.returncode != 0 and r.stderr.strip().startswith("error: ")
+
+
+def test_redshift_distribution_and_star_fraction(table20k):
+    d = table20k
+    g = d[d["is_star"] == 0]
+    assert abs(g.loc[g["F814W"] < 22.5, "z_true"].mean() - 0.56) < 0.06
+    assert abs(g.loc[g["F814W"] < 24.5, "z_true"].mean() - 0.86) < 0.08
+    frac = d["is_star"].mean()
+    assert 0.015 < frac < 0.05
+    assert 15.0 < d["F814W"].quantile(0.001) and d["F814W"].quantile(0.99) < 26.3
+    # stars: stell near 1 when bright, galaxies near 0
+    s = d[(d["is_star"] == 1) & (d["F814W"] < 20)]
+    assert s["stell"].median() > 0.9
+    assert d.loc[(d["is_star"] == 0) & (d["F814W"] < 21), "stell"].median() < 0.1
+    assert (d.loc[d["is_star"] == 1, "z_true"] == 0).all()
+
+
+def test_label_precision(table20k):
+    g = table20k[table20k["is_star"] == 0]
+    ez = (g["zb_1"] - g["z_true"]) / (1 + g["z_true"])
+    bright = ez[g["F814W"] < 22.5]
+    nmad = 1.4826 * np.median(np.abs(bright - bright.median()))
+    assert 0.007 < nmad < 0.02
+    faint = ez[(g["F814W"] >= 22.5) & (g["F814W"] < 24.5)]
+    assert 1.4826 * np.median(np.abs(faint - faint.median())) > nmad
+    # outliers rise with magnitude, odds fall
+    out_b = (np.abs(bright) > 0.15).mean()
+    out_f = (np.abs(ez[g["F814W"] >= 24.5]) > 0.15).mean()
+    assert out_b < 0.03 and out_f > out_b
+    odds = table20k.groupby(np.floor(table20k["F814W"]))["Odds_1"].median()
+    assert odds.loc[20] > 0.5 and odds.loc[24] < 0.4
+    # mass relation with the per-type constants
+    t = np.floor(table20k["Tb_1"]).clip(1, 10).astype(int)
+    c = table20k["Stell_Mass_1"] + 0.4 * table20k["M_Abs_1"]
+    assert abs(c[t == 1].median() - 2.51) < 0.05 and abs(c[t == 9].median() - 1.39) < 0.05
+    assert ((table20k["t_ml"] * 8) % 1 == 0).all()
+    assert table20k["Tb_1"].between(1, 11).all() and g["type_true"].between(1, 11).all()
+    assert (table20k["zb_Min_1"] <= table20k["zb_1"]).all() and (table20k["zb_Max_1"] >= table20k["zb_1"]).all()
+
+
+def test_split_counts_deterministic():
+    from galaxy_spark.mock import split_counts
+
+    c = split_counts(446_343, np.ones(48))
+    assert c.sum() == 446_343 and c.max() - c.min() <= 1
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="real rows not available")
+def test_validation_reader(survey):
+    from galaxy_spark.mock.validate import read_vizier
+
+    r = read_vizier(survey, REAL)
+    assert len(r) == 817
+    assert (r["F768W_state"] == 2).sum() == 17
+    assert (r["F365W_state"] == 1).sum() == 218
