@@ -60,48 +60,67 @@ class DenseStack:
         return h
 
 
+CALIBRATION_METHODS = ("target_on_prediction", "unit_slope")
+
+
 @dataclass
 class Calibration:
-    """Slope correction: pred = P(true) fitted on validation; apply P^-1 (monotone, tabulated)."""
+    """Slope correction fitted on the validation split, stored as a monotone table pred → corrected.
+
+    - ``target_on_prediction`` (default): least-squares polynomial true ≈ P(pred), i.e. E[true | pred].
+      It maps predictions to targets and never increases the validation MSE (identity is in the
+      family), but it cannot undo the shrinkage of pred-vs-true towards the mean.
+    - ``unit_slope`` (the thesis' reading): fit pred = P(true) and apply P⁻¹, so the corrected
+      predictions have unit slope against the truth; it amplifies the scatter by 1/slope.
+    """
     degree: int
     coeffs: list[float]
-    grid_true: list[float] = field(default_factory=list)
     grid_pred: list[float] = field(default_factory=list)
+    grid_out: list[float] = field(default_factory=list)
+    method: str = "target_on_prediction"
 
     @classmethod
-    def fit(cls, pred: np.ndarray, true: np.ndarray, degree: int = 1) -> "Calibration":
+    def fit(cls, pred: np.ndarray, true: np.ndarray, degree: int = 1,
+            method: str = "target_on_prediction") -> "Calibration":
+        if method not in CALIBRATION_METHODS:
+            raise ValueError(f"slope correction method {method!r} is not one of {CALIBRATION_METHODS}")
         ok = np.isfinite(pred) & np.isfinite(true)
         pred, true = pred[ok], true[ok]
-        if len(pred) < degree + 2 or np.ptp(true) == 0:
+        if degree < 1 or len(pred) < degree + 2 or np.ptp(true) == 0 or np.ptp(pred) == 0:
             return cls.identity()
         for d in range(degree, 0, -1):
-            coeffs = np.polyfit(true, pred, d)
-            lo, hi = np.quantile(true, [0.0, 1.0])
-            grid = np.linspace(lo, hi, 512)
-            p = np.polyval(coeffs, grid)
-            if np.all(np.diff(p) > 0):  # invertible: keep it
-                return cls(d, coeffs.tolist(), grid.tolist(), p.tolist())
+            if method == "target_on_prediction":
+                coeffs = np.polyfit(pred, true, d)
+                grid_pred = np.linspace(*np.quantile(pred, [0.001, 0.999]), 512)
+                grid_out = np.polyval(coeffs, grid_pred)
+            else:
+                coeffs = np.polyfit(true, pred, d)
+                grid_out = np.linspace(*np.quantile(true, [0.001, 0.999]), 512)
+                grid_pred = np.polyval(coeffs, grid_out)
+            if np.all(np.diff(grid_pred) > 0) and np.all(np.diff(grid_out) > 0):  # monotone: keep
+                return cls(d, coeffs.tolist(), grid_pred.tolist(), grid_out.tolist(), method)
         return cls.identity()
 
     @classmethod
     def identity(cls) -> "Calibration":
-        return cls(0, [1.0, 0.0], [0.0, 1.0], [0.0, 1.0])
+        return cls(0, [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], "identity")
 
     def apply(self, pred: np.ndarray) -> np.ndarray:
+        pred = np.asarray(pred, dtype=np.float64)
         if self.degree == 0:
-            return np.asarray(pred, dtype=np.float64)
-        gp, gt = np.asarray(self.grid_pred), np.asarray(self.grid_true)
-        out = np.interp(pred, gp, gt)
+            return pred
+        gp, go = np.asarray(self.grid_pred), np.asarray(self.grid_out)
+        out = np.interp(pred, gp, go)
         # linear continuation beyond the tabulated range with the end slopes
-        lo_slope = (gt[1] - gt[0]) / (gp[1] - gp[0])
-        hi_slope = (gt[-1] - gt[-2]) / (gp[-1] - gp[-2])
-        out = np.where(pred < gp[0], gt[0] + (pred - gp[0]) * lo_slope, out)
-        out = np.where(pred > gp[-1], gt[-1] + (pred - gp[-1]) * hi_slope, out)
+        lo_slope = (go[1] - go[0]) / (gp[1] - gp[0])
+        hi_slope = (go[-1] - go[-2]) / (gp[-1] - gp[-2])
+        out = np.where(pred < gp[0], go[0] + (pred - gp[0]) * lo_slope, out)
+        out = np.where(pred > gp[-1], go[-1] + (pred - gp[-1]) * hi_slope, out)
         return out
 
     def to_dict(self):
-        return {"degree": self.degree, "coeffs": self.coeffs, "grid_true": self.grid_true,
-                "grid_pred": self.grid_pred}
+        return {"degree": self.degree, "coeffs": self.coeffs, "grid_pred": self.grid_pred,
+                "grid_out": self.grid_out, "method": self.method}
 
 
 @dataclass
@@ -146,21 +165,21 @@ class Ensemble:
         if z.kind == "pdf":
             p = z.raw(x)
             q = pdf_quantiles(p, z.z_bins, [0.5, 0.16, 0.84, 0.025, 0.975])
-            q = z.calibration.apply(q)
+            q = np.maximum(z.calibration.apply(q), 0.0)
             mode = z.z_bins[np.argmax(p, axis=1)]
             width = z.z_bins[1] - z.z_bins[0]
             near = np.abs(z.z_bins[None, :] - q[:, :1]) <= 0.02 * (1 + q[:, :1]) + width / 2
             odds = (p * near).sum(axis=1)
             out.update(z_phot=q[:, 0], z_phot_lo68=q[:, 1], z_phot_hi68=q[:, 2],
-                       z_phot_lo95=q[:, 3], z_phot_hi95=q[:, 4], z_phot_mode=z.calibration.apply(mode),
+                       z_phot_lo95=q[:, 3], z_phot_hi95=q[:, 4], z_phot_mode=np.maximum(z.calibration.apply(mode), 0.0),
                        z_phot_odds=odds)
         else:
-            zp = z.calibration.apply(z.raw(x)[:, 0])
+            zp = np.maximum(z.calibration.apply(z.raw(x)[:, 0]), 0.0)
             rq = z.residual_quantiles
             out.update(z_phot=zp, z_phot_mode=zp, z_phot_odds=np.full(len(zp), np.nan))
             for col, key in (("z_phot_lo68", "q16"), ("z_phot_hi68", "q84"),
                              ("z_phot_lo95", "q02.5"), ("z_phot_hi95", "q97.5")):
-                out[col] = zp + rq.get(key, np.nan) * (1 + zp)
+                out[col] = np.maximum(zp + rq.get(key, np.nan) * (1 + zp), 0.0)
         ps = self.networks["stellarity"].raw(x)[:, 1]
         out["p_star"] = ps
         out["is_star"] = (ps >= 0.5).astype(np.float64)

@@ -152,7 +152,7 @@ def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.
 TARGETS = ("redshift", "stellarity", "spectral_type", "stellar_mass")
 TRUTH_COLUMNS = {"redshift": "z_true", "stellarity": "is_star", "spectral_type": "type_true",
                  "stellar_mass": "logmass_true"}
-STAR_THRESHOLD = 0.5  # stell >= 0.5 -> star (the thesis' two classes)
+DEFAULT_STAR_THRESHOLD = 0.9  # stell >= threshold -> star (survey file: labels.star_threshold)
 
 
 def build_targets(df: pd.DataFrame, survey: Survey, label_source: str = "catalogue") -> dict[str, np.ndarray]:
@@ -165,7 +165,8 @@ def build_targets(df: pd.DataFrame, survey: Survey, label_source: str = "catalog
             raise InputError(f"catalogue has no {label_source} label column for {t} ({col!r})")
         v = pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)
         if t == "stellarity" and label_source != "truth":
-            v = np.where(np.isfinite(v), (v >= STAR_THRESHOLD).astype(float), np.nan)
+            threshold = float(survey.labels.get("star_threshold", DEFAULT_STAR_THRESHOLD))
+            v = np.where(np.isfinite(v), (v >= threshold).astype(float), np.nan)
         out[t] = v
     return out
 

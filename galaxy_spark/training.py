@@ -286,6 +286,7 @@ def train(opts: TrainOptions, spark) -> dict:
             "validation_fraction": split_frac["validation"], "test_fraction": 0.2,
             "sample_fraction": opts.sample_fraction, "seed": opts.seed, "max_epochs": opts.max_epochs,
             "regress_on": preset["regress_on"], "slope_correction_degree": preset["slope_correction"]["degree"],
+            "slope_correction_method": preset["slope_correction"].get("method", "target_on_prediction"),
             "catalogue": str(opts.catalog), "catalogue_fingerprint": catalogue_fingerprint(opts.catalog),
             "git_commit": git_commit(), "split_method": "splitmix64(ID) -> [0,1): test [0,0.2), "
             "validation [0.2, 0.2+f), train [0.3, 0.3+f)",
@@ -329,11 +330,13 @@ def train(opts: TrainOptions, spark) -> dict:
                        "initial_train_score": hist[f"train_{mname}"][0], "final_train_score": score_metric(cfg, raw_tr, y[tr])[1],
                        "initial_val_score": hist[f"val_{mname}"][0], "final_val_score": score_metric(cfg, raw_va, y[va])[1]}
                 if cfg["kind"] != "classifier":
-                    degree = preset["slope_correction"]["degree"]
-                    net.calibration = Calibration.fit(raw_va, y[va], degree) if degree else Calibration.identity()
+                    sc = preset["slope_correction"]
+                    net.calibration = Calibration.fit(raw_va, y[va], sc.get("degree", 1),
+                                                      sc.get("method", "target_on_prediction"))
                     cal_va = net.calibration.apply(raw_va)
                     before, after = M.regression_metrics(raw_va, y[va]), M.regression_metrics(cal_va, y[va])
-                    row.update(val_slope_before=before["slope"], val_slope_after=after["slope"])
+                    row.update(val_slope_before=before["slope"], val_slope_after=after["slope"],
+                               val_rmse_before=before["rmse"], val_rmse_after=after["rmse"])
                     net.scatter = after["nmad"]
                     if name == "redshift" and cfg["kind"] != "pdf":
                         e = M.ez(cal_va, y[va])

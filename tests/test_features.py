@@ -80,7 +80,7 @@ def test_missing_column_is_a_clear_error():
 
 
 def test_targets_star_label_from_stell_threshold():
-    df = tiny_rows().assign(zb_1=0.5, Tb_1=3.0, Stell_Mass_1=10.0, stell=[0.9, 0.2, np.nan])
+    df = tiny_rows().assign(zb_1=0.5, Tb_1=3.0, Stell_Mass_1=10.0, stell=[0.95, 0.6, np.nan])
     t = build_targets(df, SURVEY)
     assert list(t["stellarity"][:2]) == [1.0, 0.0] and np.isnan(t["stellarity"][2])
 

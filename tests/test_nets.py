@@ -61,14 +61,27 @@ def test_numpy_evaluation_matches_keras(preset, name):
     np.testing.assert_allclose(ours, keras_out, atol=1e-5, rtol=1e-5)
 
 
-def test_slope_correction_restores_unit_slope():
+def test_unit_slope_correction_restores_unit_slope():
     rng = np.random.default_rng(0)
     true = rng.uniform(0, 3, 5000)
     pred = 0.6 * true + 0.3 + rng.normal(0, 0.05, true.size)   # the thesis' symptom: slope < 1
-    cal = Calibration.fit(pred, true, degree=1)
+    cal = Calibration.fit(pred, true, degree=1, method="unit_slope")
     corrected = cal.apply(pred)
     assert abs(np.polyfit(true, corrected, 1)[0] - 1) < 0.02
     assert abs(np.polyfit(true, pred, 1)[0] - 0.6) < 0.02
+
+
+def test_target_on_prediction_correction_never_worsens_validation_mse():
+    rng = np.random.default_rng(1)
+    true = rng.uniform(0, 3, 5000)
+    pred = 0.5 * true + 0.6 + rng.normal(0, 0.4, true.size)   # noisy and shrunk
+    cal = Calibration.fit(pred, true, degree=2)
+    corrected = cal.apply(pred)
+    assert np.mean((corrected - true) ** 2) < np.mean((pred - true) ** 2)
+    assert abs(np.polyfit(corrected, true, 1)[0] - 1) < 0.02   # unbiased given the prediction
+    # unit-slope inversion on the same data amplifies the scatter
+    inv = Calibration.fit(pred, true, degree=1, method="unit_slope").apply(pred)
+    assert np.mean((inv - true) ** 2) > np.mean((corrected - true) ** 2)
 
 
 def test_unknown_preset_names_the_known_ones():
