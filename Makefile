@@ -8,6 +8,8 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export PYSPARK_PYTHON := $(abspath $(PY))
 # spark-submit finds Spark through SPARK_HOME; the pip package is the Spark distribution
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
+# conf/log4j2.properties: Spark logs warnings only
+export SPARK_CONF_DIR := $(abspath conf)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 SPARK_SUBMIT := $(VENV)/bin/spark-submit --master local[2] --driver-memory 6g
 # Full-size run by default; `make run OBJECTS=20000` for a quick one.

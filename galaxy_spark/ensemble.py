@@ -82,21 +82,20 @@ class Calibration:
     @classmethod
     def fit(cls, pred: np.ndarray, true: np.ndarray, degree: int = 1,
             method: str = "target_on_prediction") -> "Calibration":
+        """Sigma-clipped polynomial fit (3 × NMAD, iterated): catastrophic outliers — a few % of
+        photo-z labels — must not drive the correction of everything else."""
         if method not in CALIBRATION_METHODS:
             raise ValueError(f"slope correction method {method!r} is not one of {CALIBRATION_METHODS}")
         ok = np.isfinite(pred) & np.isfinite(true)
         pred, true = pred[ok], true[ok]
         if degree < 1 or len(pred) < degree + 2 or np.ptp(true) == 0 or np.ptp(pred) == 0:
             return cls.identity()
+        x, y = (pred, true) if method == "target_on_prediction" else (true, pred)
         for d in range(degree, 0, -1):
-            if method == "target_on_prediction":
-                coeffs = np.polyfit(pred, true, d)
-                grid_pred = np.linspace(*np.quantile(pred, [0.001, 0.999]), 512)
-                grid_out = np.polyval(coeffs, grid_pred)
-            else:
-                coeffs = np.polyfit(true, pred, d)
-                grid_out = np.linspace(*np.quantile(true, [0.001, 0.999]), 512)
-                grid_pred = np.polyval(coeffs, grid_out)
+            coeffs = _clipped_polyfit(x, y, d)
+            grid_x = np.linspace(*np.quantile(x, [0.001, 0.999]), 512)
+            grid_y = np.polyval(coeffs, grid_x)
+            grid_pred, grid_out = (grid_x, grid_y) if method == "target_on_prediction" else (grid_y, grid_x)
             if np.all(np.diff(grid_pred) > 0) and np.all(np.diff(grid_out) > 0):  # monotone: keep
                 return cls(d, coeffs.tolist(), grid_pred.tolist(), grid_out.tolist(), method)
         return cls.identity()
@@ -121,6 +120,20 @@ class Calibration:
     def to_dict(self):
         return {"degree": self.degree, "coeffs": self.coeffs, "grid_pred": self.grid_pred,
                 "grid_out": self.grid_out, "method": self.method}
+
+
+def _clipped_polyfit(x: np.ndarray, y: np.ndarray, degree: int, nsigma: float = 3.0, iterations: int = 5):
+    keep = np.ones(len(x), bool)
+    coeffs = np.polyfit(x, y, degree)
+    for _ in range(iterations):
+        r = y - np.polyval(coeffs, x)
+        mad = 1.4826 * np.median(np.abs(r[keep] - np.median(r[keep])))
+        new_keep = np.abs(r - np.median(r[keep])) <= nsigma * max(mad, 1e-12)
+        if new_keep.sum() < degree + 2 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+        coeffs = np.polyfit(x[keep], y[keep], degree)
+    return coeffs
 
 
 @dataclass

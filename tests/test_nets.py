@@ -87,3 +87,14 @@ def test_target_on_prediction_correction_never_worsens_validation_mse():
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(InputError, match="default, paper"):
         load_preset("nope")
+
+
+def test_outliers_do_not_drive_the_slope_correction():
+    rng = np.random.default_rng(2)
+    true = rng.uniform(0, 2, 20000)
+    pred = true + rng.normal(0, 0.02, true.size) * (1 + true)       # already unbiased
+    bad = rng.random(true.size) < 0.05                                 # 5% catastrophic labels
+    labels = np.where(bad, true + rng.uniform(1, 3, true.size), true)
+    cal = Calibration.fit(pred, labels, degree=2)
+    corrected = cal.apply(pred)
+    assert abs(np.median(corrected - true)) < 0.005

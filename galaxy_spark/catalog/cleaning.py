@@ -23,9 +23,6 @@ Quarantine reasons (`REASONS`, in priority order; a row gets the first that appl
 """
 from __future__ import annotations
 
-import functools
-import operator
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -57,7 +54,56 @@ def convention_for(fmt: str) -> str:
     return "vizier" if fmt == "vizier" else "sentinel"
 
 
-# ---- small column helpers ------------------------------------------------------------------
+# ---- SQL text helpers ------------------------------------------------------------------------
+# The validation expressions are generated as SQL text and handed to Spark in one `selectExpr`
+# per projection: building the same ~3,000-node trees through the Column API costs thousands of
+# Python->JVM calls (seconds per plan), SQL text costs one.
+def q(name: str) -> str:
+    """Quote a column name for SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def lit(s: str) -> str:
+    """A SQL string literal."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def dbl(x: float) -> str:
+    """A SQL double literal."""
+    return f"{float(x)!r}D"
+
+
+def blank_sql(x: str) -> str:
+    return f"({x} IS NULL OR trim({x}) = '')"
+
+
+def finite_sql(d: str) -> str:
+    return f"(NOT isnan({d}) AND abs({d}) != CAST('Infinity' AS DOUBLE))"
+
+
+def between_sql(x: str, lo: float, hi: float) -> str:
+    return f"({x} BETWEEN {dbl(lo)} AND {dbl(hi)})"
+
+
+def _or(conds: list[str]) -> str:
+    return "(" + " OR ".join(conds) + ")" if conds else "false"
+
+
+def _f(c: str) -> str:
+    """Null-safe boolean: null -> false."""
+    return f"coalesce({c}, false)"
+
+
+def _fmt(template: str, *args: str) -> str:
+    """format_string with a literal template (no % in survey names)."""
+    return f"format_string({lit(template)}, {', '.join(args)})" if args else lit(template)
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+# ---- small column helpers (Column API, for callers outside this module) ---------------------
 def is_blank(c: Column) -> Column:
     return c.isNull() | (F.trim(c) == "")
 
@@ -69,19 +115,6 @@ def parse_double(c: Column) -> Column:
 
 def is_finite(d: Column) -> Column:
     return ~F.isnan(d) & (F.abs(d) != F.lit(float("inf")))
-
-
-def _any(conds: list[Column]) -> Column:
-    return functools.reduce(operator.or_, conds) if conds else F.lit(False)
-
-
-def _f(c: Column) -> Column:
-    """Null-safe boolean: null -> false."""
-    return F.coalesce(c, F.lit(False))
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"
 
 
 # ---- the thesis' preprocessing, kept as a pure function --------------------------------------
@@ -104,6 +137,16 @@ def thesis_magnitude(mag: Column, state: Column, survey: Survey) -> Column:
             .otherwise(F.lit(clip(float(s["not_observed_magnitude"])))))
 
 
+def thesis_magnitude_sql(mag: str, state: str, survey: Survey) -> str:
+    """SQL text of `thesis_magnitude` (mag, state: SQL expressions)."""
+    lo, hi = survey.thesis_clip
+    s = survey.sentinels
+    clip = lambda v: float(min(max(v, lo), hi))  # noqa: E731
+    return (f"CASE WHEN {state} = {DETECTED} THEN least(greatest({mag}, {dbl(lo)}), {dbl(hi)}) "
+            f"WHEN {state} = {NOT_DETECTED} THEN {dbl(clip(float(s['not_detected_magnitude'])))} "
+            f"ELSE {dbl(clip(float(s['not_observed_magnitude'])))} END")
+
+
 def thesis_magnitude_array(mag, state, survey: Survey):
     """numpy version of `thesis_magnitude` for pandas/Keras feature code (same numbers)."""
     import numpy as np
@@ -120,84 +163,89 @@ def thesis_magnitude_array(mag, state, survey: Survey):
 
 def add_thesis_columns(df: DataFrame, survey: Survey) -> DataFrame:
     """Append `B_thesis` for every band to a canonical frame."""
-    return df.select("*", *[thesis_magnitude(F.col(b), F.col(S.state_column(b)), survey)
-                            .alias(thesis_column(b)) for b in survey.band_names])
+    return df.selectExpr("*", *[
+        f"{thesis_magnitude_sql(q(b), q(S.state_column(b)), survey)} AS {q(thesis_column(b))}"
+        for b in survey.band_names])
 
 
-# ---- band decoding -------------------------------------------------------------------------
-def decode_band_sentinel(m: Column, e: Column, survey: Survey, band: str = "band") -> dict:
-    """ColorPro/BPZ pair (public ASCII, CSV): m, e parsed doubles.
+# ---- band decoding (SQL text) ----------------------------------------------------------------
+def decode_band_sentinel(m: str, e: str, survey: Survey, band: str = "band") -> dict:
+    """ColorPro/BPZ pair (public ASCII, CSV); m, e: SQL expressions of the parsed doubles.
 
     99 -> not detected, e = 1-sigma limit; -99 -> not observed, e must be 0; anything else is a
     detection with m inside valid_magnitude_range and e inside valid_error_range.
-    Returns {mag, err, lim, state, bad (bool), problem (string or null)}.
+    Returns SQL text for {mag, err, lim, state, bad (boolean), problem (string or null)}.
     """
     s = survey.sentinels
     nd, no, noe = (float(s["not_detected_magnitude"]), float(s["not_observed_magnitude"]),
                    float(s["not_observed_error"]))
     lo, hi = map(float, s["valid_magnitude_range"])
     elo, ehi = map(float, s["valid_error_range"])
-    state = F.when(m == nd, F.lit(NOT_DETECTED)).when(m == no, F.lit(NOT_OBSERVED)) \
-        .otherwise(F.lit(DETECTED)).cast("byte")
     de = survey.error_column(band)
+    is_nd, is_no = f"({m} = {dbl(nd)})", f"({m} = {dbl(no)})"
+    state = (f"CAST(CASE WHEN {is_nd} THEN {NOT_DETECTED} WHEN {is_no} THEN {NOT_OBSERVED} "
+             f"ELSE {DETECTED} END AS TINYINT)")
     problem = (
-        F.when((m == nd) & ~e.between(lo, hi),
-               F.format_string(f"{band}={_num(nd)} with limit {de}=%s outside [{_num(lo)}, {_num(hi)}]", e))
-        .when((m == no) & (e != noe),
-              F.format_string(f"{band}={_num(no)} (not observed) with {de}=%s, expected {_num(noe)}", e))
-        .when((m != nd) & (m != no) & ~m.between(lo, hi),
-              F.format_string(f"{band}=%s outside [{_num(lo)}, {_num(hi)}] and not a sentinel", m))
-        .when((m != nd) & (m != no) & ~e.between(elo, ehi),
-              F.format_string(f"{de}=%s outside [{_num(elo)}, {_num(ehi)}]", e)))
-    return {
-        "mag": F.when(state == DETECTED, m), "err": F.when(state == DETECTED, e),
-        "lim": F.when(state == NOT_DETECTED, e), "state": state,
-        "bad": _f(problem.isNotNull()), "problem": problem,
-    }
+        f"CASE WHEN {is_nd} AND NOT {between_sql(e, lo, hi)} THEN "
+        f"{_fmt(f'{band}={_num(nd)} with limit {de}=%s outside [{_num(lo)}, {_num(hi)}]', e)} "
+        f"WHEN {is_no} AND {e} != {dbl(noe)} THEN "
+        f"{_fmt(f'{band}={_num(no)} (not observed) with {de}=%s, expected {_num(noe)}', e)} "
+        f"WHEN NOT {is_nd} AND NOT {is_no} AND NOT {between_sql(m, lo, hi)} THEN "
+        f"{_fmt(f'{band}=%s outside [{_num(lo)}, {_num(hi)}] and not a sentinel', m)} "
+        f"WHEN NOT {is_nd} AND NOT {is_no} AND NOT {between_sql(e, elo, ehi)} THEN "
+        f"{_fmt(f'{de}=%s outside [{_num(elo)}, {_num(ehi)}]', e)} END")
+    return {"mag": f"CASE WHEN {is_nd} OR {is_no} THEN NULL ELSE {m} END",
+            "err": f"CASE WHEN {is_nd} OR {is_no} THEN NULL ELSE {e} END",
+            "lim": f"CASE WHEN {is_nd} THEN {e} END", "state": state,
+            "bad": _f(f"({problem}) IS NOT NULL"), "problem": problem}
 
 
-def decode_band_vizier(m_raw: Column, e_raw: Column, flag: Column | None, m: Column, e: Column,
+def decode_band_vizier(m_raw: str, e_raw: str, flag: str | None, m: str, e: str,
                        survey: Survey, band: str = "band") -> dict:
     """VizieR pair: flag '<' -> not detected with the limit in the magnitude column and an empty
-    error; magnitude and error both empty -> not observed; else a detection (range-checked)."""
+    error; magnitude and error both empty -> not observed; else a detection (range-checked).
+    Arguments are SQL expressions (raw strings, the flag or None, parsed doubles)."""
     s = survey.sentinels
     lo, hi = map(float, s["valid_magnitude_range"])
     elo, ehi = map(float, s["valid_error_range"])
-    mb, eb = is_blank(m_raw), is_blank(e_raw)
+    mb, eb = blank_sql(m_raw), blank_sql(e_raw)
     de = survey.error_column(band)
+    whens_state, whens_problem = [], []
     if flag is not None:
-        fl = F.coalesce(F.trim(flag), F.lit(""))
-        limited, unflagged = fl == "<", fl == ""
-        state = F.when(limited, F.lit(NOT_DETECTED))
-        problem = (
-            F.when(~unflagged & ~limited, F.format_string(f"{band}: unknown limit flag %s", fl))
-            .when(limited & mb, F.lit(f"{band}: limit flag without a limit"))
-            .when(limited & ~eb, F.format_string(f"{band}: limit flag with an error {de}=%s", e_raw))
-            .when(limited & ~m.between(lo, hi),
-                  F.format_string(f"{band}: limit %s outside [{_num(lo)}, {_num(hi)}]", m_raw)))
+        fl = f"coalesce(trim({flag}), '')"
+        limited, unflagged = f"({fl} = '<')", f"({fl} = '')"
+        whens_state.append((limited, str(NOT_DETECTED)))
+        whens_problem += [
+            (f"NOT {unflagged} AND NOT {limited}", _fmt(f"{band}: unknown limit flag %s", fl)),
+            (f"{limited} AND {mb}", lit(f"{band}: limit flag without a limit")),
+            (f"{limited} AND NOT {eb}", _fmt(f"{band}: limit flag with an error {de}=%s", e_raw)),
+            (f"{limited} AND NOT {between_sql(m, lo, hi)}",
+             _fmt(f"{band}: limit %s outside [{_num(lo)}, {_num(hi)}]", m_raw))]
+        lim = f"CASE WHEN {limited} THEN {m} END"
     else:  # a band without a limit-flag column (the detection band): never "not detected"
-        limited, unflagged = F.lit(False), F.lit(True)
-        state, problem = None, None
-
-    def chain(c, cond, value):
-        return F.when(cond, value) if c is None else c.when(cond, value)
-
-    state = chain(state, mb & eb, F.lit(NOT_OBSERVED)).otherwise(F.lit(DETECTED)).cast("byte")
-    problem = chain(problem, unflagged & mb & ~eb, F.lit(f"{band}: error without a magnitude"))
-    problem = (problem
-               .when(unflagged & ~mb & eb, F.lit(f"{band}: magnitude without an error"))
-               .when(unflagged & ~mb & ~m.between(lo, hi),
-                     F.format_string(f"{band}=%s outside [{_num(lo)}, {_num(hi)}]", m_raw))
-               .when(unflagged & ~eb & ~e.between(elo, ehi),
-                     F.format_string(f"{de}=%s outside [{_num(elo)}, {_num(ehi)}]", e_raw)))
-    return {
-        "mag": F.when(state == DETECTED, m), "err": F.when(state == DETECTED, e),
-        "lim": F.when(state == NOT_DETECTED, m), "state": state,
-        "bad": _f(problem.isNotNull()), "problem": problem,
-    }
+        unflagged = "true"
+        lim = "CAST(NULL AS DOUBLE)"
+    whens_state.append((f"{mb} AND {eb}", str(NOT_OBSERVED)))
+    whens_problem += [
+        (f"{unflagged} AND {mb} AND NOT {eb}", lit(f"{band}: error without a magnitude")),
+        (f"{unflagged} AND NOT {mb} AND {eb}", lit(f"{band}: magnitude without an error")),
+        (f"{unflagged} AND NOT {mb} AND NOT {between_sql(m, lo, hi)}",
+         _fmt(f"{band}=%s outside [{_num(lo)}, {_num(hi)}]", m_raw)),
+        (f"{unflagged} AND NOT {eb} AND NOT {between_sql(e, elo, ehi)}",
+         _fmt(f"{de}=%s outside [{_num(elo)}, {_num(ehi)}]", e_raw))]
+    state_case = "CASE " + " ".join(f"WHEN {c} THEN {v}" for c, v in whens_state) + f" ELSE {DETECTED} END"
+    problem = "CASE " + " ".join(f"WHEN {c} THEN {v}" for c, v in whens_problem) + " END"
+    detected = f"(({state_case}) = {DETECTED})"
+    return {"mag": f"CASE WHEN {detected} THEN {m} END",
+            "err": f"CASE WHEN {detected} THEN {e} END",
+            "lim": lim, "state": f"CAST({state_case} AS TINYINT)",
+            "bad": _f(f"({problem}) IS NOT NULL"), "problem": problem}
 
 
 # ---- validation ----------------------------------------------------------------------------
+LAYOUT_COLUMNS = ("Field", "Pointing", "CCD")  # required by every survey file (survey.py)
+
+
 def _id_coefficients(survey: Survey) -> tuple[int, int, int, int]:
     """ID = base + Field*kf + Pointing*kp + CCD*kc + n, 0 <= n < kc (from survey.make_id)."""
     base = survey.make_id(0, 0, 0, 0)
@@ -205,19 +253,20 @@ def _id_coefficients(survey: Survey) -> tuple[int, int, int, int]:
             survey.make_id(0, 0, 1, 0) - base)
 
 
-def layout_ok(field: Column, pointing: Column, ccd: Column, survey: Survey) -> Column:
-    """True when (Field, Pointing, CCD) is one of the survey's CCD catalogues."""
-    per_field = [(field == f) & pointing.isin(*ps) for f, ps in survey.pointings.items()]
-    return _f(_any(per_field) & ccd.isin(*survey.ccds))
+def layout_ok_sql(field: str, pointing: str, ccd: str, survey: Survey) -> str:
+    """SQL: true when (Field, Pointing, CCD) is one of the survey's CCD catalogues."""
+    per_field = [f"({field} = {f} AND {pointing} IN ({', '.join(map(str, ps))}))"
+                 for f, ps in survey.pointings.items()]
+    return _f(f"({_or(per_field)} AND {ccd} IN ({', '.join(map(str, survey.ccds))}))")
 
 
-def id_ok(id_raw: Column, id_long: Column, field: Column, pointing: Column, ccd: Column,
-          survey: Survey) -> Column:
-    """True when the ID has the survey's digit count and encodes its Field/Pointing/CCD."""
+def id_ok_sql(id_raw: str, id_long: str, field: str, pointing: str, ccd: str, survey: Survey) -> str:
+    """SQL: true when the ID has the survey's digit count and encodes its Field/Pointing/CCD."""
     base, kf, kp, kc = _id_coefficients(survey)
-    n = (id_long - F.lit(base) - field.cast("long") * F.lit(kf) - pointing.cast("long") * F.lit(kp)
-         - ccd.cast("long") * F.lit(kc))
-    return _f(F.trim(id_raw).rlike(f"^[0-9]{{{survey.id_digits}}}$") & (n >= 0) & (n < kc))
+    n = (f"({id_long} - {base}L - CAST({field} AS BIGINT) * {kf}L - CAST({pointing} AS BIGINT) * {kp}L"
+         f" - CAST({ccd} AS BIGINT) * {kc}L)")
+    return _f(f"(trim({id_raw}) RLIKE {lit(f'^[0-9]{{{survey.id_digits}}}$')} "
+              f"AND {n} >= 0 AND {n} < {kc}L)")
 
 
 def validate(raw: DataFrame, survey: Survey, convention: str = "sentinel") -> DataFrame:
@@ -231,87 +280,87 @@ def validate(raw: DataFrame, survey: Survey, convention: str = "sentinel") -> Da
     band_set = set(survey.band_names)
     err_set = {survey.error_column(b) for b in band_set}
     numeric = [c for c in R.raw_value_columns(survey) if c.type != "string"]
-    keys = [survey.id_column, "Field", "Pointing", "CCD"]
+    keys = [survey.id_column, *LAYOUT_COLUMNS]
+
+    def d(name):
+        return q(f"_d_{name}")
 
     # 1. parse every numeric column once
-    parsed = raw.select("*", *[parse_double(F.col(c.name)).alias(f"_d_{c.name}") for c in numeric])
-    d = lambda name: F.col(f"_d_{name}")  # noqa: E731
-    r = lambda name: F.col(name)  # noqa: E731
-
-    fc_ok = F.col(R.N_FIELDS) == F.col(R.EXPECTED_FIELDS)
-    problems: dict[str, list[tuple[Column, Column]]] = {k: [] for k in REASONS}
-    out_cols: list[Column] = []
+    parsed = raw.selectExpr("*", *[f"try_cast(trim({q(c.name)}) AS DOUBLE) AS {d(c.name)}"
+                                   for c in numeric])
+    fc_ok = f"({q(R.N_FIELDS)} = {q(R.EXPECTED_FIELDS)})"
+    problems: dict[str, list[tuple[str, str]]] = {k: [] for k in REASONS}
+    out: list[str] = []
 
     # 2. per column checks and typed values
     for c in numeric:
-        x, dx = r(c.name), d(c.name)
-        required = c.name in keys or (convention == "sentinel" and (c.name in band_set or c.name in err_set))
-        if required:
-            problems["missing_value"].append((is_blank(x), F.lit(f"{c.name} empty")))
-        not_num = ~is_blank(x) & dx.isNull()
+        x, dx = q(c.name), d(c.name)
+        is_band = c.name in band_set or c.name in err_set
+        if c.name in keys or (convention == "sentinel" and is_band):
+            problems["missing_value"].append((blank_sql(x), lit(f"{c.name} empty")))
+        integral = f"({dx} = floor({dx}) AND abs({dx}) <= {_INT_MAX})"
+        not_num = f"(NOT {blank_sql(x)} AND {dx} IS NULL)"
         if c.type in ("int", "long") and c.name != survey.id_column:
-            integral = _f((dx == F.floor(dx)) & (F.abs(dx) <= _INT_MAX))
-            not_num = not_num | (dx.isNotNull() & is_finite(dx) & ~integral)
-        problems["non_numeric"].append((_f(not_num), F.format_string(f"{c.name}=%s", x)))
-        problems["not_finite"].append((_f(~is_finite(dx)), F.format_string(f"{c.name}=%s", x)))
-        if c.name in band_set or c.name in err_set:
+            not_num = f"({not_num} OR ({dx} IS NOT NULL AND {finite_sql(dx)} AND NOT {integral}))"
+        problems["non_numeric"].append((_f(not_num), _fmt(f"{c.name}=%s", x)))
+        problems["not_finite"].append((_f(f"NOT {finite_sql(dx)}"), _fmt(f"{c.name}=%s", x)))
+        if is_band:
             continue  # decoded per band below
         if c.name == survey.id_column:
-            v = F.when(F.trim(x).rlike(r"^[0-9]{1,18}$"), F.trim(x).try_cast("long"))
+            v = f"CASE WHEN trim({x}) RLIKE '^[0-9]{{1,18}}$' THEN try_cast(trim({x}) AS BIGINT) END"
         elif c.type == "int":
-            v = F.when(_f(is_finite(dx) & (dx == F.floor(dx)) & (F.abs(dx) <= _INT_MAX)),
-                       dx.cast("int"))
+            v = f"CASE WHEN {_f(f'{finite_sql(dx)} AND {integral}')} THEN CAST({dx} AS INT) END"
         elif c.type == "long":
-            v = F.when(_f(is_finite(dx) & (dx == F.floor(dx))), dx.cast("long"))
+            v = (f"CASE WHEN {_f(f'{finite_sql(dx)} AND {dx} = floor({dx})')} "
+                 f"THEN try_cast({dx} AS BIGINT) END")
         else:
             v = dx
         null_value = (s.get("null_values") or {}).get(c.name)
         if null_value is not None:
-            v = F.when(v != F.lit(float(null_value)), v)
-        out_cols.append(v.alias(typed(c.name)))
+            v = f"CASE WHEN ({v}) = {dbl(null_value)} THEN NULL ELSE ({v}) END"
+        out.append(f"{v} AS {q(typed(c.name))}")
     for c in survey.csv_extra:
         if c.type == "string":
-            out_cols.append(F.when(~is_blank(r(c.name)), r(c.name)).alias(typed(c.name)))
+            out.append(f"CASE WHEN NOT {blank_sql(q(c.name))} THEN {q(c.name)} END AS {q(typed(c.name))}")
 
-    # 3. layout and ID
-    fld, pnt, ccd = (F.col(typed(k)) for k in ("Field", "Pointing", "CCD"))
-    idl = F.col(typed(survey.id_column))
-    keys_typed = fld.isNotNull() & pnt.isNotNull() & ccd.isNotNull()
-    problems["bad_layout"].append((
-        keys_typed & ~layout_ok(fld, pnt, ccd, survey),
-        F.format_string("Field/Pointing/CCD %s/%s/%s not in the survey layout", fld, pnt, ccd)))
-    problems["bad_id"].append((
-        keys_typed & ~is_blank(r(survey.id_column))
-        & ~id_ok(r(survey.id_column), idl, fld, pnt, ccd, survey),
-        F.format_string(f"{survey.id_column}=%s does not match the {survey.id_digits}-digit scheme "
-                        "for Field/Pointing/CCD %s/%s/%s", r(survey.id_column), fld, pnt, ccd)))
-
-    # 4. bands
+    # 3. bands
+    flag_bands = set(R.limit_flag_bands(survey))
     for b in survey.band_names:
         de = survey.error_column(b)
         if convention == "sentinel":
             dec = decode_band_sentinel(d(b), d(de), survey, b)
         else:
-            flag = r(R.limit_flag_column(b)) if R.limit_flag_column(b) in raw.columns else None
-            if b not in R.limit_flag_bands(survey):
-                flag = None
-            dec = decode_band_vizier(r(b), r(de), flag, d(b), d(de), survey, b)
+            fc = R.limit_flag_column(b)
+            flag = q(fc) if (b in flag_bands and fc in raw.columns) else None
+            dec = decode_band_vizier(q(b), q(de), flag, d(b), d(de), survey, b)
         problems["bad_magnitude"].append((dec["bad"], dec["problem"]))
-        out_cols += [dec["mag"].alias(typed(b)), dec["err"].alias(typed(de)),
-                     dec["lim"].alias(typed(S.lim_column(b))),
-                     dec["state"].alias(typed(S.state_column(b)))]
+        out += [f"{dec['mag']} AS {q(typed(b))}", f"{dec['err']} AS {q(typed(de))}",
+                f"{dec['lim']} AS {q(typed(S.lim_column(b)))}",
+                f"{dec['state']} AS {q(typed(S.state_column(b)))}"]
+    typed_df = parsed.selectExpr("*", *out)
 
-    typed_df = parsed.select("*", *out_cols)
+    # 4. layout and ID (on the typed columns)
+    fld, pnt, ccd = (q(typed(k)) for k in LAYOUT_COLUMNS)
+    idr, idl = q(survey.id_column), q(typed(survey.id_column))
+    keys_typed = f"({fld} IS NOT NULL AND {pnt} IS NOT NULL AND {ccd} IS NOT NULL)"
+    problems["bad_layout"].append((
+        f"{keys_typed} AND NOT {layout_ok_sql(fld, pnt, ccd, survey)}",
+        _fmt("/".join(LAYOUT_COLUMNS) + " %s/%s/%s not in the survey layout", fld, pnt, ccd)))
+    problems["bad_id"].append((
+        f"{keys_typed} AND NOT {blank_sql(idr)} AND NOT {id_ok_sql(idr, idl, fld, pnt, ccd, survey)}",
+        _fmt(f"{survey.id_column}=%s does not match the {survey.id_digits}-digit scheme for "
+             + "/".join(LAYOUT_COLUMNS) + " %s/%s/%s", idr, fld, pnt, ccd)))
+
     # 5. reason: the first failing check in priority order; detail lists every problem.
-    reason = F.when(~fc_ok, F.lit("field_count"))
-    for code in REASONS[1:]:
-        if problems[code]:
-            reason = reason.when(_any([c for c, _ in problems[code]]), F.lit(code))
-    detail_all = F.concat_ws("; ", *[F.when(cond, msg) for code in REASONS for cond, msg in problems[code]])
-    v = typed_df.select("*", reason.alias(REASON))
-    v = v.select("*", F.when(~fc_ok, F.format_string("%d fields, expected %d", F.col(R.N_FIELDS),
-                                                       F.col(R.EXPECTED_FIELDS)))
-                 .when(F.col(REASON).isNotNull(), detail_all).alias(REASON_DETAIL))
+    reason = f"CASE WHEN NOT {fc_ok} THEN 'field_count' " + " ".join(
+        f"WHEN {_or([c for c, _ in problems[code]])} THEN {lit(code)}"
+        for code in REASONS[1:] if problems[code]) + " END"
+    detail = ("concat_ws('; ', " + ", ".join(
+        f"CASE WHEN {c} THEN {m} END" for code in REASONS for c, m in problems[code]) + ")")
+    v = typed_df.selectExpr("*", f"{reason} AS {q(REASON)}")
+    v = v.selectExpr("*", f"CASE WHEN NOT {fc_ok} THEN format_string('%d fields, expected %d', "
+                          f"{q(R.N_FIELDS)}, {q(R.EXPECTED_FIELDS)}) WHEN {q(REASON)} IS NOT NULL "
+                          f"THEN {detail} END AS {q(REASON_DETAIL)}")
     return v.drop(*[f"_d_{c.name}" for c in numeric])
 
 
@@ -326,26 +375,40 @@ def find_duplicate_ids(validated: DataFrame, survey: Survey) -> DataFrame:
 def mark_duplicates(validated: DataFrame, duplicate_ids: DataFrame, survey: Survey) -> DataFrame:
     """Give every copy of a duplicated ID the reason `duplicate_id` (unless it already has one)."""
     idc = typed(survey.id_column)
-    dup = duplicate_ids.select(F.col(idc), F.lit(True).alias("_dup"))
+    dup = duplicate_ids.selectExpr(q(idc), "true AS `_dup`")
     j = validated.join(F.broadcast(dup), on=idc, how="left")
-    isdup = _f(F.col("_dup"))
-    msg = F.format_string(f"{survey.id_column}=%s occurs more than once", F.col(idc))
-    j = j.withColumn(REASON_DETAIL, F.when(F.col(REASON).isNull() & isdup, msg)
-                     .when(isdup, F.concat_ws("; ", F.col(REASON_DETAIL), msg))
-                     .otherwise(F.col(REASON_DETAIL)))
-    j = j.withColumn(REASON, F.when(F.col(REASON).isNull() & isdup, F.lit("duplicate_id"))
-                     .otherwise(F.col(REASON)))
-    return j.select(*validated.columns)
+    isdup = "coalesce(`_dup`, false)"
+    msg = _fmt(f"{survey.id_column}=%s occurs more than once", q(idc))
+    r, dt = q(REASON), q(REASON_DETAIL)
+    exprs = []
+    for c in validated.columns:
+        if c == REASON:
+            exprs.append(f"CASE WHEN {r} IS NULL AND {isdup} THEN 'duplicate_id' ELSE {r} END AS {r}")
+        elif c == REASON_DETAIL:
+            exprs.append(f"CASE WHEN {r} IS NULL AND {isdup} THEN {msg} "
+                         f"WHEN {isdup} THEN concat_ws('; ', {dt}, {msg}) ELSE {dt} END AS {dt}")
+        else:
+            exprs.append(q(c))
+    return j.selectExpr(*exprs)
 
 
 # ---- projections ---------------------------------------------------------------------------
+def slim(validated: DataFrame, survey: Survey) -> DataFrame:
+    """Drop what neither output needs: parsed helpers, and raw strings of good rows (-> null)."""
+    meta = [R.SOURCE_FILE, R.LINE_NUMBER, R.INPUT_FORMAT]
+    keep_typed = [q(c) for c in validated.columns if c.startswith("_v_")]
+    raw = [f"CASE WHEN {q(REASON)} IS NOT NULL THEN {q(c)} END AS {q(c)}"
+           for c in R.raw_columns(survey) if c in validated.columns and c not in meta]
+    return validated.selectExpr(*map(q, meta), q(REASON), q(REASON_DETAIL), *keep_typed, *raw)
+
+
 def to_canonical(validated: DataFrame, survey: Survey, thesis_clip: bool = False) -> DataFrame:
     """Good rows -> the canonical schema (galaxy_spark.catalog.schema), + B_thesis if asked."""
-    cols = []
+    exprs = []
     for f in S.canonical_fields(survey):
-        src = F.col(R.SOURCE_FILE) if f.name == S.SOURCE_COLUMN else F.col(typed(f.name))
-        cols.append(src.cast(f.dataType).alias(f.name))
-    out = validated.select(*cols)
+        src = q(R.SOURCE_FILE) if f.name == S.SOURCE_COLUMN else q(typed(f.name))
+        exprs.append(f"CAST({src} AS {f.dataType.simpleString()}) AS {q(f.name)}")
+    out = validated.selectExpr(*exprs)
     return add_thesis_columns(out, survey) if thesis_clip else out
 
 
@@ -355,6 +418,5 @@ def quarantine_columns(survey: Survey) -> list[str]:
 
 def to_quarantine(validated: DataFrame, survey: Survey) -> DataFrame:
     """Rejected rows: reason, detail, source_file, line_number, raw line and raw string values."""
-    cols = [F.col(c) if c in validated.columns else F.lit(None).cast("string").alias(c)
-            for c in quarantine_columns(survey)]
-    return validated.select(*cols)
+    return validated.selectExpr(*[q(c) if c in validated.columns else f"CAST(NULL AS STRING) AS {q(c)}"
+                                  for c in quarantine_columns(survey)])

@@ -131,6 +131,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     """
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JJavaError
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     t_start = time.perf_counter()
@@ -171,6 +172,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     lap("spark_start", t0)
 
     token = uuid.uuid4().hex[:12]
+    cached: list = []
     st_out, st_q = staging_dir(out, token), staging_dir(quarantine, token)
     try:
         # -- read + validate, one scan per file layout -----------------------------------
@@ -191,17 +193,22 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         validated = C.mark_duplicates(validated, dup_df, sv)
         lap("duplicates", t0)
 
+        # Parse and validate once: keep typed values for every row and raw strings only for
+        # rejected rows (null elsewhere, so the cache stays small), then split from the cache.
+        slim = C.slim(validated, sv).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(slim)
+
         # -- good rows ------------------------------------------------------------------
-        good = C.to_canonical(validated.where(F.col(C.REASON).isNull()), sv, thesis_clip)
+        good = C.to_canonical(slim.where(F.col(C.REASON).isNull()), sv, thesis_clip)
         good_columns, good_schema = good.columns, good.schema
         if one_file_per_field:
             good = good.repartition(S.PARTITION_COLUMN).sortWithinPartitions(sv.id_column)
         t0 = time.perf_counter()
         good.write.mode("errorifexists").partitionBy(S.PARTITION_COLUMN).parquet(str(st_out))
-        lap("write_catalog", t0)
+        lap("parse_validate_write_catalog", t0)
 
         # -- quarantine -----------------------------------------------------------------
-        bad = C.to_quarantine(validated.where(F.col(C.REASON).isNotNull()), sv)
+        bad = C.to_quarantine(slim.where(F.col(C.REASON).isNotNull()), sv)
         t0 = time.perf_counter()
         (bad.repartition(1).sortWithinPartitions(R.SOURCE_FILE, R.LINE_NUMBER)
          .write.mode("errorifexists").parquet(str(st_q)))
@@ -224,13 +231,16 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         schema_ddl = good_schema.simpleString()
         lap("accounting", t0)
     except (PySparkException, Py4JJavaError) as e:
+        _unpersist(cached)
         _cleanup(st_out, st_q)
-        text = str(e).strip()
+        text = str(getattr(e, "java_exception", None) or e).strip()
         msg = text.splitlines()[0] if text else type(e).__name__
         raise IngestError(f"Spark failed while ingesting {input!r}: {msg}") from None
     except BaseException:
+        _unpersist(cached)
         _cleanup(st_out, st_q)
         raise
+    _unpersist(cached)
 
     written, quarantined = int(gm["rows"]), int(qm["rows"])
     if rows_read != written + quarantined:
@@ -274,6 +284,15 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     lap("commit", t0)
     echo(summary(manifest))
     return manifest
+
+
+def _unpersist(frames: list) -> None:
+    for df in frames:
+        try:
+            df.unpersist()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+    frames.clear()
 
 
 def _cleanup(*dirs: Path) -> None:

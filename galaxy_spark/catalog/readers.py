@@ -381,18 +381,16 @@ def read_group(spark, layouts: list[FileLayout], survey: Survey):
     else:
         arr = F.split(F.col(RAW_LINE), ",", -1)
     df = df.select(F.col(SOURCE_FILE), F.col(LINE_NUMBER), F.col(RAW_LINE), arr.alias("_f"))
-    nf = F.size("_f")
-    ok = nf == F.lit(n_fields)
     pos = dict(positions)
-    cols = [F.col(SOURCE_FILE), F.col(LINE_NUMBER), F.lit(fmt).alias(INPUT_FORMAT),
-            nf.alias(N_FIELDS), F.lit(n_fields).alias(EXPECTED_FIELDS), F.col(RAW_LINE)]
+    ok = f"size(`_f`) = {n_fields}"
+    exprs = [f"`{SOURCE_FILE}`", f"`{LINE_NUMBER}`", f"'{fmt}' AS `{INPUT_FORMAT}`",
+             f"size(`_f`) AS `{N_FIELDS}`", f"{n_fields} AS `{EXPECTED_FIELDS}`", f"`{RAW_LINE}`"]
     for name in raw_columns(survey)[len(META_COLUMNS):]:
         if name in pos:
-            v = F.when(ok, F.trim(F.get(F.col("_f"), pos[name])))
+            exprs.append(f"CASE WHEN {ok} THEN trim(get(`_f`, {pos[name]})) END AS `{name}`")
         else:
-            v = F.lit(None).cast("string")
-        cols.append(v.alias(name))
-    return df.select(*cols), stats
+            exprs.append(f"CAST(NULL AS STRING) AS `{name}`")
+    return df.selectExpr(*exprs), stats
 
 
 def group_layouts(layouts: list[FileLayout]) -> list[list[FileLayout]]:

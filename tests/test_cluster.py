@@ -1,0 +1,112 @@
+"""A real Spark standalone cluster on 127.0.0.1 (master + one worker from the installed pyspark):
+jobs/score.py submitted with --master spark://… writes the same scores as local[*]."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spark_home() -> str:
+    import pyspark
+    return str(Path(pyspark.__file__).parent)
+
+
+def env_for(workdir):
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
+            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_HOME": spark_home(),
+            "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def run(cmd, cwd, env, timeout=600):
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-4000:]}"
+    return p
+
+
+def start(cmd, env, log):
+    fh = open(log, "w")
+    return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)       # its own session: the JVM and anything it started
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def wait_for(predicate, timeout, what):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read(path):
+    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table().to_pandas() \
+        .sort_values("ID").reset_index(drop=True)
+
+
+@pytest.mark.timeout(1200)
+def test_standalone_cluster_scores_equal_local(tmp_path):
+    from galaxy_spark.survey import load_survey
+    from synthetic import canonical_frame, write_partitioned
+
+    env = env_for(tmp_path)
+    write_partitioned(canonical_frame(load_survey(), n=1500, seed=11), tmp_path / "catalog")
+    run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(tmp_path / "catalog"), "--preset",
+         "default", "--max-epochs", "1"], tmp_path, env, timeout=900)
+    run([str(BIN / "spark-submit"), "--master", "local[*]", str(REPO / "jobs/score.py"), "--catalog",
+         str(tmp_path / "catalog"), "--out", str(tmp_path / "local"), "--mc-samples", "4"], tmp_path, env)
+
+    spark_class = str(Path(spark_home()) / "bin" / "spark-class")
+    port, ui, wport, wui = free_port(), free_port(), free_port(), free_port()
+    master = worker = None
+    try:
+        master = start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                        "--port", str(port), "--webui-port", str(ui)], env, tmp_path / "master.log")
+        wait_for(lambda: "I have been elected leader" in (tmp_path / "master.log").read_text(), 90, "the master")
+        worker = start([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                        "--port", str(wport), "--webui-port", str(wui), "--cores", "1", "--memory", "1g",
+                        "--work-dir", str(tmp_path / "work"), f"spark://127.0.0.1:{port}"],
+                       env, tmp_path / "worker.log")
+        wait_for(lambda: "Successfully registered with master" in (tmp_path / "worker.log").read_text(), 90,
+                 "the worker")
+        p = run([str(BIN / "spark-submit"), "--master", f"spark://127.0.0.1:{port}",
+                 "--conf", "spark.executor.memory=768m", "--conf", "spark.driver.host=127.0.0.1",
+                 str(REPO / "jobs/score.py"), "--catalog", str(tmp_path / "catalog"),
+                 "--out", str(tmp_path / "cluster"), "--mc-samples", "4"], tmp_path, env)
+        assert "1500 rows in = 1500 rows scored" in p.stdout
+        # the work really ran on the standalone worker: an executor was launched there
+        assert list((tmp_path / "work").glob("app-*/*/stderr"))
+    finally:
+        stop(worker)
+        stop(master)
+    local, cluster = read(tmp_path / "local"), read(tmp_path / "cluster")
+    assert len(cluster) == 1500
+    pd.testing.assert_frame_equal(local.drop(columns="scored_at"), cluster.drop(columns="scored_at"),
+                                  check_exact=False, rtol=1e-5, atol=1e-5)

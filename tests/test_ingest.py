@@ -1,0 +1,219 @@
+"""The ingest job: real rows, a broken file, atomic commit, CLI errors, mock end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from galaxy_spark.catalog import cleaning as C
+from galaxy_spark.catalog import ingest as I
+from galaxy_spark.catalog import readers as R
+from galaxy_spark.catalog.schema import canonical_schema
+from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED
+from tests.conftest import write_csv
+
+REPO = Path(__file__).resolve().parent.parent
+JOB = REPO / "jobs" / "ingest.py"
+
+
+def _quiet(_msg):
+    pass
+
+
+def _read(spark, path):
+    return spark.read.parquet(str(path))
+
+
+# ---- the 817 real rows -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_ingest(spark, real_rows_path, tmp_path_factory):
+    d = tmp_path_factory.mktemp("real")
+    m = I.run_ingest(str(real_rows_path), d / "catalog", d / "quarantine", thesis_clip=True,
+                     spark=spark, echo=_quiet)
+    return d, m
+
+
+def test_real_rows_nothing_lost(real_ingest, spark, survey):
+    d, m = real_ingest
+    assert m["rows"] == {"read": 817, "written": 817, "quarantined": 0, "quarantined_by_reason": {}}
+    assert m["fields"]["2"]["rows"] == 817 and len(m["fields"]["2"]["fingerprint"]) == 32
+    assert m["inputs"][0]["format"] == "vizier" and len(m["inputs"][0]["sha256"]) == 64
+    assert m["options"]["thesis_clip"] is True
+    on_disk = json.loads((d / "catalog" / I.MANIFEST).read_text())
+    assert on_disk["rows"] == m["rows"] and on_disk["fields"] == m["fields"]
+    assert sorted(p.name for p in (d / "catalog").iterdir() if p.is_dir()) == ["Field=2"]
+    df = _read(spark, d / "catalog")
+    assert df.count() == 817
+    expected = {f.name: f.dataType for f in canonical_schema(survey)}
+    got = {f.name: f.dataType for f in df.schema}
+    for name, typ in expected.items():
+        assert got[name] == typ, name
+    assert all(C.thesis_column(b) in got for b in survey.band_names)
+    assert _read(spark, d / "quarantine").count() == 0
+
+
+def test_real_rows_sentinels_decoded(real_ingest, spark):
+    d, _ = real_ingest
+    df = _read(spark, d / "catalog")
+    r = df.where("ID = 81421106512").first()
+    assert (r["F365W"], r["dF365W"], r["F365W_lim"], r["F365W_state"]) == (20.568, 0.064, None, DETECTED)
+    assert (r["F814W"], r["dF814W"], r["Field"], r["Pointing"], r["CCD"]) == (19.005, 0.019, 2, 1, 1)
+    assert (r["zb_1"], r["Tb_1"], r["Stell_Mass_1"], r["M_Abs_1"]) == (0.181, 7.532, 9.766, -19.73)
+    # '<' in l_F365W: not detected, the 1-sigma limit 25.41 in F365W_lim
+    r = df.where("ID = 81421202826").first()
+    assert (r["F365W"], r["dF365W"], r["F365W_lim"], r["F365W_state"]) == (None, None, 25.41, NOT_DETECTED)
+    assert r["F365W_thesis"] == 27.0
+    # empty F768W and e_F768W: not observed
+    r = df.where("ID = 81421202434").first()
+    assert (r["F768W"], r["dF768W"], r["F768W_lim"], r["F768W_state"]) == (None, None, None, NOT_OBSERVED)
+    assert r["F768W_thesis"] == 0.0
+    counts = {row["F365W_state"]: row["count"] for row in df.groupBy("F365W_state").count().collect()}
+    assert counts == {DETECTED: 599, NOT_DETECTED: 218}   # l_F365W: 599 blank, 218 '<'
+
+
+def test_rerun_is_idempotent(real_ingest, spark, real_rows_path):
+    d, first = real_ingest
+    again = I.run_ingest(str(real_rows_path), d / "catalog", d / "quarantine", thesis_clip=True,
+                         spark=spark, echo=_quiet)
+    assert again["fields"] == first["fields"] and again["rows"] == first["rows"]
+    assert _read(spark, d / "catalog").count() == 817
+    assert sorted(p.name for p in d.iterdir()) == ["catalog", "quarantine"]   # no leftovers
+
+
+# ---- a deliberately broken file --------------------------------------------------------------
+def _line(row: dict, cols) -> str:
+    return ",".join(str(row[c]) for c in cols)
+
+
+def test_broken_file_goes_to_quarantine(spark, tmp_path, public_frame, survey):
+    good = public_frame.head(10)
+    cols = list(good.columns)
+    path = write_csv(good, tmp_path / "broken.csv")
+    base = good.iloc[5].to_dict()
+
+    def row(k, **ov):
+        r = {**base, "ID": str(survey.make_id(2, 1, 1, 90000 + k)), "Field": "2", "Pointing": "1",
+             "CCD": "1"}
+        r.update(ov)
+        return r
+
+    bad = [
+        ("field_count", _line(row(1), cols).rsplit(",", 1)[0]),
+        ("missing_value", _line(row(2, ID=""), cols)),
+        ("non_numeric", _line(row(3, F365W="abc"), cols)),
+        ("not_finite", _line(row(4, dF396W="NaN"), cols)),
+        ("not_finite", _line(row(5, RA="inf"), cols)),
+        ("bad_magnitude", _line(row(6, F427W="45.0"), cols)),
+        ("bad_magnitude", _line(row(7, F427W="-99", dF427W="0.5"), cols)),
+        ("bad_layout", _line(row(8, Field="9", ID=str(survey.make_id(9, 1, 1, 90008))), cols)),
+        ("bad_layout", _line(row(9, CCD="5", ID=str(survey.make_id(2, 1, 5, 90009))), cols)),
+        ("bad_id", _line(row(10, ID="8142110651"), cols)),
+        ("duplicate_id", _line({**good.iloc[0].to_dict()}, cols)),   # copy of the first good row
+    ]
+    with open(path, "a") as fh:
+        for _, ln in bad:
+            fh.write(ln + "\n")
+    m = I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
+    assert m["rows"]["read"] == 21
+    assert m["rows"]["written"] == 9            # both copies of the duplicated ID are rejected
+    assert m["rows"]["quarantined"] == 12
+    assert m["rows"]["quarantined_by_reason"] == {
+        "field_count": 1, "missing_value": 1, "non_numeric": 1, "not_finite": 2,
+        "bad_magnitude": 2, "bad_layout": 2, "bad_id": 1, "duplicate_id": 2}
+    q = _read(spark, tmp_path / "q").orderBy(R.LINE_NUMBER).collect()
+    assert [r[R.LINE_NUMBER] for r in q] == [2] + list(range(12, 23))
+    assert [r[C.REASON] for r in q] == ["duplicate_id"] + [reason for reason, _ in bad]
+    assert all(r[R.SOURCE_FILE] == str(path) and r[C.REASON_DETAIL] for r in q)
+    by_line = {r[R.LINE_NUMBER]: r for r in q}
+    assert by_line[14]["F365W"] == "abc" and by_line[14][R.RAW_LINE] == bad[2][1]
+    assert by_line[12][R.N_FIELDS] == 112 and by_line[12][R.RAW_LINE] == bad[0][1]
+    assert "8142110651" in by_line[21][C.REASON_DETAIL]
+    assert _read(spark, tmp_path / "cat").count() == 9
+
+
+# ---- commit protocol -------------------------------------------------------------------------
+def test_failed_run_leaves_previous_catalogue(spark, tmp_path, public_frame, monkeypatch):
+    path = write_csv(public_frame.head(5), tmp_path / "in.csv")
+    first = I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
+    before = (tmp_path / "cat" / I.MANIFEST).read_text()
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash after the catalogue was staged")
+
+    monkeypatch.setattr(C, "to_quarantine", boom)
+    write_csv(public_frame.head(8), path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
+    assert (tmp_path / "cat" / I.MANIFEST).read_text() == before
+    assert _read(spark, tmp_path / "cat").count() == first["rows"]["written"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat", "in.csv", "q"]
+
+
+def test_recover_after_crash_between_renames(tmp_path):
+    target = tmp_path / "catalog"
+    old = tmp_path / "catalog.old-abc"
+    old.mkdir()
+    (old / I.MANIFEST).write_text("{}")
+    stale = tmp_path / "catalog.staging-999999999-abc"   # no such pid
+    stale.mkdir()
+    notes = I.recover(target)
+    assert (target / I.MANIFEST).exists() and not old.exists() and not stale.exists()
+    assert len(notes) == 2
+
+
+# ---- the command line ------------------------------------------------------------------------
+def _job(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(JOB), *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_missing_input(tmp_path):
+    p = _job("--input", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "c"),
+             "--quarantine", str(tmp_path / "q"))
+    assert p.returncode == 2
+    assert "error: input not found" in p.stderr and "nope.csv" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = _job("--input", str(tmp_path / "*.cat"), "--out", str(tmp_path / "c"),
+             "--quarantine", str(tmp_path / "q"))
+    assert p.returncode == 2 and "no input file matches" in p.stderr
+
+
+def test_cli_missing_column_and_unreadable(tmp_path, public_frame):
+    bad = write_csv(public_frame.drop(columns=["Odds_1"]).head(2), tmp_path / "nocol.csv")
+    p = _job("--input", str(bad), "--out", str(tmp_path / "c"), "--quarantine", str(tmp_path / "q"))
+    assert p.returncode == 2
+    assert "nocol.csv" in p.stderr and "Odds_1" in p.stderr and "Traceback" not in p.stderr
+    if os.geteuid() != 0:  # root reads everything
+        locked = write_csv(public_frame.head(2), tmp_path / "locked.csv")
+        locked.chmod(0)
+        p = _job("--input", str(locked), "--out", str(tmp_path / "c"), "--quarantine", str(tmp_path / "q"))
+        assert p.returncode == 2 and "locked.csv" in p.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    p = _job("--input", str(empty), "--out", str(tmp_path / "c"), "--quarantine", str(tmp_path / "q"))
+    assert p.returncode == 2 and "empty.csv" in p.stderr and "empty" in p.stderr
+
+
+# ---- mock -> ingest, end to end through real Spark -------------------------------------------
+@pytest.mark.parametrize("fmt", ["csv", "ascii"])
+def test_mock_to_ingest(spark, tmp_path, fmt, survey):
+    mock = REPO / "jobs" / "mock.py"
+    if not mock.exists():
+        pytest.skip("jobs/mock.py not present")
+    out = tmp_path / ("mock.csv" if fmt == "csv" else "mock_ascii")
+    p = subprocess.run([sys.executable, str(mock), "--objects", "300", "--seed", "3", "--format", fmt,
+                        "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    m = I.run_ingest(str(out), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
+    assert m["rows"]["read"] == 300
+    assert m["rows"]["written"] + m["rows"]["quarantined"] == 300
+    assert m["rows"]["written"] == 300, m["rows"]["quarantined_by_reason"]
+    df = _read(spark, tmp_path / "cat")
+    truth = [c.name for c in survey.truth]
+    assert df.where(" AND ".join(f"{t} IS NULL" for t in truth)).count() == 0
+    assert {int(f) for f in m["fields"]} <= set(survey.fields)

@@ -1,0 +1,284 @@
+"""Scoring: one tiny model trained once (module fixture) into a SQLite MLflow store, then real Spark
+(in-process local[2] session) and the CLI for the bad-input paths."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from galaxy_spark import scoring as S
+from galaxy_spark.errors import InputError
+from galaxy_spark.survey import NOT_DETECTED, load_survey
+from synthetic import canonical_frame, write_partitioned
+
+REPO = Path(__file__).resolve().parent.parent
+ESTIMATE_COLS = [c for c in S.ESTIMATES]
+
+
+def _env(workdir):
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
+            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def catalogue_frame(n=1200, seed=5) -> pd.DataFrame:
+    sv = load_survey()
+    df = canonical_frame(sv, n=n, seed=seed)
+    det = sv.detection_band
+    # one unscorable object: no detection-band magnitude
+    df.loc[0, det] = np.nan
+    df.loc[0, sv.error_column(det)] = np.nan
+    df.loc[0, f"{det}_lim"] = 25.0
+    df.loc[0, f"{det}_state"] = NOT_DETECTED
+    return df
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("score")
+    write_partitioned(canonical_frame(load_survey(), n=1500, seed=3), d / "train_catalog")
+    cat = catalogue_frame()
+    write_partitioned(cat, d / "catalog")
+    p = subprocess.run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "train_catalog"),
+                        "--preset", "default", "--max-epochs", "1"], cwd=d, env=_env(d),
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    os.environ.update({k: v for k, v in _env(d).items() if k in old})
+    import mlflow
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    from galaxy_spark.spark import get_spark
+    spark = get_spark("test-scoring", master="local[2]", extra_conf={"spark.ui.enabled": "false",
+                      # one catalogue file per task, so each Field is one known Arrow batch
+                      "spark.sql.files.openCostInBytes": str(1 << 30),
+                                                                    "spark.ui.showConsoleProgress": "false"})
+    model = S.resolve_model("models:/galaxy-ensemble@champion")
+    yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
+    spark.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def read_scores(path) -> pd.DataFrame:
+    t = ds.dataset(str(path), format="parquet", partitioning="hive").to_table().to_pandas()
+    return t.sort_values("ID").reset_index(drop=True)
+
+
+def score(env, out, **kw):
+    after = kw.pop("after_commit", None)
+    opts = S.JobOptions(catalog=str(env["catalog"]), out=str(out), model=kw.pop("model", "models:/galaxy-ensemble@champion"),
+                        **kw)
+    lines = []
+    res = S.run_scoring(opts, spark=env["spark"], echo=lines.append, after_commit=after)
+    return res, lines
+
+
+# ---- the main path ----------------------------------------------------------------------------
+def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
+    out = tmp_path / "scores"
+    res, lines = score(env, out)
+    cat = env["frame"]
+    assert res["rows_in"] == res["rows_out"] == len(cat)
+    assert any(f"{len(cat)} rows in = {len(cat)} rows scored" in ln for ln in lines)
+    sc = read_scores(out)
+    assert len(sc) == len(cat) and sc["ID"].is_unique
+    assert set(sc["ID"]) == set(cat["ID"])
+    assert set(S.output_columns()) == set(sc.columns)
+
+    # exactly Ensemble.predict on the same batches (one file = one Arrow batch per Field here) and
+    # the same BLAS threading (Spark gives each Python worker OMP_NUM_THREADS=1) ...
+    from threadpoolctl import threadpool_limits
+
+    ens = env["model"].ensemble
+    for f in sorted(cat["Field"].unique()):
+        part = pq.read_table(next((env["catalog"] / f"Field={f}").glob("*.parquet"))).to_pandas()
+        with threadpool_limits(1):
+            ref = ens.predict(part).set_index(part["ID"].to_numpy())
+        got = sc.set_index("ID").loc[part["ID"].to_numpy()]
+        for c in ("z_phot", "z_phot_lo68", "z_phot_hi68", "z_phot_lo95", "z_phot_hi95", "z_phot_mode",
+                  "z_phot_odds", "p_star", "spectral_type", "spectral_type_err", "log_stellar_mass",
+                  "log_stellar_mass_err"):
+            np.testing.assert_array_equal(got[c].to_numpy(), ref[c].to_numpy(), err_msg=f"Field {f} {c}")
+    # ... and to float32 precision against one whole-catalogue call (GEMM order depends on batch shape)
+    whole = ens.predict(cat.sort_values("ID").reset_index(drop=True))
+    np.testing.assert_allclose(sc["p_star"], whole["p_star"], atol=1e-5)
+    np.testing.assert_allclose(sc["log_stellar_mass"], whole["log_stellar_mass"], rtol=1e-4, atol=1e-4)
+
+    # the unscorable row: present, null estimates, flag 1
+    bad = sc[sc["ID"] == cat.loc[0, "ID"]].iloc[0]
+    assert bad["quality_flags"] & S.FLAG_NOT_SCORABLE
+    assert pd.isna(bad["z_phot"]) and pd.isna(bad["p_star"]) and pd.isna(bad["star_class"])
+    good = sc[sc["ID"] != cat.loc[0, "ID"]]
+    assert good["z_phot"].notna().all() and (good["quality_flags"] & S.FLAG_NOT_SCORABLE == 0).all()
+    assert ((good["star_class"] == 1) == ((good["quality_flags"] & S.FLAG_STAR) > 0)).all()
+    assert ((good["star_class"] == 1) == (good["p_star"] >= 0.5)).all()
+    np.testing.assert_allclose(good["z_phot_err"], (good["z_phot_hi68"] - good["z_phot_lo68"]) / 2)
+
+    # provenance: one model, one timestamp for the whole job
+    m = env["model"]
+    assert set(sc["model_name"]) == {"galaxy-ensemble"} and set(sc["model_version"]) == {"1"}
+    assert set(sc["model_run_id"]) == {m.run_id} and len(m.run_id) == 32
+    assert sc["scored_at"].nunique() == 1
+    man = json.loads((out / "_manifest.json").read_text())
+    assert (out / "_SUCCESS").exists()
+    assert sum(v["rows"] for v in man["fields"].values()) == len(cat)
+    assert man["fields"]["2"]["model"]["version"] == "1"
+    assert not list(tmp_path.glob("scores.staging-*")) and not list(out.glob("_old-*"))
+
+
+def test_rerun_is_identical_and_model_uri_forms_agree(env, tmp_path):
+    out = tmp_path / "scores"
+    score(env, out)
+    first = read_scores(out)
+    score(env, out, model="models:/galaxy-ensemble/1")
+    second = read_scores(out)
+    pd.testing.assert_frame_equal(first.drop(columns="scored_at"), second.drop(columns="scored_at"))
+    run_id = env["model"].run_id
+    m = S.resolve_model(f"runs:/{run_id}/ensemble")
+    assert (m.name, m.version, m.run_id) == ("galaxy-ensemble", "1", run_id)
+
+
+def test_crash_after_one_field_keeps_previous_scores_and_rerun_completes(env, tmp_path):
+    out = tmp_path / "scores"
+    score(env, out)
+    before = read_scores(out)
+
+    def boom(field):
+        raise RuntimeError(f"injected crash after committing Field {field}")
+
+    with pytest.raises(RuntimeError, match="injected crash"):
+        score(env, out, after_commit=boom)
+    mid = read_scores(out)                      # still readable, every row there, estimates unchanged
+    assert len(mid) == len(before) and set(mid["ID"]) == set(before["ID"])
+    pd.testing.assert_frame_equal(mid.drop(columns="scored_at"), before.drop(columns="scored_at"))
+    assert mid["scored_at"].nunique() == 2      # Field 2 is from the crashed job, the rest from the first
+    assert not (out / "_SUCCESS").exists()
+    assert not list(tmp_path.glob("scores.staging-*"))
+    res, _ = score(env, out)
+    assert res["rows_out"] == len(before) and (out / "_SUCCESS").exists()
+    assert read_scores(out)["scored_at"].nunique() == 1
+
+
+def test_recover_restores_a_field_caught_between_renames(tmp_path):
+    out = tmp_path / "scores"
+    (out / "_old-abc-Field=2").mkdir(parents=True)
+    (out / "_old-abc-Field=2" / "part.parquet").write_text("x")
+    (out / "Field=3").mkdir()
+    (out / "_old-def-Field=3").mkdir()
+    (tmp_path / "scores.staging-999999999-tok").mkdir()
+    notes = S.recover(out)
+    assert (out / "Field=2" / "part.parquet").exists()
+    assert not (out / "_old-def-Field=3").exists() and not (tmp_path / "scores.staging-999999999-tok").exists()
+    assert any("restored Field=2" in n for n in notes)
+
+
+def test_fields_subset_with_monte_carlo_matches_pure_function(env, tmp_path):
+    out = tmp_path / "scores"
+    res, _ = score(env, out, fields="3,2", mc_samples=6)
+    assert sorted(p.name for p in out.glob("Field=*")) == ["Field=2", "Field=3"]
+    cat = env["frame"]
+    sub = cat[cat["Field"].isin([2, 3])].sort_values("ID").reset_index(drop=True)
+    sc = read_scores(out)
+    assert res["rows_out"] == len(sub) == len(sc)
+    ref = S.score_frame(env["model"].ensemble, sub, S.ScoreOptions(mc_samples=6))
+    for c in ("z_phot", "z_phot_lo95", "p_star_err", "log_stellar_mass_err"):
+        np.testing.assert_allclose(sc[c], ref[c], rtol=1e-5, atol=1e-4, err_msg=c)
+    assert sc.loc[sc["quality_flags"] & 1 == 0, "p_star_err"].notna().all()
+
+
+# ---- Monte Carlo (pure) -------------------------------------------------------------------------
+def test_monte_carlo_is_reproducible_batch_independent_and_widens_with_errors(env):
+    ens = env["model"].ensemble
+    df = env["frame"].iloc[1:301].reset_index(drop=True)
+    opts = S.ScoreOptions(mc_samples=16, mc_seed=1)
+    a = S.score_frame(ens, df, opts)
+    b = S.score_frame(ens, df, opts)
+    pd.testing.assert_frame_equal(a, b)
+    halves = pd.concat([S.score_frame(ens, df.iloc[:100], opts), S.score_frame(ens, df.iloc[100:], opts)],
+                       ignore_index=True)
+    np.testing.assert_allclose(halves["log_stellar_mass"], a["log_stellar_mass"], rtol=1e-5, atol=1e-5)
+    other_seed = S.score_frame(ens, df, S.ScoreOptions(mc_samples=16, mc_seed=2))
+    assert not np.allclose(other_seed["log_stellar_mass"], a["log_stellar_mass"])
+
+    noisy = df.copy()
+    for band in ens.feature_spec.bands:
+        col = ens.feature_spec.error_prefix + band
+        noisy[col] = noisy[col] * 4
+    # same error features as `noisy` but no resampling spread: isolates the MC contribution
+    w_mc = S.score_frame(ens, noisy, S.ScoreOptions(mc_samples=16, mc_seed=1))
+    base = S.score_frame(ens, noisy, S.ScoreOptions())
+    assert w_mc["log_stellar_mass_err"].mean() > base["log_stellar_mass_err"].mean()
+    assert w_mc["p_star_err"].mean() > a["p_star_err"].mean()
+    # (the 1-epoch test model's p(z) spans the whole z range, so z widths are not compared here)
+
+
+def test_mc_normal_is_standard_and_keyed_by_id():
+    ids = np.arange(20000, dtype=np.int64) + 81421100000
+    z = S.mc_normal(ids, np.zeros(len(ids), np.uint64), 3, 0)
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+    z2 = S.mc_normal(ids[::-1], np.zeros(len(ids), np.uint64), 3, 0)
+    np.testing.assert_array_equal(z, z2[::-1])
+
+
+def test_coverage_report(env):
+    cat = env["frame"]
+    sc = S.score_frame(env["model"].ensemble, cat)
+    rep = S.coverage_report(sc, cat)
+    assert rep["n_objects"] > 0 and 0 <= rep["zb_1"]["coverage68"] <= rep["zb_1"]["coverage95"] <= 1
+    assert "z_true" in rep
+
+
+# ---- bad input: clear error, exit 2, before any work ------------------------------------------
+def _score_main():
+    spec = importlib.util.spec_from_file_location("score_job", REPO / "jobs" / "score.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.mark.parametrize("case", ["alias", "uri", "missing_column", "survey", "bands", "field"])
+def test_bad_input_is_a_clear_error(env, tmp_path, capsys, case):
+    cat, model = env["catalog"], "models:/galaxy-ensemble@champion"
+    extra, expect = [], ""
+    if case == "alias":
+        model, expect = "models:/galaxy-ensemble@nope", "nope"
+    elif case == "uri":
+        model, expect = "models:/no-such-model/1", "no-such-model"
+    elif case == "missing_column":
+        cat = tmp_path / "cat"
+        write_partitioned(env["frame"].drop(columns=["dF365W"]).head(50), cat)
+        expect = "dF365W"
+    elif case == "survey":
+        cat = tmp_path / "cat"
+        write_partitioned(env["frame"].head(50), cat)
+        (cat / "_manifest.json").write_text(json.dumps({"survey": "jpas", "fields": {}}))
+        expect = "'jpas'"
+    elif case == "bands":
+        cat = tmp_path / "cat"
+        write_partitioned(env["frame"].drop(columns=["F365W", "F396W"]).head(50), cat)
+        expect = "another survey"
+    elif case == "field":
+        extra, expect = ["--fields", "2,99"], "Field 99"
+    out = tmp_path / "scores"
+    rc = _score_main()(["--catalog", str(cat), "--model", model, "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and expect in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_exit_code_through_a_real_process(env, tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "jobs/score.py"), "--catalog", str(env["catalog"]),
+                        "--model", "models:/galaxy-ensemble@missing", "--out", str(tmp_path / "s")],
+                       cwd=env["dir"], env=_env(env["dir"]), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "error: model 'models:/galaxy-ensemble@missing'" in p.stderr
