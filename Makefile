@@ -1,4 +1,4 @@
-# galaxy_spark — every target creates .venv and installs the project into it when missing.
+# galaxy_spark — `make run` and `make test` create .venv and install everything they need.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -6,23 +6,32 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 # spark-submit finds Spark through SPARK_HOME; the pip package is the Spark distribution
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 # conf/log4j2.properties: Spark logs warnings only
 export SPARK_CONF_DIR := $(abspath conf)
-export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
-SPARK_SUBMIT := $(VENV)/bin/spark-submit --master local[2] --driver-memory 6g
-# Full-size run by default; `make run OBJECTS=20000` for a quick one.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+MASTER ?= local[2]
+SPARK_SUBMIT := $(VENV)/bin/spark-submit --master $(MASTER) --driver-memory 8g
+# Full size by default; `make run OBJECTS=20000` for a quick look.
 OBJECTS ?= 446343
 SEED ?= 42
+PRESET ?= default
+RAW := data/raw/alhambra_mock.csv
+REPORT ?= reports/latest
 
-.PHONY: help setup run mock ingest mock-validate test bench clean check-java
+.PHONY: help setup check-java run mock ingest train train-paper score evaluate realdata-check \
+        mock-validate reprocess ui cluster-demo test bench clean
 
 help:
-	@echo "make run    - the whole pipeline on the embedded mock catalogue ($(OBJECTS) objects)"
-	@echo "make test   - the test suite (real Spark, real MLflow)"
-	@echo "make bench  - benchmarks (ingest vs pyarrow, mock generation)"
-	@echo "make mock-validate - compare the mock with the 817 real ALHAMBRA rows"
+	@echo "make run            whole pipeline on the embedded mock ($(OBJECTS) objects): mock, ingest, train, score, evaluate"
+	@echo "make test           the test suite (real Spark, real MLflow, headless Chromium)"
+	@echo "make bench          benchmarks -> reports/bench/"
+	@echo "make ui             MLflow UI on http://127.0.0.1:5000"
+	@echo "make train-paper    the thesis' four networks (for comparison)"
+	@echo "make mock-validate  compare the mock with the 817 real ALHAMBRA rows"
+	@echo "make cluster-demo   score on a Spark standalone master + worker started from the pip package"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; galaxy_spark needs Python 3.11" >&2; exit 2; }
@@ -36,25 +45,52 @@ setup: $(STAMP) check-java
 check-java: $(STAMP)
 	@$(PY) -m galaxy_spark.spark --check-java
 
-data/raw/alhambra_mock.csv: | setup
-	$(PY) jobs/mock.py --objects $(OBJECTS) --seed $(SEED) --format csv --out $@
-
 mock: setup
-	$(PY) jobs/mock.py --objects $(OBJECTS) --seed $(SEED) --format csv --out data/raw/alhambra_mock.csv
+	$(PY) jobs/mock.py --objects $(OBJECTS) --seed $(SEED) --format csv --out $(RAW)
 
 ingest: setup
-	$(SPARK_SUBMIT) jobs/ingest.py --input data/raw/alhambra_mock.csv --out data/catalog --quarantine data/quarantine
+	$(SPARK_SUBMIT) jobs/ingest.py --input $(RAW) --out data/catalog --quarantine data/quarantine
 
-run: setup mock ingest
+train: setup
+	$(SPARK_SUBMIT) jobs/train.py --catalog data/catalog --preset $(PRESET)
+
+train-paper: setup
+	$(SPARK_SUBMIT) jobs/train.py --catalog data/catalog --preset paper
+
+score: setup
+	$(SPARK_SUBMIT) jobs/score.py --catalog data/catalog --out data/scores --coverage
+
+evaluate: setup
+	$(SPARK_SUBMIT) jobs/evaluate.py --scores data/scores --catalog data/catalog --out $(REPORT)
+
+run: setup
+	$(MAKE) --no-print-directory mock ingest train score evaluate
+
+realdata-check: setup
+	$(PY) jobs/realdata_check.py --input $(REAL) --out reports/realdata
 
 mock-validate: setup
 	$(PY) jobs/mock.py --validate --real ../shared/data/alhambra_f02_vizier_sample.csv --objects 60000 --seed $(SEED) --out reports/mock-validation
 
+reprocess: setup
+	$(SPARK_SUBMIT) jobs/reprocess.py --catalog data/catalog --scores data/scores
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+cluster-demo: setup
+	$(PY) -m pytest -q -s tests/test_cluster.py
+
 test: setup
+	@bash scripts/install_browser.sh
 	$(PY) -m pytest tests
 
 bench: setup
-	$(PY) -m galaxy_spark.bench --objects $(OBJECTS) --out reports/bench
+	@mkdir -p reports/bench
+	$(PY) benchmarks/bench_mock.py --objects $(OBJECTS) --keep $(RAW) --out reports/bench/mock.json
+	$(PY) benchmarks/bench_ingest.py --input $(RAW) --out .bench/ingest --json reports/bench/ingest.json
+	$(PY) benchmarks/bench_scoring.py --objects $(OBJECTS) --scale 10 --out reports/bench/scoring.json
+	$(PY) benchmarks/bench_reprocess.py --out reports/bench/reprocess.json
 
 clean:
-	rm -rf data reports spark-warehouse mlartifacts mlflow.db
+	rm -rf data reports spark-warehouse mlartifacts mlruns mlflow.db .bench

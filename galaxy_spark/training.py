@@ -191,6 +191,7 @@ def field_metrics(pred: pd.DataFrame, targets: dict[str, np.ndarray], galaxy: np
     out = {}
     z = M.photoz_metrics(pred["z_phot"].to_numpy()[galaxy], targets["redshift"][galaxy])
     out.update({f"redshift_{k}": z[k] for k in ("sigma_nmad", "bias", "outlier_frac", "outlier_frac_rail", "n")})
+    out["redshift_r2"] = M.regression_metrics(pred["z_phot"].to_numpy()[galaxy], targets["redshift"][galaxy])["r2"]
     cov = M.interval_coverage(targets["redshift"][galaxy], pred["z_phot_lo68"].to_numpy()[galaxy],
                               pred["z_phot_hi68"].to_numpy()[galaxy], pred["z_phot_lo95"].to_numpy()[galaxy],
                               pred["z_phot_hi95"].to_numpy()[galaxy])

@@ -1,0 +1,88 @@
+"""spark-submit jobs/evaluate.py --scores data/scores --catalog data/catalog --out reports/NAME
+
+Joins the scores (jobs/score.py) with the catalogue on ID, keeps the held-out test split, computes
+the field-standard metrics against the catalogue labels (and the mock's truth when present), runs
+the BPZ baseline on the same objects, builds the thesis table from the MLflow runs, and writes
+report.html (self-contained), metrics.json and the PNGs to --out. Logs them and the headline
+metrics to the MLflow run of the model that produced the scores. See docs/evaluation.md.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from galaxy_spark.errors import cli_main  # noqa: E402
+
+
+def parse_args(argv):
+    from galaxy_spark.config import load_pipeline_config
+    from galaxy_spark.evaluation import BPZ_MAX_OBJECTS
+
+    cfg = load_pipeline_config()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scores", default=cfg["paths"].get("scores", "data/scores"))
+    p.add_argument("--catalog", default=cfg["paths"]["catalog"])
+    p.add_argument("--out", default=None, help="report directory (default reports/eval-<model run id>)")
+    p.add_argument("--model", default=None,
+                   help="model URI for the throughput timing (default: the scores' model name/version)")
+    p.add_argument("--model-run-id", default=None, help="evaluate only the scores of this model run")
+    p.add_argument("--bpz-max-objects", type=int, default=BPZ_MAX_OBJECTS,
+                   help="cap on the BPZ baseline's objects (deterministic ID-hash subsample)")
+    p.add_argument("--no-bpz", action="store_true", help="skip the BPZ baseline")
+    p.add_argument("--no-mlflow", action="store_true",
+                   help="do not read from or log to MLflow (no thesis runs, loss curves or throughput)")
+    p.add_argument("--experiment", default=None, help="experiment searched for the paper/default runs "
+                   "(default: the model run's)")
+    p.add_argument("--survey", default=cfg.get("survey", "alhambra"))
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from galaxy_spark.errors import InputError
+    from galaxy_spark.evaluation import EvalOptions, run_evaluation
+    from galaxy_spark.report import fmt
+    from galaxy_spark.spark import get_spark
+
+    if args.bpz_max_objects < 1:
+        raise InputError("--bpz-max-objects must be at least 1")
+    for what, path, hint in (("scores", args.scores, "run jobs/score.py first"),
+                             ("catalogue", args.catalog, "run jobs/ingest.py first")):
+        if not os.path.exists(path):
+            raise InputError(f"{what} not found: {path} ({hint})")
+    if not args.no_mlflow:
+        from galaxy_spark.tracking import configure_tracking
+        configure_tracking()
+    out = args.out
+    if out is None:
+        out = os.path.join("reports", "evaluation")
+    spark = get_spark("galaxy_spark-evaluate")
+    try:
+        res = run_evaluation(EvalOptions(scores=args.scores, catalog=args.catalog, out=out, model=args.model,
+                                         model_run_id=args.model_run_id, bpz_max_objects=args.bpz_max_objects,
+                                         bpz=not args.no_bpz, mlflow=not args.no_mlflow,
+                                         experiment=args.experiment, survey=args.survey), spark)
+    finally:
+        spark.stop()
+    h = res["headline"]
+    print(f"report: {os.path.abspath(res['report'])}")
+    print(f"metrics: {os.path.abspath(res['metrics_json'])}")
+    print(f"test split: {h['n_test']} objects; labels: {h['labels']}")
+    print("network: " + ", ".join(f"{k} {fmt(h.get(k))}" for k in (
+        "redshift_sigma_nmad", "redshift_bias", "redshift_outlier_frac", "redshift_crps", "redshift_coverage68",
+        "stellarity_balanced_accuracy", "stellarity_roc_auc", "stellar_mass_nmad", "spectral_type_nmad")))
+    if h.get("bpz_sigma_nmad") is not None:
+        print(f"same {h['same_objects_n']} objects: network sigma_nmad {fmt(h['network_sigma_nmad_same_objects'])} "
+              f"outliers {fmt(h['network_outlier_frac_same_objects'])} | BPZ sigma_nmad {fmt(h['bpz_sigma_nmad'])} "
+              f"outliers {fmt(h['bpz_outlier_frac'])} | objects/s network {fmt(h.get('network_objects_per_s'))} "
+              f"BPZ {fmt(h['bpz_objects_per_s'])} ratio {fmt(h['throughput_ratio'])}x")
+    if res["logged"]:
+        print(f"logged {res['n_flat_metrics']} metrics and the report to MLflow run {res['run_id']} "
+              f"(artifacts evaluation/{os.path.basename(os.path.abspath(out))}/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
