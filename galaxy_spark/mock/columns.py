@@ -192,9 +192,15 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     compact = np.clip(1 - size_px / (2 * SIGMA_PSF), 0, 1)
     mu_g = np.interp(mag_det, [14, 20, 21, 22, 23, 24, 25, 26], [0.02, 0.03, 0.04, 0.07, 0.14, 0.58, 0.5, 0.5])
     mu_g = np.clip(mu_g + 0.15 * (compact - 0.5) * (mag_det > 21), 0.01, 0.8)
-    mu_s = np.interp(mag_det, [14, 20, 21.5, 23, 24, 25.5], [0.985, 0.98, 0.93, 0.78, 0.65, 0.55])
+    # real rows: stars keep CLASS_STAR ≈ 0.97–0.98 down to F814W ≈ 23 (≥ 73% above 0.9)
+    mu_s = np.interp(mag_det, [14, 20, 21.5, 23, 24, 25.5], [0.985, 0.98, 0.975, 0.95, 0.8, 0.6])
+    # a few % of galaxies at F814W 21–24 are unresolved (compact) and score like stars
+    p_pt = np.interp(mag_det, [20, 21, 22, 23, 24, 25], [0.0, 0.04, 0.09, 0.07, 0.01, 0.0])
+    point_like = ~star & (rng.random(n) < p_pt * 2 * compact)
+    mu_g = np.where(point_like, 0.95, mu_g)
     mu = np.where(star, mu_s, mu_g)
     kap = np.interp(mag_det, [14, 20, 22, 24, 26], [60, 40, 12, 12, 14])
+    kap = np.where(star | point_like, np.maximum(kap, np.interp(mag_det, [20, 23, 25], [60, 40, 14])), kap)
     stell = np.round(rng.beta(mu * kap, (1 - mu) * kap), 2)
 
     # photometric flags: 0 61%, 2 18%, 3 19%, 1 1% (blends more common for bright, big objects)

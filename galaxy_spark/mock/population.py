@@ -4,8 +4,9 @@ Galaxies come from two Schechter rest-frame B-band (AB) luminosity functions, "r
 and "blue" (star-forming), with luminosity and density evolution, times the comoving volume
 element dV/dz of Planck18. (z, M_B) pairs are drawn from that density over cells that can reach
 the generation limit, then every galaxy gets an SED (a real SDSS mixture of the kcorrect
-templates from its colour class, plus a young-star component growing with z for star-forming
-galaxies and extra Calzetti dust), its exact apparent magnitudes from the template grid, and is
+templates from its colour class, projected on the mixtures' two leading principal components,
+and extra Calzetti dust; the optional young-star component, YOUNG_*, is off: it made the SEDs
+degenerate with redshift, see docs/mock.md "Photo-z fidelity"), its exact apparent magnitudes from the template grid, and is
 kept only if it passes the detection cut (photometry.detect). So n(z | m) follows from the
 luminosity functions and the K-corrections; nothing is drawn independently of redshift.
 
@@ -25,12 +26,44 @@ from galaxy_spark.mock import seds
 # that <z> = 0.56 for F814W < 22.5 and 0.86 for F814W < 24.5 (Molino et al. 2014).
 LF = {
     # name: (phi* [Mpc^-3], alpha, M*0, Q [mag per unit z], P density evolution, z_break)
-    "red": (2.6e-3, -0.5, -20.55, 1.05, -1.6, 1.2),
-    "blue": (3.2e-3, -1.3, -20.3, 1.04, -0.3, 1.2),
+    "red": (2.6e-3, -0.5, -20.55, 0.85, -2.2, 1.2),
+    "blue": (3.2e-3, -1.3, -20.3, 1.35, -0.3, 1.8),
 }
 M_RANGE = (-25.5, -11.0)
 Z_RANGE = (0.02, 6.5)
 RED_UV_SPLIT = 1.85          # rest-frame U−V (AB) separating the SDSS mixtures into red / blue
+
+
+# young component: mean fraction of rest-B light = a + b·z (capped at c); scatter Gamma(k)/k
+YOUNG_BLUE = (0.0, 0.0, 0.0)
+YOUNG_RED = (0.0, 0.0, 0.0)
+YOUNG_SHAPE = 16.0
+AV_BLUE = (1.5, 0.06)         # extra Calzetti A_V (gamma shape, scale) for star-forming galaxies
+AV_RED = 0.03                 # exponential mean for quiescent ones
+BLUE_TILT = 0.0              # how fast star-forming galaxies shift to the bluer mixtures with z
+MIXTURE_PCS = 2              # principal components of the SDSS light fractions kept
+
+
+def smooth_mixtures(co: np.ndarray, lb: np.ndarray, n_pc: int = MIXTURE_PCS) -> np.ndarray:
+    """Project the SDSS mixtures onto their leading principal components (in rest-B light fractions).
+
+    The NNLS fits to 5 SDSS + 3 2MASS fluxes (3% floor) leave the weakly constrained directions
+    (rest-UV shape, line strengths) to the photometric noise of each SDSS galaxy; taken literally
+    that noise becomes random per-galaxy structure in the medium bands at z > 0.3, where the rest
+    UV enters the survey's bands. The first two components carry 94% of the variance; the rest is
+    treated as fit noise and removed. Coefficients stay non-negative, normalised to unit sum.
+    """
+    if n_pc is None or n_pc >= co.shape[1]:
+        return co
+    L = co * lb[None, :]
+    frac = L / L.sum(1, keepdims=True)
+    mu = frac.mean(0)
+    u, s, vt = np.linalg.svd(frac - mu, full_matrices=False)
+    rec = mu + (u[:, :n_pc] * s[:n_pc]) @ vt[:n_pc]
+    rec = np.clip(rec, 0.0, None)
+    rec /= rec.sum(1, keepdims=True)
+    c = rec / lb[None, :]
+    return c / c.sum(1, keepdims=True)
 
 
 def schechter_mag(M, phi, alpha, Mstar):
@@ -96,12 +129,17 @@ class GalaxyModel:
         self.cosmo = Cosmo()
         self.det_index = self.grid.band_names.index(survey.detection_band)
         co, _ = seds.sdss_mixtures()
+        co = smooth_mixtures(co, self.grid.rest[:, 0, 1])
         rest = self.grid.restframe(co, np.zeros(len(co)))
         uv = -2.5 * np.log10(rest[:, 0] / rest[:, 2])
+        # each class sorted bluest first (rest U−V), so evolution can favour the bluer mixtures
+        o = np.argsort(uv, kind="stable")
+        co, uv = co[o], uv[o]
         self.mix = {"red": co[uv >= RED_UV_SPLIT], "blue": co[uv < RED_UV_SPLIT]}
-        # the template with the bluest rest U−V is the young-star component
+        # the young-star component: the template with the bluest rest U−V (unit rest-B light)
         r0 = self.grid.rest[:, 0, :]
         self.young = int(np.argmin(-2.5 * np.log10(r0[:, 0] / r0[:, 2])))
+        self.young_coeffs = np.eye(r0.shape[0])[self.young] / r0[self.young, 1]
         self.det_limit = det_limit
         self._build_tables()
 
@@ -140,16 +178,15 @@ class GalaxyModel:
         self.table_shape = W.shape
 
     def _evolve(self, c, z, kind, u):
-        """Add a young component (fraction of rest-B light) growing with z; u ~ Gamma(4)/4."""
+        """Add a young component (fraction of rest-B light) growing with z; u ~ Gamma(k)/k."""
         c = c.copy()
         lb = c @ self.grid.rest[:, 0, 1]
-        lb_y = self.grid.rest[self.young, 0, 1]
         if kind == "blue":
-            mu = np.minimum(0.06 + 0.16 * z, 0.55)
+            mu = np.minimum(YOUNG_BLUE[0] + YOUNG_BLUE[1] * z, YOUNG_BLUE[2])
         else:
-            mu = np.minimum(0.01 + 0.02 * z, 0.08)
+            mu = np.minimum(YOUNG_RED[0] + YOUNG_RED[1] * z, YOUNG_RED[2])
         f = np.clip(mu * u, 0.0, 0.9)
-        c[:, self.young] += f / (1 - f) * lb / lb_y
+        c += (f / (1 - f) * lb)[:, None] * self.young_coeffs[None, :]
         return c
 
     def draw(self, rng: np.random.Generator, n: int) -> Galaxies:
@@ -161,17 +198,20 @@ class GalaxyModel:
         z = ze[iz] + rng.random(n) * (ze[iz + 1] - ze[iz])
         M = Me[iM] + rng.random(n) * (Me[iM + 1] - Me[iM])
         red = k == 0
-        coeffs = np.empty((n, 5))
+        coeffs = np.empty((n, self.grid.n_templates))
         av = np.empty(n)
-        u = rng.gamma(4.0, 0.25, n)
+        u = rng.gamma(YOUNG_SHAPE, 1.0 / YOUNG_SHAPE, n)
         for kind, sel in (("red", red), ("blue", ~red)):
             m = int(sel.sum())
             if not m:
                 continue
             mix = self.mix[kind]
-            c = mix[rng.integers(0, len(mix), m)]
+            # evolution within the observed family: at higher z star-forming galaxies are drawn
+            # from the bluer SDSS mixtures (quantile u^(1 + k·z), sorted bluest first)
+            tilt = 1.0 + BLUE_TILT * np.minimum(z[sel], 2.0) if kind == "blue" else np.ones(m)
+            c = mix[np.minimum((rng.random(m) ** tilt * len(mix)).astype(int), len(mix) - 1)]
             coeffs[sel] = self._evolve(c, z[sel], kind, u[sel])
-            av[sel] = rng.gamma(1.5, 0.12, m) if kind == "blue" else rng.exponential(0.05, m)
+            av[sel] = rng.gamma(*AV_BLUE, m) if kind == "blue" else rng.exponential(AV_RED, m)
         av = np.clip(av, 0.0, self.grid.av[-1])
         rest = self.grid.restframe(coeffs, av)
         scale = 10 ** (-0.4 * M) / rest[:, 1]
