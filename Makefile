@@ -12,6 +12,7 @@ export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 # conf/log4j2.properties: Spark logs warnings only
 export SPARK_CONF_DIR := $(abspath conf)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+export SPARK_LOCAL_IP ?= 127.0.0.1
 MASTER ?= local[2]
 SPARK_SUBMIT := $(VENV)/bin/spark-submit --master $(MASTER) --driver-memory 8g
 # Full size by default; `make run OBJECTS=20000` for a quick look.

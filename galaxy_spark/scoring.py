@@ -774,19 +774,25 @@ def in_test_split(ids) -> np.ndarray:
 
 def coverage_report(scores: pd.DataFrame, catalogue: pd.DataFrame, id_column: str = "ID",
                     references=("zb_1", "z_true"), star_column: str = "stell",
-                    test_only: bool = True) -> dict:
+                    test_only: bool = True, star_threshold: float | None = None) -> dict:
     """Coverage of the 68%/95% z intervals on the test split (galaxies only), against each
     reference redshift present in the catalogue (BPZ's zb_1; the mock's z_true when present).
 
-    Galaxies: catalogue `stell` < 0.5 when present, else the mock's is_star == 0, else all."""
+    Galaxies: catalogue `stell` below the survey's star threshold (as in training) when present,
+    else the mock's is_star == 0, else all."""
+    from galaxy_spark.features import DEFAULT_STAR_THRESHOLD
     from galaxy_spark.metrics import interval_coverage
+    from galaxy_spark.survey import load_survey
+
+    if star_threshold is None:
+        star_threshold = float(load_survey().labels.get("star_threshold", DEFAULT_STAR_THRESHOLD))
 
     cols = [id_column] + [c for c in (*references, star_column, "is_star") if c in catalogue.columns]
     m = scores.merge(catalogue[cols], on=id_column, how="inner", suffixes=("", "_cat"))
     if test_only:
         m = m[in_test_split(m[id_column].to_numpy(np.int64))]
     if star_column in m:
-        m = m[pd.to_numeric(m[star_column], errors="coerce") < 0.5]
+        m = m[pd.to_numeric(m[star_column], errors="coerce") < star_threshold]
     elif "is_star" in m:
         m = m[pd.to_numeric(m["is_star"], errors="coerce") == 0]
     out = {"n_objects": int(len(m)), "nominal": {"coverage68": 0.68, "coverage95": 0.95}}
