@@ -145,9 +145,19 @@ class Network:
     z_bins: np.ndarray | None = None           # pdf: bin centres
     residual_quantiles: dict = field(default_factory=dict)  # regression: validation residuals
     scatter: float = float("nan")               # validation NMAD after correction
+    logit_offset: float = 0.0                   # classifier: undoes the class weights (prior shift)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         return self.stack(x)
+
+    def positive_probability(self, x: np.ndarray) -> np.ndarray:
+        """Classifier: P(class 1 | x) with the training class weights undone, so the probability
+        refers to the true class balance: logit p = logit p_weighted + logit_offset."""
+        p = np.clip(self.stack(x)[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
+        if self.logit_offset == 0.0:
+            return p
+        logit = np.log(p) - np.log1p(-p) + self.logit_offset
+        return 1.0 / (1.0 + np.exp(-logit))
 
 
 def pdf_quantiles(p: np.ndarray, centres: np.ndarray, qs) -> np.ndarray:
@@ -193,7 +203,7 @@ class Ensemble:
             for col, key in (("z_phot_lo68", "q16"), ("z_phot_hi68", "q84"),
                              ("z_phot_lo95", "q02.5"), ("z_phot_hi95", "q97.5")):
                 out[col] = np.maximum(zp + rq.get(key, np.nan) * (1 + zp), 0.0)
-        ps = self.networks["stellarity"].raw(x)[:, 1]
+        ps = self.networks["stellarity"].positive_probability(x)
         out["p_star"] = ps
         out["is_star"] = (ps >= 0.5).astype(np.float64)
         for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
@@ -224,7 +234,8 @@ class Ensemble:
                 arrays[f"{name}/z_bins"] = n.z_bins
             nets[name] = {"kind": n.kind, "activations": [layer["activation"] for layer in n.stack.layers],
                           "normalised": n.stack.norm is not None, "calibration": n.calibration.to_dict(),
-                          "residual_quantiles": n.residual_quantiles, "scatter": n.scatter}
+                          "residual_quantiles": n.residual_quantiles, "scatter": n.scatter,
+                          "logit_offset": n.logit_offset}
         doc = {"format_version": FORMAT_VERSION, "feature_spec": self.feature_spec.to_dict(),
                "networks": nets, "info": self.info, "outputs": OUTPUT_COLUMNS}
         return json.loads(json.dumps(doc, default=float)), arrays
@@ -258,5 +269,5 @@ class Ensemble:
             nets[name] = Network(name, spec["kind"], DenseStack(layers, norm),
                                  Calibration(**spec["calibration"]),
                                  arrays.get(f"{name}/z_bins"), spec.get("residual_quantiles", {}),
-                                 float(spec.get("scatter", float("nan"))))
+                                 float(spec.get("scatter", float("nan"))), float(spec.get("logit_offset", 0.0)))
         return cls(FeatureSpec.from_dict(doc["feature_spec"]), nets, doc.get("info", {}))

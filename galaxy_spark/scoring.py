@@ -221,7 +221,7 @@ def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed:
                 dhi = rq.get(qhi, np.nan) * (1 + zp)
                 out[lo] = zp - np.hypot(dlo, k * sd)
                 out[hi] = zp + np.hypot(dhi, k * sd)
-        ps = nets["stellarity"].raw(x)[:, 1].astype(np.float64).reshape(m, n)
+        ps = nets["stellarity"].positive_probability(x).reshape(m, n)
         out["p_star"], out["p_star_err"] = ps.mean(axis=1), ps.std(axis=1)
         for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
             net = nets[name]

@@ -126,6 +126,16 @@ def score_metric(cfg: dict, pred: np.ndarray, true: np.ndarray) -> tuple[str, fl
     return "r2", M.regression_metrics(pred, true)["r2"]
 
 
+def balanced_class_weights(y: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(y.astype(int), minlength=2).astype(float)
+    return {i: float(len(y) / (2 * max(c, 1))) for i, c in enumerate(counts)}
+
+
+def class_weight_logit_offset(weights: dict[int, float] | None) -> float:
+    """Training with class weights w_c multiplies the posterior odds by w1/w0; this undoes it."""
+    return 0.0 if not weights else float(np.log(weights[0] / weights[1]))
+
+
 # ---- one network --------------------------------------------------------------------------
 def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | None, seed: int,
                 normalise: bool, log_fn=None):
@@ -162,10 +172,7 @@ def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | 
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", patience=cfg["reduce_lr"].get("patience", 2),
             factor=cfg["reduce_lr"].get("factor", 0.3), min_lr=1e-5))
-    class_weight = None
-    if cfg["kind"] == "classifier" and cfg.get("class_weight") == "balanced":
-        counts = np.bincount(y_tr.astype(int), minlength=2).astype(float)
-        class_weight = {i: float(len(y_tr) / (2 * max(c, 1))) for i, c in enumerate(counts)}
+    class_weight = balanced_class_weights(y_tr) if cfg["kind"] == "classifier" and cfg.get("class_weight") == "balanced" else None
     epochs = cfg["epochs"] if max_epochs is None else min(cfg["epochs"], max_epochs)
     print(f"\n== {name}: {len(x_tr):,} train / {len(x_va):,} validation rows, up to {epochs} epochs", flush=True)
     model.fit(x_tr, t_tr, validation_data=(x_va, t_va), epochs=epochs, batch_size=cfg["batch_size"],
@@ -324,6 +331,9 @@ def train(opts: TrainOptions, spark) -> dict:
                 raw_va = point_prediction(cfg, stack(x[va]))
                 net = Network(name, cfg["kind"], stack, Calibration.identity(),
                               z_bin_centres(cfg) if cfg["kind"] == "pdf" else None)
+                if cfg["kind"] == "classifier" and cfg.get("class_weight") == "balanced":
+                    net.logit_offset = class_weight_logit_offset(balanced_class_weights(y[tr]))
+                    raw_tr, raw_va = net.positive_probability(x[tr]), net.positive_probability(x[va])
                 mname, _ = score_metric(cfg, raw_va, y[va])
                 row = {"metric": mname, "epochs_run": len(hist.get("train_loss", [])), "seconds": round(seconds, 1),
                        "initial_train_loss": hist["train_loss"][0], "final_train_loss": hist["train_loss"][-1],

@@ -98,3 +98,17 @@ def test_outliers_do_not_drive_the_slope_correction():
     cal = Calibration.fit(pred, labels, degree=2)
     corrected = cal.apply(pred)
     assert abs(np.median(corrected - true)) < 0.005
+
+
+def test_class_weight_offset_restores_calibrated_probabilities():
+    from galaxy_spark.ensemble import Network
+    from galaxy_spark.training import balanced_class_weights, class_weight_logit_offset
+
+    y = np.array([0] * 97 + [1] * 3)
+    w = balanced_class_weights(y)
+    assert w[1] / w[0] == pytest.approx(97 / 3)
+    # a "network" whose weighted posterior is 0.5 everywhere: the true posterior is the prior 3%
+    stack = DenseStack([{"W": np.zeros((1, 2), np.float32), "b": np.zeros(2, np.float32), "activation": "softmax"}])
+    net = Network("stellarity", "classifier", stack, Calibration.identity(),
+                  logit_offset=class_weight_logit_offset(w))
+    np.testing.assert_allclose(net.positive_probability(np.zeros((4, 1), np.float32)), 0.03, rtol=1e-6)
