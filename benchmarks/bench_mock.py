@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,12 +50,7 @@ def main(argv=None) -> int:
         "objects_per_s": round(a.objects / wall, 1), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "command": " ".join(cmd[1:]),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
-    return 0
+    return emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
@@ -121,12 +123,7 @@ def main(argv=None) -> int:
         out["all_fields"]["later_fields_mean_s"] = round(sum(fs[1:]) / len(fs[1:]), 3)
     out["ratio_rescore_one_to_all"] = round(out["one_field"]["seconds"]["rescore"]
                                             / out["all_fields"]["seconds"]["rescore"], 3)
-    text = json.dumps(out, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
-    return 0
+    return emit(out, a.out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
@@ -213,12 +215,7 @@ def main(argv=None) -> int:
                                       "rows_per_s": round(a.mc_objects / jm, 1),
                                       "row_samples_per_s": round(a.mc_objects * a.mc_samples / jm, 1),
                                       "peak_rss_mb": rm["peak_rss_mb"]}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
-    return 0
+    return emit(out, a.out)
 
 
 if __name__ == "__main__":

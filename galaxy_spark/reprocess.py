@@ -41,6 +41,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from galaxy_spark.procs import pid_alive
 from galaxy_spark import scoring as S
 from galaxy_spark.errors import GalaxySparkError, InputError
 
@@ -151,16 +152,6 @@ class Ledger:
 # =============================================================================================
 # lock
 # =============================================================================================
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _proc_start(pid: int) -> str | None:
     """Start time of `pid` in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
     try:
@@ -229,7 +220,7 @@ class RunLock:
             return None
         pid, host = info.get("pid"), info.get("host")
         if host == socket.gethostname() and isinstance(pid, int):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return f"its process (pid {pid} on {host}) is not running"
             if info.get("proc_start") and _proc_start(pid) not in (None, info["proc_start"]):
                 return f"pid {pid} on {host} now belongs to another process"

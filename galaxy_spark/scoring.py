@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galaxy_spark.procs import pid_alive
 from galaxy_spark.ensemble import Ensemble, pdf_quantiles
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.features import (MAX_ERROR, SPLIT_TEST, FeatureSpec, _band_arrays, build_features,
@@ -479,16 +480,6 @@ def check_catalogue(catalog: str | Path, model: ResolvedModel, fields_arg: str |
 # =============================================================================================
 # commit protocol
 # =============================================================================================
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def staging_root(out: Path, token: str) -> Path:
     """A sibling of `out` (Spark ignores input paths whose name starts with `_` or `.`, so staging
     cannot live under a `_` name; a sibling on the same filesystem keeps the renames atomic)."""
@@ -513,7 +504,7 @@ def recover(out: str | Path) -> list[str]:
             pid = int(st.name.rsplit(".staging-", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if not _pid_alive(pid) or pid == os.getpid():
+        if not pid_alive(pid) or pid == os.getpid():
             shutil.rmtree(st, ignore_errors=True)
             notes.append(f"removed stale staging directory {st.name}")
     return notes
