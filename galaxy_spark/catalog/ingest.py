@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+from galaxy_spark.procs import pid_alive
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
@@ -61,16 +62,6 @@ def _siblings(target: Path, kind: str) -> list[Path]:
     return sorted(target.parent.glob(f"{target.name}.{kind}-*"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(target: Path) -> list[str]:
     """Undo a crash between the two renames of a commit; remove stale staging directories."""
     notes = []
@@ -88,7 +79,7 @@ def recover(target: Path) -> list[str]:
             pid = int(st.name.rsplit("staging-", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(st, ignore_errors=True)
             notes.append(f"removed stale staging directory {st.name}")
     return notes
@@ -117,6 +108,19 @@ def _content_hash(df):
     return F.xxhash64(*cols).cast("decimal(38,0)")
 
 
+def _field_aggregates(df, sv: Survey) -> list:
+    """Total rows, rows per Field and the per-Field sum of `_content_hash`."""
+    from pyspark.sql import functions as F
+
+    h = _content_hash(df)
+    fcol = F.col(S.PARTITION_COLUMN)
+    agg = [F.count(F.lit(1)).alias("rows")]
+    for f in sv.fields:
+        agg.append(F.count(F.when(fcol == f, 1)).alias(f"rows_{f}"))
+        agg.append(F.sum(F.when(fcol == f, h)).alias(f"hash_{f}"))
+    return agg
+
+
 def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
     return hashlib.sha256(f"{schema_ddl}|{rows}|{hash_sum}".encode()).hexdigest()[:32]
 
@@ -132,6 +136,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JJavaError
     from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     t_start = time.perf_counter()
@@ -173,25 +178,27 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
 
     token = uuid.uuid4().hex[:12]
     cached: list = []
+    saved_split = None
     st_out, st_q = staging_dir(out, token), staging_dir(quarantine, token)
     try:
-        # -- read + validate, one scan per file layout -----------------------------------
+        # -- one light pass: line offsets, line counts, duplicate IDs -------------------
         t0 = time.perf_counter()
-        validated, line_stats = None, {}
-        for group in R.group_layouts(layouts):
-            raw, st = R.read_group(spark, group, sv)
-            line_stats.update(st)
+        groups = R.group_layouts(layouts)
+        saved_split = _balance_splits(spark, [lay.path for lay in layouts])
+        index = R.scan_index(spark, groups, sv)
+        rows_read = sum(s["data_lines"] for s in index.stats.values())
+        lap("line_index_duplicates", t0)
+
+        # -- read + validate, one scan per file layout -----------------------------------
+        validated = None
+        for group in groups:
+            raw, _ = R.read_group(spark, group, sv, index)
             v = C.validate(raw, sv, C.convention_for(group[0].format))
             validated = v if validated is None else validated.unionByName(v)
-        rows_read = sum(s["data_lines"] for s in line_stats.values())
-        lap("line_index", t0)
-
-        t0 = time.perf_counter()
-        dup_ids = [r[0] for r in C.find_duplicate_ids(validated, sv).collect()]
         idc = C.typed(sv.id_column)
-        dup_df = spark.createDataFrame([(i,) for i in dup_ids], f"{idc} long")
-        validated = C.mark_duplicates(validated, dup_df, sv)
-        lap("duplicates", t0)
+        if index.duplicate_ids:
+            dup_df = spark.createDataFrame([(i,) for i in index.duplicate_ids], f"{idc} long")
+            validated = C.mark_duplicates(validated, dup_df, sv)
 
         # Parse and validate once: keep typed values for every row and raw strings only for
         # rejected rows (null elsewhere, so the cache stays small), then split from the cache.
@@ -203,6 +210,10 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         good_columns, good_schema = good.columns, good.schema
         if one_file_per_field:
             good = good.repartition(S.PARTITION_COLUMN).sortWithinPartitions(sv.id_column)
+        # Per-Field row counts and content hashes are observed while the catalogue is written
+        # (same columns, same order, same values as the Parquet holds), so no data is re-read.
+        obs = Observation("ingest_catalog")
+        good = good.observe(obs, *_field_aggregates(good, sv))
         t0 = time.perf_counter()
         good.write.mode("errorifexists").partitionBy(S.PARTITION_COLUMN).parquet(str(st_out))
         lap("parse_validate_write_catalog", t0)
@@ -214,21 +225,28 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
          .write.mode("errorifexists").parquet(str(st_q)))
         lap("write_quarantine", t0)
 
-        # -- accounting from what was written (read back: columnar, cheap) ---------------
+        # -- accounting from what was written --------------------------------------------
+        # Row counts come from the staged Parquet itself (per-Field counts need no column data);
+        # they must agree with what the write observed, else the hashes are taken from a full
+        # read-back of the staged files.
         t0 = time.perf_counter()
-        back = spark.read.schema(good_schema).parquet(str(st_out)).select(*good_columns)
-        h = _content_hash(back)
-        fcol = F.col(S.PARTITION_COLUMN)
-        agg = [F.count(F.lit(1)).alias("rows")]
-        for f in sv.fields:
-            agg.append(F.count(F.when(fcol == f, 1)).alias(f"rows_{f}"))
-            agg.append(F.sum(F.when(fcol == f, h)).alias(f"hash_{f}"))
-        gm = back.agg(*agg).first().asDict()
+        schema_ddl = good_schema.simpleString()
+        on_disk = {int(r[0]): int(r[1]) for r in
+                   spark.read.schema(good_schema).parquet(str(st_out))
+                   .groupBy(S.PARTITION_COLUMN).count().collect()}
+        try:
+            gm = dict(obs.get)
+        except Exception:  # noqa: BLE001 - no observed metrics: fall back to the read-back
+            gm = {}
+        if not gm or any(int(gm.get(f"rows_{f}") or 0) != on_disk.get(f, 0) for f in sv.fields) \
+                or sum(on_disk.values()) != int(gm.get("rows") or 0):
+            back = spark.read.schema(good_schema).parquet(str(st_out)).select(*good_columns)
+            gm = back.agg(*_field_aggregates(back, sv)).first().asDict()
+        gm["rows"] = sum(on_disk.values())
         qback = spark.read.parquet(str(st_q))
         qm = {r: 0 for r in C.REASONS}
         qm.update({r[C.REASON]: int(r["count"]) for r in qback.groupBy(C.REASON).count().collect()})
         qm["rows"] = sum(v for k, v in qm.items())
-        schema_ddl = good_schema.simpleString()
         lap("accounting", t0)
     except (PySparkException, Py4JJavaError) as e:
         _unpersist(cached)
@@ -240,6 +258,8 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         _unpersist(cached)
         _cleanup(st_out, st_q)
         raise
+    finally:
+        _restore_splits(spark, saved_split)
     _unpersist(cached)
 
     written, quarantined = int(gm["rows"]), int(qm["rows"])
@@ -284,6 +304,36 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     lap("commit", t0)
     echo(summary(manifest))
     return manifest
+
+
+_SPLIT_KEY = "spark.sql.files.maxPartitionBytes"
+
+
+def _balance_splits(spark, paths: list[str], per_core: int = 4, floor: int = 8 << 20):
+    """Cut the text into about `per_core` splits per core so that every core stays busy (the
+    default 128 MB splits give 3 tasks for a 320 MB file on 2 cores: one core idles a third of
+    the time). Returns the previous setting, for `_restore_splits`. Both text scans of a run
+    must see the same split size (the line offsets are per split)."""
+    try:
+        prev = spark.conf.get(_SPLIT_KEY)
+        jvm = spark.sparkContext._jvm
+        limit = int(jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(prev))
+        cores = max(1, spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - unparsable setting or no JVM at hand: leave it alone
+        return None
+    total = sum(os.path.getsize(p) for p in paths)
+    want = max(floor, -(-total // (cores * per_core)))
+    if want < limit:
+        spark.conf.set(_SPLIT_KEY, str(want))
+    return prev
+
+
+def _restore_splits(spark, prev) -> None:
+    if prev is not None:
+        try:
+            spark.conf.set(_SPLIT_KEY, prev)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
 
 
 def _unpersist(frames: list) -> None:
