@@ -67,11 +67,12 @@ evaluate: setup
 run: setup
 	$(MAKE) --no-print-directory mock ingest train score evaluate
 
+REAL ?= tests/data/alhambra_f02_vizier_sample.csv
 realdata-check: setup
 	$(PY) jobs/realdata_check.py --input $(REAL) --out reports/realdata
 
 mock-validate: setup
-	$(PY) jobs/mock.py --validate --real ../shared/data/alhambra_f02_vizier_sample.csv --objects 60000 --seed $(SEED) --out reports/mock-validation
+	$(PY) jobs/mock.py --validate --real tests/data/alhambra_f02_vizier_sample.csv --objects 60000 --seed $(SEED) --out reports/mock-validation
 
 reprocess: setup
 	$(SPARK_SUBMIT) jobs/reprocess.py --catalog data/catalog --scores data/scores

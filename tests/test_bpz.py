@@ -23,7 +23,7 @@ SIGMA_NMAD_MAX_GOOD = 0.02
 OUTLIER_MAX_GOOD = 0.08      # at most 2 of 27
 SIGMA_NMAD_MAX_ALL = 0.05
 OUTLIER_MAX_ALL = 0.20
-REAL_ROWS = Path(os.environ.get("ALHAMBRA_REAL_ROWS", "/work/shared/data/alhambra_f02_vizier_sample.csv"))
+from conftest import REAL_ROWS  # noqa: E402  (tests/data, shipped with the tests)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,6 @@ def test_empty_and_unobserved_rows(model):
     assert len(model.fit(df.iloc[:0])) == 0
 
 
-@pytest.mark.skipif(not REAL_ROWS.exists(), reason="real ALHAMBRA rows not available")
 def test_real_rows_agree_with_survey_bpz(model):
     survey = model.survey
     df = vizier_to_canonical(REAL_ROWS, survey)

@@ -245,8 +245,6 @@ def test_cli_missing_column_and_unreadable(tmp_path, public_frame):
 @pytest.mark.parametrize("fmt", ["csv", "ascii"])
 def test_mock_to_ingest(spark, tmp_path, fmt, survey):
     mock = REPO / "jobs" / "mock.py"
-    if not mock.exists():
-        pytest.skip("jobs/mock.py not present")
     out = tmp_path / ("mock.csv" if fmt == "csv" else "mock_ascii")
     p = subprocess.run([sys.executable, str(mock), "--objects", "300", "--seed", "3", "--format", fmt,
                         "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)

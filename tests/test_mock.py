@@ -14,7 +14,7 @@ from galaxy_spark.survey import load_survey
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs" / "mock.py"
-REAL = ROOT.parent / "shared" / "data" / "alhambra_f02_vizier_sample.csv"
+from conftest import REAL_ROWS as REAL  # noqa: E402  (tests/data, shipped with the tests)
 
 
 def run_job(*args):
@@ -185,7 +185,6 @@ def test_split_counts_deterministic():
     assert c.sum() == 446_343 and c.max() - c.min() <= 1
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="real rows not available")
 def test_validation_reader(survey):
     from galaxy_spark.mock.validate import read_vizier
 
