@@ -29,7 +29,10 @@ def spark_home() -> str:
 
 
 def env_for(workdir):
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
+    # The master's and worker's INFO lines tell when they are up: use Spark's default logging here,
+    # not conf/log4j2.properties (warnings only), which `make` puts in SPARK_CONF_DIR.
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_CONF_DIR"}
+    return {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
             "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_HOME": spark_home(),
             "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
