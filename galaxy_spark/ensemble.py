@@ -67,9 +67,9 @@ CALIBRATION_METHODS = ("target_on_prediction", "unit_slope")
 class Calibration:
     """Slope correction fitted on the validation split, stored as a monotone table pred → corrected.
 
-    - ``target_on_prediction`` (default): least-squares polynomial true ≈ P(pred), i.e. E[true | pred].
-      It maps predictions to targets and never increases the validation MSE (identity is in the
-      family), but it cannot undo the shrinkage of pred-vs-true towards the mean.
+    - ``target_on_prediction`` (default): polynomial true ≈ P(pred), i.e. E[true | pred] on the
+      3σ-clipped objects. It maps predictions to targets without amplifying the scatter, but it
+      cannot undo the shrinkage of pred-vs-true towards the mean.
     - ``unit_slope`` (the thesis' reading): fit pred = P(true) and apply P⁻¹, so the corrected
       predictions have unit slope against the truth; it amplifies the scatter by 1/slope.
     """
