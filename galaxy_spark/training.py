@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -452,6 +451,3 @@ def _set_alias(name: str, version: str | int, sel: dict, promote: bool) -> dict:
     print(f"registered {name} version {version} as champion ({reason})", flush=True)
     return {"name": name, "version": version, "alias": "champion"}
 
-
-def tracking_uri_default() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
