@@ -58,7 +58,10 @@ def test_numpy_evaluation_matches_keras(preset, name):
     norm_d, dense = extract_layers(model)
     ours = DenseStack(dense, norm_d)(x)
     keras_out = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(ours, keras_out, atol=1e-5, rtol=1e-5)
+    # 1e-5 for the normalised default networks. The paper preset feeds raw magnitudes (~20) through
+    # four unnormalised float32 layers, where summation order alone moves outputs by ~2e-5.
+    tol = 1e-5 if preset == "default" else 1e-4
+    np.testing.assert_allclose(ours, keras_out, atol=tol, rtol=tol)
 
 
 def test_unit_slope_correction_restores_unit_slope():
