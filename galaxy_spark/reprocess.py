@@ -390,18 +390,7 @@ def resolve_ref(uri: str) -> tuple[ModelRef, S.ResolvedModel | None]:
     if rest and ("@" in rest or rest.count("/") == 1):
         client = MlflowClient()
         try:
-            if "@" in rest:
-                name, alias = rest.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                name, ver = rest.split("/", 1)
-                if ver == "latest":
-                    mvs = client.search_model_versions(f"name='{name}'")
-                    if not mvs:
-                        raise InputError(f"model {uri}: registered model {name!r} has no versions")
-                    mv = max(mvs, key=lambda v: int(v.version))
-                else:
-                    mv = client.get_model_version(name, ver)
+            mv = S.registry_version(client, uri, rest)
         except MlflowException as e:
             msg = str(e.message if hasattr(e, "message") else e).strip().splitlines()[0]
             raise InputError(f"model {uri!r} could not be resolved: {msg}") from None

@@ -319,6 +319,21 @@ class ResolvedModel:
                 "preset": self.ensemble.info.get("preset"), "survey": self.ensemble.feature_spec.survey}
 
 
+def registry_version(client, uri: str, rest: str):
+    """The registry ModelVersion that `models:/<rest>` names: name@alias, name/N or name/latest.
+    Raises MlflowException when it does not exist (callers turn that into an InputError)."""
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    name, ver = rest.split("/", 1)
+    if ver == "latest":
+        mvs = client.search_model_versions(f"name='{name}'")
+        if not mvs:
+            raise InputError(f"model {uri}: registered model {name!r} has no versions")
+        return max(mvs, key=lambda v: int(v.version))
+    return client.get_model_version(name, ver)
+
+
 def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
     """Resolve any MLflow model URI once (alias → version), download it, load the NumPy ensemble.
 
@@ -344,18 +359,8 @@ def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
             rest = uri[len("models:/"):].strip("/")
             if not rest:
                 raise InputError(f"model URI {uri!r} names no model")
-            if "@" in rest:
-                name, alias = rest.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            elif "/" in rest:
-                name, ver = rest.split("/", 1)
-                if ver == "latest":
-                    mvs = client.search_model_versions(f"name='{name}'")
-                    if not mvs:
-                        raise InputError(f"model {uri}: registered model {name!r} has no versions")
-                    mv = max(mvs, key=lambda v: int(v.version))
-                else:
-                    mv = client.get_model_version(name, ver)
+            if "@" in rest or "/" in rest:
+                mv = registry_version(client, uri, rest)
             else:
                 mv = None
                 lm = client.get_logged_model(rest)
