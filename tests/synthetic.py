@@ -68,3 +68,31 @@ def write_partitioned(df: pd.DataFrame, path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_to_dataset(pa.Table.from_pandas(df, preserve_index=False), str(path), partition_cols=["Field"])
+
+
+def job_env(workdir, **extra) -> dict:
+    """Environment for running the jobs as subprocesses against an MLflow store in `workdir`."""
+    import os
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(repo),
+            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **extra}
+
+
+def train_tiny_model(catalog, workdir, env: dict, *extra_args: str, timeout: int = 900):
+    """Train the default preset for one epoch with jobs/train.py (registers galaxy-ensemble);
+    the CompletedProcess, after checking it succeeded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, str(repo / "jobs/train.py"), "--catalog", str(catalog), "--preset",
+                        "default", "--max-epochs", "1", *extra_args], cwd=workdir, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError(f"training failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    return p

@@ -21,7 +21,7 @@ import pytest
 from galaxy_spark import reprocess as R
 from galaxy_spark import scoring as S
 from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, write_partitioned
+from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = (2, 3, 6)
@@ -30,9 +30,7 @@ MODEL = "models:/galaxy-ensemble@champion"
 
 
 def _env(workdir):
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
-            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "GALAXY_SPARK_MASTER": "local[1]"}
+    return job_env(workdir, GALAXY_SPARK_MASTER="local[1]")
 
 
 def _field_fp(catalog: Path, f: int) -> str:
@@ -62,10 +60,7 @@ def env(tmp_path_factory):
     cat = cat[cat["Field"].isin(FIELDS)].reset_index(drop=True)
     write_partitioned(cat, d / "catalog")
     write_ingest_manifest(d / "catalog")
-    p = subprocess.run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "train_catalog"),
-                        "--preset", "default", "--max-epochs", "1"], cwd=d, env=_env(d),
-                       capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    train_tiny_model(d / "train_catalog", d, _env(d))
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     os.environ.update({k: v for k, v in _env(d).items() if k in old})
     import mlflow

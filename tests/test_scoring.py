@@ -16,16 +16,14 @@ import pytest
 from galaxy_spark import scoring as S
 from galaxy_spark.errors import InputError
 from galaxy_spark.survey import NOT_DETECTED, load_survey
-from synthetic import canonical_frame, write_partitioned
+from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 ESTIMATE_COLS = [c for c in S.ESTIMATES]
 
 
 def _env(workdir):
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PYTHONPATH": str(REPO),
-            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    return job_env(workdir)
 
 
 def catalogue_frame(n=1200, seed=5) -> pd.DataFrame:
@@ -46,10 +44,7 @@ def env(tmp_path_factory):
     write_partitioned(canonical_frame(load_survey(), n=1500, seed=3), d / "train_catalog")
     cat = catalogue_frame()
     write_partitioned(cat, d / "catalog")
-    p = subprocess.run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "train_catalog"),
-                        "--preset", "default", "--max-epochs", "1"], cwd=d, env=_env(d),
-                       capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    train_tiny_model(d / "train_catalog", d, _env(d))
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     os.environ.update({k: v for k, v in _env(d).items() if k in old})
     import mlflow
