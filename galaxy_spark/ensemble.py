@@ -44,6 +44,16 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+# Rows per matrix product. BLAS picks kernels by matrix shape (a 1-row batch goes through gemv,
+# a 7-row one through small-matrix code), so the same object scored in batches of different
+# sizes came out different in the last bits — up to 1e-4 in a p(z) tail quantile. Every product
+# therefore runs on blocks of exactly this many rows (the last one zero-padded) in float64:
+# an object's estimates are bit-identical however Spark batches or partitions the catalogue.
+# float32 was measured and rejected: OpenBLAS's sgemm result for a row depends on the row's
+# position within the block, so no blocking makes it reproducible (tests/test_scoring.py).
+FORWARD_BLOCK_ROWS = 1024
+
+
 @dataclass
 class DenseStack:
     """A feed-forward network as NumPy arrays."""
@@ -51,11 +61,31 @@ class DenseStack:
     norm: dict | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        h = x.astype(np.float32)
+        """Network output for the rows of `x` (float64), independent of how rows are batched."""
+        x = np.asarray(x)
+        n = len(x)
+        if n == 0:
+            return self._forward(np.zeros((FORWARD_BLOCK_ROWS, x.shape[1]), np.float32))[:0]
+        pad = (-n) % FORWARD_BLOCK_ROWS
+        if pad:
+            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], dtype=x.dtype)])
+        out = [self._forward(x[i:i + FORWARD_BLOCK_ROWS]) for i in range(0, len(x), FORWARD_BLOCK_ROWS)]
+        return np.concatenate(out)[:n]
+
+    def _weights64(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        cached = getattr(self, "_w64", None)
+        if cached is None or len(cached) != len(self.layers):
+            cached = [(np.asarray(layer["W"], np.float64), np.asarray(layer["b"], np.float64))
+                      for layer in self.layers]
+            self._w64 = cached
+        return cached
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        h = x.astype(np.float64)
         if self.norm is not None:
-            h = (h - self.norm["mean"].astype(np.float32)) / self.norm["std"].astype(np.float32)
-        for layer in self.layers:
-            h = h @ layer["W"] + layer["b"]
+            h = (h - self.norm["mean"].astype(np.float64)) / self.norm["std"].astype(np.float64)
+        for layer, (w, b) in zip(self.layers, self._weights64()):
+            h = h @ w + b
             h = _softmax(h) if layer["activation"] == "softmax" else _ACT[layer["activation"]](h)
         return h
 

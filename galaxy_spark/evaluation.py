@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark import metrics as M
+from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import SPLIT_TEST, TRUTH_COLUMNS, build_targets, id_hash_unit
 from galaxy_spark.survey import DETECTED, Survey, load_survey, state_column
@@ -639,6 +640,7 @@ def run_evaluation(opts: EvalOptions, spark) -> dict:
     from galaxy_spark.report import write_report
 
     t0 = time.time()
+    check_job_paths({"--scores": opts.scores, "--catalog": opts.catalog}, {"--out": (opts.out, "report")})
     survey = load_survey(opts.survey)
     df, info = read_test_join(spark, opts.scores, opts.catalog, survey, opts.model_run_id)
     client = experiment_id = None
@@ -732,7 +734,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
 
     from galaxy_spark.catalog.ingest import run_ingest
     from galaxy_spark import report_plots as P
-    from galaxy_spark.report import fmt, img_html, table_html, CSS
+    from galaxy_spark.report import fmt, img_html, table_html, CSS, write_report_manifest
 
     t0 = time.time()
     survey = load_survey(opts.survey)
@@ -740,6 +742,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
         raise InputError("no --input given: pass a real catalogue file (e.g. the VizieR CSV of ALHAMBRA rows)")
     if not Path(opts.input).exists():
         raise InputError(f"input not found: {opts.input}")
+    check_job_paths({"--input": opts.input}, {"--out": (opts.out, "report")})
     if not 0 <= opts.odds_min < 1:
         raise InputError(f"--odds-min must be in [0, 1), got {opts.odds_min}")
     ensemble, run_id = load_ensemble(opts.model)
@@ -795,6 +798,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
                                   title=f"{Path(opts.input).name}: {p}: σ_NMAD {fmt(res[p]['sigma_nmad'])}, "
                                         f"outliers {fmt(res[p]['outlier_frac'])}")
         (staging / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=1, allow_nan=False))
+        write_report_manifest(staging)
         keys = ("n", "bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail", "coverage68", "coverage95")
         tab = pd.DataFrame({k: {kk: v.get(kk) for kk in keys} for k, v in res.items()}).T
         tab.index.name = "sample"

@@ -335,6 +335,14 @@ def render_html(ev, plots: dict, title: str) -> str:
             f"{html.escape(str(d.get('model_run_id')))}</p><nav>{nav}</nav>" + "\n".join(parts) + "</body></html>\n")
 
 
+def write_report_manifest(out: Path) -> None:
+    """Mark `out` as a report directory, so later jobs recognise it (galaxy_spark.io.paths)."""
+    import datetime as _dt
+
+    (Path(out) / "_manifest.json").write_text(json.dumps(
+        {"kind": "report", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+
+
 def write_report(ev, out_dir: Path, title: str = "galaxy_spark evaluation") -> Path:
     from galaxy_spark.evaluation import jsonable
 
@@ -342,6 +350,7 @@ def write_report(ev, out_dir: Path, title: str = "galaxy_spark evaluation") -> P
     out.mkdir(parents=True, exist_ok=True)
     plots = make_plots(ev, out)
     (out / "metrics.json").write_text(json.dumps(jsonable(ev.metrics), indent=1, allow_nan=False))
+    write_report_manifest(out)
     path = out / "report.html"
     path.write_text(render_html(ev, plots, title), encoding="utf-8")
     return path

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from galaxy_spark.procs import pid_alive
 from galaxy_spark import scoring as S
+from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import GalaxySparkError, InputError
 
 LEDGER = "_ledger.jsonl"
@@ -587,12 +588,9 @@ def _check_paths(opts: ReprocessOptions) -> tuple[Path, Path]:
     catalog, scores = Path(opts.catalog).absolute(), Path(opts.scores).absolute()
     if not catalog.is_dir():
         raise InputError(f"catalogue not found: {catalog} (run jobs/ingest.py first)")
-    if scores == catalog:
-        raise InputError("--scores must not be the catalogue directory")
+    check_job_paths({"--catalog": catalog}, {"--scores": (scores, "scores")})
     if not S.catalogue_fields(catalog):
         raise InputError(f"catalogue {catalog} has no {S.PARTITION}=N partitions")
-    if scores.exists() and not scores.is_dir():
-        raise InputError(f"--scores {scores} exists and is not a directory")
     for name, v in (("--mc-samples", opts.mc_samples), ("--min-bands", opts.min_bands)):
         if v < 0:
             raise InputError(f"{name} must be >= 0, got {v}")

@@ -44,6 +44,7 @@ from galaxy_spark.ensemble import Ensemble, pdf_quantiles
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.features import (MAX_ERROR, SPLIT_TEST, FeatureSpec, _band_arrays, build_features,
                                    id_hash_unit)
+from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import DETECTED
 
 MANIFEST = "_manifest.json"
@@ -546,6 +547,7 @@ def read_manifest(out: str | Path) -> dict:
 def write_manifest(out: str | Path, manifest: dict) -> None:
     """Atomic replace: readers see the old or the new manifest, never a partial one."""
     out = Path(out)
+    manifest = {**manifest, "kind": "scores"}
     tmp = out / f"_manifest.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, out / MANIFEST)
@@ -699,8 +701,7 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
         raise InputError(f"--min-bands must be >= 0, got {opts.min_bands}")
     if not Path(opts.catalog).exists():
         raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
-    if Path(opts.out).absolute() == Path(opts.catalog).absolute():
-        raise InputError("--out must not be the catalogue directory")
+    check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
     model = resolve_model(opts.model)
     id_column = survey_id_column(model.ensemble.feature_spec.survey)
     checked = check_catalogue(opts.catalog, model, opts.fields, id_column)
@@ -725,7 +726,9 @@ def run_scoring(opts: JobOptions, spark=None, echo=print, after_commit=None) -> 
         if opts.batch_size:
             extra["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(opts.batch_size)
         spark = get_spark("galaxy_spark-score", master=opts.master, extra_conf=extra)
-    elif opts.batch_size:
+    prev_batch = None
+    if not own and opts.batch_size:
+        prev_batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(opts.batch_size))
     t_spark = time.perf_counter() - t0
     try:
@@ -740,6 +743,8 @@ def run_scoring(opts: JobOptions, spark=None, echo=print, after_commit=None) -> 
     finally:
         if own:
             spark.stop()
+        elif prev_batch is not None:
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", prev_batch)
     if res.rows_in != res.rows_out:  # score_fields already refused to commit; belt and braces
         raise GalaxySparkError(f"row accounting mismatch: {res.rows_in} in, {res.rows_out} out")
     summary = {

@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main  # noqa: E402
 
 
@@ -20,12 +21,12 @@ def parse_args(argv):
     from galaxy_spark.evaluation import BPZ_MAX_OBJECTS
 
     cfg = load_pipeline_config()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scores", default=cfg["paths"].get("scores", "data/scores"))
-    p.add_argument("--catalog", default=cfg["paths"]["catalog"])
-    p.add_argument("--out", default=None, help="report directory (default reports/eval-<model run id>)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--scores", default=cfg["paths"].get("scores", "data/scores"), help="scores directory (jobs/score.py)")
+    p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
+    p.add_argument("--out", default=None, help="report directory, replaced atomically (None: reports/evaluation)")
     p.add_argument("--model", default=None,
-                   help="model URI for the throughput timing (default: the scores' model name/version)")
+                   help="model URI for the throughput timing (None: the scores' model name/version)")
     p.add_argument("--model-run-id", default=None, help="evaluate only the scores of this model run")
     p.add_argument("--bpz-max-objects", type=int, default=BPZ_MAX_OBJECTS,
                    help="cap on the BPZ baseline's objects (deterministic ID-hash subsample)")
@@ -33,8 +34,9 @@ def parse_args(argv):
     p.add_argument("--no-mlflow", action="store_true",
                    help="do not read from or log to MLflow (no thesis runs, loss curves or throughput)")
     p.add_argument("--experiment", default=None, help="experiment searched for the paper/default runs "
-                   "(default: the model run's)")
-    p.add_argument("--survey", default=cfg.get("survey", "alhambra"))
+                   "(None: the model run's)")
+    p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
+                   help="survey definition: a name in conf/surveys/ or a path to a YAML file")
     return p.parse_args(argv)
 
 

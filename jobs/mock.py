@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from galaxy_spark.cli import HelpFormatter  # noqa: E402
 from galaxy_spark.errors import InputError, cli_main  # noqa: E402
 
 DEFAULT_OBJECTS = 446_343
@@ -27,9 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--objects", type=str, default=str(DEFAULT_OBJECTS), help="number of objects (default 446343)")
-    p.add_argument("--seed", type=str, default="42")
+    p = _Parser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--objects", type=str, default=str(DEFAULT_OBJECTS), help="number of objects")
+    p.add_argument("--seed", type=str, default="42", help="random seed: same seed, same bytes")
     p.add_argument("--format", default="csv", help="csv (one file) or ascii (48 public-style files in a directory)")
     p.add_argument("--out", required=True, help="output file (csv) or directory (ascii, --validate)")
     p.add_argument("--survey", default="alhambra", help="survey definition (conf/surveys/<name>.yaml)")

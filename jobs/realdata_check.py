@@ -12,21 +12,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main  # noqa: E402
 
 
 def parse_args(argv):
     from galaxy_spark.evaluation import ODDS_MIN, STELLAR_FLAG_MAX
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of ALHAMBRA)")
     p.add_argument("--format", default="vizier", help="ingest format: vizier | ascii | csv | auto")
     p.add_argument("--model", default="models:/galaxy-ensemble@champion", help="MLflow model URI")
-    p.add_argument("--out", default=os.path.join("reports", "realdata"))
-    p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on Odds_1 (default 0.9)")
+    p.add_argument("--out", default=os.path.join("reports", "realdata"), help="report directory, replaced atomically")
+    p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on Odds_1")
     p.add_argument("--stellar-flag-max", type=float, default=STELLAR_FLAG_MAX,
-                   help="galaxies: Stellar_Flag below this (default 0.7)")
-    p.add_argument("--survey", default="alhambra")
+                   help="galaxies: Stellar_Flag below this")
+    p.add_argument("--survey", default="alhambra", help="survey definition: a name in conf/surveys/ or a path to a YAML file")
     return p.parse_args(argv)
 
 

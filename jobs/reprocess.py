@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
 
@@ -26,7 +27,7 @@ def parse_args(argv):
 
     cfg = load_pipeline_config()
     sc = cfg.get("scoring") or {}
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
     p.add_argument("--scores", "--out", dest="scores", default=cfg["paths"]["scores"],
                    help="scores directory (Parquet by Field, as written by jobs/score.py)")
@@ -35,15 +36,17 @@ def parse_args(argv):
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit 0 (no lock, no Spark, no writes)")
     p.add_argument("--force", action="store_true", help="rescore every Field")
     p.add_argument("--prune", action="store_true",
-                   help="remove scores of Fields that are no longer in the catalogue (default: keep, with a warning)")
+                   help="remove scores of Fields that are no longer in the catalogue (without it: keep them, with a warning)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for a lock held by another run (default: exit 75 at once)")
+                   help="wait up to this long for a lock held by another run (0: exit 75 at once)")
     p.add_argument("--lock-max-age", type=float, default=DEFAULT_LOCK_MAX_AGE_S, metavar="SECONDS",
                    help="a lock taken on another host older than this is stale (0: never); "
                         "on this host a lock is stale exactly when its process is gone")
-    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)))
-    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)))
-    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)))
+    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
+                   help="Monte Carlo resamples of each object's photometry (0: off)")
+    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
+    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
+                   help="flag 2 when fewer bands are detected")
     p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
     return p.parse_args(argv)
 

@@ -10,13 +10,14 @@ import argparse
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
 
 def parse_args(argv):
     cfg = load_pipeline_config()
     sc = cfg.get("scoring") or {}
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
     p.add_argument("--model", default=sc.get("model", f"models:/{cfg['mlflow']['registered_model']}@champion"),
                    help="any MLflow model URI: models:/name@alias, models:/name/version, models:/<model_id>, "
@@ -25,10 +26,10 @@ def parse_args(argv):
     p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
                    help="Monte Carlo resamples of each object's photometry (0: off)")
     p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
-    p.add_argument("--fields", default=None, help="comma-separated Field numbers (default: all)")
+    p.add_argument("--fields", default=None, help="comma-separated Field numbers (None: all)")
     p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
                    help="flag 2 when fewer bands are detected")
-    p.add_argument("--batch-size", type=int, default=None, help="Arrow batch size (rows per pandas batch)")
+    p.add_argument("--batch-size", type=int, default=None, help="Arrow batch size (rows per pandas batch; None: Spark's setting)")
     p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
     p.add_argument("--coverage", action="store_true",
                    help="report the 68%%/95%% interval coverage on the test split after scoring")

@@ -7,23 +7,24 @@ import argparse
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
 
 def parse_args(argv):
     cfg = load_pipeline_config()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
     p.add_argument("--preset", default="default", help="models/<preset>.yaml: default | paper | a path")
-    p.add_argument("--experiment", default=cfg["mlflow"]["experiment"])
+    p.add_argument("--experiment", default=cfg["mlflow"]["experiment"], help="MLflow experiment for the training runs")
     p.add_argument("--register", default=cfg["mlflow"]["registered_model"],
                    help="registered model name ('' to skip registration)")
     p.add_argument("--max-epochs", type=int, default=None, help="cap every network's epochs (quick runs)")
     p.add_argument("--sample-fraction", type=float, default=1.0, help="use this fraction of the training split")
     p.add_argument("--labels", default="catalogue", choices=["catalogue", "truth"],
-                   help="learn the catalogue's labels (default) or the mock's truth columns")
+                   help="learn the catalogue's labels or the mock's truth columns")
     p.add_argument("--promote", action="store_true", help="make this version champion even if not better")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of weight initialisation, shuffling and sampling")
     return p.parse_args(argv)
 
 

@@ -202,7 +202,9 @@ def test_recover_after_crash_between_renames(tmp_path):
     (old / I.MANIFEST).write_text("{}")
     stale = tmp_path / "catalog.staging-999999999-abc"   # no such pid
     stale.mkdir()
-    notes = I.recover(target)
+    from galaxy_spark.io.commit import recover
+
+    notes = recover(target)
     assert (target / I.MANIFEST).exists() and not old.exists() and not stale.exists()
     assert len(notes) == 2
 

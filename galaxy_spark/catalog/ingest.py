@@ -3,14 +3,16 @@
 `run_ingest()` is what `jobs/ingest.py` calls. The commit protocol (plain Parquet, no table
 format available):
 
+0. before any work, the paths are checked (`galaxy_spark.io.paths`: no output inside an input,
+   no overlapping outputs, no replacing a file or a directory of another kind), and every input
+   is checked to be text (`galaxy_spark.catalog.readers.check_text`);
 1. both outputs are written by Spark into staging directories next to their targets
    (``<name>.staging-<pid>-<token>``, same parent, so same file system);
-2. the row accounting is checked (rows read == written + quarantined, else nothing is committed)
-   and ``_manifest.json`` is written inside the staged catalogue;
-3. each target is swapped in by rename: target -> ``<name>.old-<token>``, staging -> target,
-   then the old copy is deleted. A crash before step 3 leaves the previous outputs untouched; a
-   crash between the two renames leaves the previous output under ``<name>.old-*``, which the
-   next run puts back before doing anything else (`recover`).
+2. the row accounting is checked (rows read == written + quarantined, else nothing is committed),
+   and a result far smaller than the catalogue it would replace is refused without ``--replace``;
+   ``_manifest.json`` is written into both staged outputs, each naming the other and the commit;
+3. catalogue and quarantine are swapped in as one unit (`galaxy_spark.io.commit`): a crash leaves
+   both old or, once the commit journal is written, both new.
 
 Row accounting, per-reason counts and the per-Field content fingerprints are computed by reading
 the staged Parquet back (columnar, cheap), so they describe exactly what is committed.
@@ -27,15 +29,17 @@ import time
 import uuid
 from pathlib import Path
 
-from galaxy_spark.procs import pid_alive
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.errors import GalaxySparkError, InputError
+from galaxy_spark.io.commit import commit_together, recover, staging_dir
+from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import Survey, load_survey
 
 MANIFEST = "_manifest.json"
 MANIFEST_VERSION = 1
+DEFAULT_MAX_ROW_DROP = 0.5     # a new catalogue may hold at most this fraction fewer rows
 
 
 class IngestError(GalaxySparkError):
@@ -54,49 +58,6 @@ def file_fingerprint(path: str, chunk: int = 8 << 20) -> dict:
             h.update(b)
     mtime = _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc).isoformat()
     return {"path": path, "size": st.st_size, "mtime": mtime, "sha256": h.hexdigest()}
-
-
-# ---- commit protocol ---------------------------------------------------------------------------
-# Sibling names carry no leading dot or underscore: Spark ignores such paths when reading.
-def _siblings(target: Path, kind: str) -> list[Path]:
-    return sorted(target.parent.glob(f"{target.name}.{kind}-*"))
-
-
-def recover(target: Path) -> list[str]:
-    """Undo a crash between the two renames of a commit; remove stale staging directories."""
-    notes = []
-    olds = _siblings(target, "old")
-    if not target.exists() and olds:
-        newest = max(olds, key=lambda p: p.stat().st_mtime)
-        os.rename(newest, target)
-        notes.append(f"restored {target} from {newest.name} (an earlier run stopped mid-commit)")
-        olds.remove(newest)
-    if target.exists():
-        for o in olds:
-            shutil.rmtree(o, ignore_errors=True)
-    for st in _siblings(target, "staging"):
-        try:
-            pid = int(st.name.rsplit("staging-", 1)[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if not pid_alive(pid):
-            shutil.rmtree(st, ignore_errors=True)
-            notes.append(f"removed stale staging directory {st.name}")
-    return notes
-
-
-def staging_dir(target: Path, token: str) -> Path:
-    return target.parent / f"{target.name}.staging-{os.getpid()}-{token}"
-
-
-def commit(staging: Path, target: Path, token: str) -> None:
-    """Swap `staging` in as `target` by rename (see the module docstring)."""
-    old = target.parent / f"{target.name}.old-{token}"
-    if target.exists():
-        os.rename(target, old)
-    os.rename(staging, target)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- fingerprints of the written content --------------------------------------------------
@@ -128,9 +89,12 @@ def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
 # ---- the job -------------------------------------------------------------------------------
 def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.PathLike,
                fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey = "alhambra",
-               spark=None, one_file_per_field: bool = True, echo=print) -> dict:
+               spark=None, one_file_per_field: bool = True, echo=print, replace: bool = False,
+               max_row_drop: float = DEFAULT_MAX_ROW_DROP) -> dict:
     """Ingest `input` (file, directory or glob) into `out` (Parquet by Field) and `quarantine`.
 
+    `replace`: commit even when the result has no valid row, or fewer than (1 − `max_row_drop`)
+    times the rows of the catalogue it replaces (otherwise `ShrinkRefused`, nothing committed).
     Returns the manifest (also written to `out/_manifest.json` and echoed).
     """
     from pyspark.errors import PySparkException
@@ -149,11 +113,13 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     if fmt not in ("auto",) + R.FORMATS:
         raise InputError(f"unknown format {fmt!r} (expected auto, {', '.join(R.FORMATS)})")
     out, quarantine = Path(out).absolute(), Path(quarantine).absolute()
-    if out == quarantine:
-        raise InputError("--out and --quarantine must be different directories")
+    check_job_paths({"--input": input}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
 
     t0 = time.perf_counter()
     files = R.resolve_inputs(input)
+    check_job_paths({"--input": files}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
+    for p in files:
+        R.check_text(p)
     layouts = [R.inspect_file(p, sv, fmt) for p in files]
     lap("inspect_inputs", t0)
     t0 = time.perf_counter()
@@ -268,6 +234,12 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         raise IngestError(f"row accounting mismatch: {rows_read} rows read but {written} written "
                           f"+ {quarantined} quarantined; nothing was committed")
 
+    try:
+        _check_shrink(out, rows_read, written, quarantined, qm, replace, max_row_drop)
+    except ShrinkRefused:
+        _cleanup(st_out, st_q)
+        raise
+
     fields = {}
     for f in sv.fields:
         n = int(gm[f"rows_{f}"])
@@ -275,6 +247,8 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
             fields[str(f)] = {"rows": n, "fingerprint": _fingerprint(schema_ddl, n, gm[f"hash_{f}"])}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
+        "kind": "catalog",
+        "commit": token,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "survey": sv.name,
         "output": str(out),
@@ -292,18 +266,57 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     t0 = time.perf_counter()
     try:
         (st_q / MANIFEST).write_text(json.dumps(
-            {k: manifest[k] for k in ("manifest_version", "created_utc", "survey", "options", "rows")},
-            indent=2) + "\n")
+            {**{k: manifest[k] for k in ("manifest_version", "created_utc", "survey", "options", "rows")},
+             "kind": "quarantine", "commit": token, "catalog": str(out)}, indent=2) + "\n")
         manifest["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
         (st_out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        commit(st_q, quarantine, token)
-        commit(st_out, out, token)
+        commit_together([(st_out, out), (st_q, quarantine)], token)
     except OSError as e:
         _cleanup(st_out, st_q)
         raise IngestError(f"could not commit the ingest output: {e}") from None
     lap("commit", t0)
     echo(summary(manifest))
     return manifest
+
+
+class ShrinkRefused(GalaxySparkError):
+    """The ingest would replace a catalogue with far fewer rows (or none) without --replace."""
+
+
+def _previous_rows(out: Path) -> tuple[int, dict] | None:
+    """Rows of the catalogue now at `out` (from its manifest) and the manifest."""
+    p = out / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        m = json.loads(p.read_text())
+        return int(m["rows"]["written"]), m
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_shrink(out: Path, read: int, written: int, quarantined: int, by_reason: dict,
+                  replace: bool, max_row_drop: float) -> None:
+    """Refuse a result with no valid row, or one that would shrink the existing catalogue by more
+    than `max_row_drop`, unless `replace`. The message says what would be lost and why."""
+    if replace:
+        return
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1])
+                        if r != "rows" and n)
+    why = f" (quarantine reasons: {reasons})" if reasons else ""
+    prev = _previous_rows(out)
+    if written == 0:
+        lost = (f"; the catalogue {out} now holds {prev[0]} rows (ingested "
+                f"{prev[1].get('created_utc', '?')} from {prev[1].get('options', {}).get('input')!r}) "
+                f"and would be emptied") if prev else ""
+        raise ShrinkRefused(f"no valid row: {read} rows read, 0 would be written, {quarantined} quarantined"
+                            f"{why}{lost}. Nothing was committed; pass --replace to commit it anyway")
+    if prev and prev[0] > 0 and written < (1.0 - max_row_drop) * prev[0]:
+        raise ShrinkRefused(
+            f"the new catalogue would hold {written} rows but {out} now holds {prev[0]} (ingested "
+            f"{prev[1].get('created_utc', '?')} from {prev[1].get('options', {}).get('input')!r}): "
+            f"{prev[0] - written} rows ({(prev[0] - written) / prev[0]:.0%}) would be lost, more than the "
+            f"{max_row_drop:.0%} allowed{why}. Nothing was committed; pass --replace to commit it anyway")
 
 
 _SPLIT_KEY = "spark.sql.files.maxPartitionBytes"
@@ -367,25 +380,41 @@ def main(argv: list[str] | None = None) -> int:
     """Command line (see jobs/ingest.py)."""
     import argparse
 
+    from galaxy_spark.cli import HelpFormatter
     from galaxy_spark.config import load_pipeline_config
 
     cfg = load_pipeline_config()
-    p = argparse.ArgumentParser(prog="ingest", description=(
+    ic = cfg.get("ingest") or {}
+    p = argparse.ArgumentParser(prog="ingest", formatter_class=HelpFormatter, description=(
         "Read a raw ALHAMBRA-style catalogue (public ASCII, CSV or VizieR CSV), decode the "
         "sentinels, quarantine invalid rows and write Parquet partitioned by Field."))
-    p.add_argument("--input", default=cfg["paths"].get("raw"), help="file, directory or glob")
-    p.add_argument("--format", default="auto", choices=("auto",) + R.FORMATS)
-    p.add_argument("--out", default=cfg["paths"].get("catalog"))
-    p.add_argument("--quarantine", default=cfg["paths"].get("quarantine"))
+    p.add_argument("--input", default=cfg["paths"].get("raw"),
+                   help="raw catalogue: a file, a directory of files or a glob (quote it)")
+    p.add_argument("--format", default="auto", choices=("auto",) + R.FORMATS,
+                   help="input format; auto detects it from the first lines of each file")
+    p.add_argument("--out", default=cfg["paths"].get("catalog"),
+                   help="catalogue directory (Parquet by Field + _manifest.json), replaced atomically")
+    p.add_argument("--quarantine", default=cfg["paths"].get("quarantine"),
+                   help="directory for rejected rows (Parquet, with reason, file and line), "
+                        "committed together with the catalogue")
     p.add_argument("--thesis-clip", action="store_true",
                    help="also write B_thesis: magnitudes clipped to the thesis' range")
-    p.add_argument("--survey", default=cfg.get("survey", "alhambra"))
+    p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
+                   help="survey definition: a name in conf/surveys/ or a path to a YAML file")
+    p.add_argument("--replace", action="store_true",
+                   help="commit even when the result has no valid row or far fewer rows than the "
+                        "catalogue it replaces (see --max-row-drop)")
+    p.add_argument("--max-row-drop", type=float, default=float(ic.get("max_row_drop", DEFAULT_MAX_ROW_DROP)),
+                   help="largest fraction of the existing catalogue's rows a new ingest may lose "
+                        "without --replace")
     p.add_argument("--quiet", action="store_true", help="print the summary without the JSON")
     a = p.parse_args(argv)
     if not a.input:
         raise InputError("no --input given")
+    if not 0.0 <= a.max_row_drop <= 1.0:
+        raise InputError(f"--max-row-drop must be in [0, 1], got {a.max_row_drop}")
     echo = (lambda s: print(s.split("\n{", 1)[0])) if a.quiet else print
     run_ingest(a.input, a.out, a.quarantine, fmt=a.format, thesis_clip=a.thesis_clip,
-               survey=a.survey, echo=echo)
+               survey=a.survey, echo=echo, replace=a.replace, max_row_drop=a.max_row_drop)
     sys.stdout.flush()
     return 0

@@ -113,6 +113,9 @@ def ascii_header(survey, names, field, pointing, ccd, n, seed) -> str:
 
 
 def check_out_path(path: str, fmt: str) -> Path:
+    from galaxy_spark.io.paths import check_job_paths
+
+    check_job_paths({}, {"--out": (path, "file" if fmt == "csv" else "rawdir")})
     p = Path(path)
     if fmt == "csv":
         parent = p.parent if str(p.parent) else Path(".")

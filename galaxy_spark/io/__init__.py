@@ -1,0 +1,1 @@
+"""Storage mechanisms every job shares: path guards and the atomic commit."""

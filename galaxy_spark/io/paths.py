@@ -1,0 +1,153 @@
+"""Guards on the paths a job reads and writes, checked before any work.
+
+Every galaxy_spark output directory carries a ``_manifest.json`` whose ``kind`` says what it is
+(``catalog``, ``quarantine``, ``scores``, ``report``). A job states its inputs and its outputs
+with their kinds; `check_job_paths` refuses (``error: …``, exit 2):
+
+- an output equal to, inside, or containing one of the job's inputs;
+- two outputs that are equal or nested;
+- an output inside any directory galaxy_spark manages (one with a manifest), e.g. scores
+  written into a catalogue, which the next ingest would delete and Spark would misread;
+- an output that exists and is a regular file, or a directory of another kind, or a non-empty
+  directory with no manifest (galaxy_spark did not write it, so it will not replace it).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from galaxy_spark.errors import InputError
+
+MANIFEST = "_manifest.json"
+KINDS = ("catalog", "quarantine", "scores", "report")
+KIND_WORDS = {"catalog": "catalogue", "quarantine": "quarantine", "scores": "scores directory",
+              "report": "report directory", "file": "file",
+              "rawdir": "directory"}
+
+
+def manifest_kind(directory: str | os.PathLike) -> str | None:
+    """The kind of a galaxy_spark output directory, or None when it has no readable manifest.
+
+    Manifests written before the ``kind`` key existed are recognised by their keys."""
+    d = Path(directory)
+    p = d / MANIFEST
+    if not p.is_file():
+        if (d / "report.html").is_file() and (d / "metrics.json").is_file():
+            return "report"
+        return None
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return "unreadable"
+    if not isinstance(m, dict):
+        return "unreadable"
+    if m.get("kind") in KINDS:
+        return m["kind"]
+    if "schema" in m and "inputs" in m:
+        return "catalog"
+    if "rows" in m and "fields" not in m:
+        return "quarantine"
+    if "quality_flags" in m or "last_job" in m or any(
+            isinstance(v, dict) and "model" in v for v in (m.get("fields") or {}).values()):
+        return "scores"
+    return "unreadable"
+
+
+def _abs(p: str | os.PathLike) -> Path:
+    s = str(p)
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    elif s.startswith("file:"):
+        s = s[len("file:"):]
+    return Path(os.path.realpath(os.path.expanduser(s)))
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """True when a is b or lies under b."""
+    return a == b or b in a.parents
+
+
+def managed_ancestor(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """The nearest existing ancestor of `path` (not `path` itself) that is a galaxy_spark output
+    directory, with its kind."""
+    p = _abs(path)
+    for a in p.parents:
+        if a.is_dir():
+            k = manifest_kind(a)
+            if k is not None:
+                return a, k
+    return None
+
+
+def _glob_base(p: str) -> str:
+    """The fixed directory part of a glob (what the glob can match under)."""
+    parts = Path(p).parts
+    fixed = []
+    for part in parts:
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."
+
+
+def check_job_paths(inputs: dict[str, str | os.PathLike | list | None],
+                    outputs: dict[str, tuple[str | os.PathLike | None, str]]) -> None:
+    """Refuse overlapping, nested or foreign paths before any work (see the module docstring).
+
+    inputs: option name -> path (file, directory, glob, or a list of them; None = not used).
+    outputs: option name -> (path, kind) with kind in KINDS, ``"file"`` or ``"rawdir"``."""
+    ins: list[tuple[str, Path]] = []
+    for name, value in inputs.items():
+        for v in ([] if value is None else value if isinstance(value, (list, tuple)) else [value]):
+            s = str(v)
+            ins.append((name, _abs(_glob_base(s) if any(ch in s for ch in "*?[") else s)))
+    outs = [(name, _abs(p), kind) for name, (p, kind) in outputs.items() if p is not None]
+
+    for oname, o, okind in outs:
+        for iname, i in ins:
+            if o == i:
+                raise InputError(f"{oname} {o} is the same path as {iname}: refusing to overwrite an input")
+            if _inside(o, i):
+                raise InputError(f"{oname} {o} lies inside {iname} {i}: an output must not be written into an input")
+            if _inside(i, o):
+                raise InputError(f"{iname} {i} lies inside {oname} {o}: writing {oname} would replace the input")
+    for k, (aname, a, _) in enumerate(outs):
+        for bname, b, _ in outs[k + 1:]:
+            if a == b:
+                raise InputError(f"{aname} and {bname} are the same path ({a}): they must be different directories")
+            if _inside(a, b) or _inside(b, a):
+                inner, outer = ((aname, a), (bname, b)) if _inside(a, b) else ((bname, b), (aname, a))
+                raise InputError(f"{inner[0]} {inner[1]} lies inside {outer[0]} {outer[1]}: outputs must not overlap")
+    for oname, o, okind in outs:
+        anc = managed_ancestor(o)
+        if anc is not None:
+            d, k = anc
+            raise InputError(f"{oname} {o} lies inside the {KIND_WORDS.get(k, k)} {d}: galaxy_spark "
+                             f"would read or replace it; choose a path outside it")
+        if not o.exists():
+            continue
+        if okind == "file":
+            if o.is_dir():
+                raise InputError(f"{oname} {o} is a directory; a file path is expected")
+            continue
+        if okind == "rawdir":        # a directory of raw files (the mock's ASCII layout)
+            if not o.is_dir():
+                raise InputError(f"{oname} {o} exists and is not a directory")
+            continue
+        if not o.is_dir():
+            raise InputError(f"{oname} {o} exists and is not a directory (a regular file?); "
+                             f"refusing to replace it with a {KIND_WORDS[okind]}")
+        k = manifest_kind(o)
+        if k == okind:
+            continue
+        if k is None:
+            if any(True for _ in o.iterdir()):
+                raise InputError(f"{oname} {o} exists, is not empty and is not a galaxy_spark "
+                                 f"{KIND_WORDS[okind]} (no {MANIFEST}); refusing to replace it")
+            continue
+        if k == "unreadable":
+            raise InputError(f"{oname} {o}: its {MANIFEST} is unreadable or of an unknown kind; "
+                             f"refusing to replace it (move it away or repair the manifest)")
+        raise InputError(f"{oname} {o} is a {KIND_WORDS.get(k, k)}, not a {KIND_WORDS[okind]}; "
+                         f"refusing to replace it")
