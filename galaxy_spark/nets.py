@@ -107,12 +107,25 @@ def build_network(cfg: dict, n_inputs: int, norm_mean: np.ndarray | None = None,
         out = layers.Dense(o["units"], activation=o.get("activation", "linear"), name="output")(x)
         loss = {"mse": "mean_squared_error", "huber": keras.losses.Huber(delta=1.0)}.get(cfg["loss"], cfg["loss"])
     model = keras.Model(inputs, out, name=name)
+    compile_network(model, cfg, loss)
+    return model
+
+
+def compile_network(model, cfg: dict, loss, lr_factor: float = 1.0) -> None:
+    """(Re)compile with the preset's optimizer; `lr_factor` scales its learning rate (fine-tuning
+    a pretrained network on a small label set uses a fraction of it). Optimizers without an
+    explicit learning rate in the preset use Keras' default, scaled alike."""
+    import keras
+
     opt_cfg = cfg["optimizer"]
     opt_cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
                "sgd": keras.optimizers.SGD}[opt_cfg["name"]]
-    opt = opt_cls(**({"learning_rate": opt_cfg["learning_rate"]} if "learning_rate" in opt_cfg else {}))
+    lr = opt_cfg.get("learning_rate")
+    if lr is None and lr_factor != 1.0:
+        lr = float(opt_cls().learning_rate.numpy() if hasattr(opt_cls().learning_rate, "numpy")
+                   else opt_cls().learning_rate)
+    opt = opt_cls(**({"learning_rate": lr * lr_factor} if lr is not None else {}))
     model.compile(optimizer=opt, loss=loss)
-    return model
 
 
 def extract_layers(model) -> tuple[dict | None, list[dict]]:

@@ -18,7 +18,7 @@ import pandas as pd
 from galaxy_spark import metrics as M
 from galaxy_spark import report_plots as P
 
-SECTIONS = ("Summary", "Data", "Redshift", "Redshift: network vs BPZ", "Probabilistic redshift",
+SECTIONS = ("Summary", "Three comparisons", "Data", "Redshift", "Redshift: network vs BPZ", "Probabilistic redshift",
             "Star/galaxy", "Stellar mass and spectral type", "The thesis side by side", "Training curves",
             "Definitions")
 
@@ -217,6 +217,14 @@ def render_html(ev, plots: dict, title: str) -> str:
                           f"against the <b>{html.escape(primary)}</b> labels (galaxies for the redshift, "
                           f"mass and type; all objects for star/galaxy).</p>{_kpis(h)}"
                           + ("".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in m.get("notes", [])))))
+    if m.get("comparisons"):
+        comp = pd.DataFrame(m["comparisons"]).set_index("comparison")
+        parts.append(_section("Three comparisons", (
+            "<p>Network and BPZ on the <b>same galaxies</b> of the test split. <i>Emulation</i>: against "
+            "the catalogue's own template-fit values (the thesis' task; on real data BPZ's answers). "
+            "<i>Spectroscopic</i>: against secure spectroscopic redshifts — what can be measured on "
+            "real data. <i>Truth</i>: the simulation's true redshifts, which exist only in the mock.</p>")
+            + table_html(comp)))
     dtab = pd.DataFrame({"value": {k: d.get(k) for k in (
         "model_run_id", "model_name", "model_version", "model_uri", "n_scores", "n_scores_run",
         "n_scores_in_catalogue", "n_test", "test_split", "label_sets", "detection_band", "seconds")}})

@@ -59,6 +59,32 @@ class Band:
 
 
 @dataclass(frozen=True)
+class SpecSource:
+    """One spectroscopic survey's completeness: fraction / (1 + exp((m - mag_50) / mag_width))."""
+    survey: str
+    fraction: float
+    mag_50: float
+    mag_width: float
+
+
+@dataclass(frozen=True)
+class Spectroscopy:
+    """The `spectroscopy:` section: how the mock draws its spectroscopic sample (galaxy_spark.spec)."""
+    target_size: int
+    reference_objects: int
+    deep_fields: dict[int, SpecSource]
+    shallow: SpecSource
+    star_factor: float
+    quality_mags: tuple[float, ...]
+    quality_fractions: dict[int, tuple[float, ...]]
+    wrong_rate: dict[int, float]
+    line_confusion: float
+    uniform_range: tuple[float, float]
+    line_pairs_aa: tuple[tuple[float, float], ...]
+    z_error: float
+
+
+@dataclass(frozen=True)
 class Survey:
     name: str
     source: str
@@ -80,6 +106,13 @@ class Survey:
     csv_extra: tuple[Column, ...]
     truth: tuple[Column, ...]
     labels: dict = field(default_factory=dict)
+    spectroscopy: Spectroscopy | None = None
+
+    def spec_config(self) -> Spectroscopy:
+        """The validated `spectroscopy:` section; SurveyConfigError when the survey has none."""
+        if self.spectroscopy is None:
+            raise _err(self.source, "spectroscopy", "missing section (needed for the mock's spectroscopic sample)")
+        return self.spectroscopy
 
     # ---- bands -------------------------------------------------------------------------
     @property
@@ -180,6 +213,81 @@ def _columns(raw: Any, src: str, path: str) -> tuple[Column, ...]:
     return tuple(out)
 
 
+def _fraction(d: Any, key: str, src: str, path: str) -> float:
+    v = _get(d, key, src, path, "number")
+    if not 0 <= v <= 1:
+        raise _err(src, f"{path}.{key}", f"expected a number in [0, 1], got {v!r}")
+    return float(v)
+
+
+def _spec_source(d: Any, src: str, path: str) -> SpecSource:
+    return SpecSource(survey=_get(d, "survey", src, path, "str"), fraction=_fraction(d, "fraction", src, path),
+                      mag_50=float(_get(d, "mag_50", src, path, "positive")),
+                      mag_width=float(_get(d, "mag_width", src, path, "positive")))
+
+
+def _numbers(d: Any, key: str, src: str, path: str, n: int | None = None) -> list[float]:
+    v = _get(d, key, src, path, "list")
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v) or (n is not None and len(v) != n):
+        want = f"{n} numbers" if n is not None else "a list of numbers"
+        raise _err(src, f"{path}.{key}", f"expected {want}, got {v!r}")
+    return [float(x) for x in v]
+
+
+def _per_quality(d: Any, key: str, src: str, path: str) -> dict:
+    v = _get(d, key, src, path, "dict")
+    if set(v) != {1, 2, 3, 4}:
+        raise _err(src, f"{path}.{key}", f"expected the quality flags 1, 2, 3, 4 as keys, got {sorted(v, key=str)}")
+    return v
+
+
+def _spectroscopy(raw: Any, src: str, fields: list[int]) -> Spectroscopy:
+    P = "spectroscopy"
+    deep_raw = _get(raw, "deep_fields", src, P, "dict")
+    deep = {}
+    for f, d in deep_raw.items():
+        if f not in fields:
+            raise _err(src, f"{P}.deep_fields.{f}", f"not a field of the survey {fields}")
+        deep[f] = _spec_source(d, src, f"{P}.deep_fields.{f}")
+    q = _get(raw, "quality", src, P, "dict")
+    mags = _numbers(q, "anchor_mags", src, f"{P}.quality")
+    if any(b <= a for a, b in zip(mags, mags[1:])):
+        raise _err(src, f"{P}.quality.anchor_mags", f"expected increasing magnitudes, got {mags}")
+    fr = {}
+    for k, v in _per_quality(q, "fractions", src, f"{P}.quality").items():
+        fr[k] = tuple(_numbers({k: v}, k, src, f"{P}.quality.fractions", len(mags)))
+        if any(not 0 <= x <= 1 for x in fr[k]):
+            raise _err(src, f"{P}.quality.fractions.{k}", f"expected fractions in [0, 1], got {v!r}")
+    for i, m in enumerate(mags):
+        total = sum(fr[k][i] for k in fr)
+        if abs(total - 1) > 1e-6:
+            raise _err(src, f"{P}.quality.fractions", f"fractions at anchor_mags[{i}] = {m} sum to {total:.4g}, not 1")
+    wrong = {k: _fraction(q["wrong_rate"], k, src, f"{P}.quality.wrong_rate")
+             for k in _per_quality(q, "wrong_rate", src, f"{P}.quality")}
+    w = _get(raw, "wrong_z", src, P, "dict")
+    lo, hi = _numbers(w, "uniform_range", src, f"{P}.wrong_z", 2)
+    if not 0 <= lo < hi:
+        raise _err(src, f"{P}.wrong_z.uniform_range", f"expected [low, high] with 0 <= low < high, got {[lo, hi]}")
+    pairs = _get(w, "line_pairs_aa", src, f"{P}.wrong_z", "list")
+    for i, pr in enumerate(pairs):
+        if (not isinstance(pr, list) or len(pr) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in pr)):
+            raise _err(src, f"{P}.wrong_z.line_pairs_aa[{i}]", f"expected [true_aa, mistaken_for_aa] > 0, got {pr!r}")
+    target = _get(raw, "target_size", src, P, "int")
+    ref = _get(raw, "reference_objects", src, P, "int")
+    for k, v in (("target_size", target), ("reference_objects", ref)):
+        if v <= 0:
+            raise _err(src, f"{P}.{k}", f"expected a positive integer, got {v!r}")
+    return Spectroscopy(
+        target_size=target, reference_objects=ref, deep_fields=deep,
+        shallow=_spec_source(_get(raw, "shallow", src, P, "dict"), src, f"{P}.shallow"),
+        star_factor=_fraction(raw, "star_factor", src, P), quality_mags=tuple(mags), quality_fractions=fr,
+        wrong_rate=wrong, line_confusion=_fraction(w, "line_confusion", src, f"{P}.wrong_z"),
+        uniform_range=(lo, hi), line_pairs_aa=tuple((float(a), float(b)) for a, b in pairs),
+        z_error=float(_get(raw, "z_error", src, P, "positive")),
+    )
+
+
 def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
     """Validate a parsed YAML document and build a Survey; errors name the offending key."""
     name = _get(raw, "name", src, "", "str")
@@ -240,6 +348,8 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
         if required not in [c.name for c in leading]:
             raise _err(src, "columns.leading", f"needs a {required!r} column")
     labels = _get(raw, "labels", src, "", "dict", required=False, default={}) or {}
+    spec_raw = _get(raw, "spectroscopy", src, "", "dict", required=False)
+    spectroscopy = None if spec_raw is None else _spectroscopy(spec_raw, src, sorted(pointings))
     survey = Survey(
         name=name, source=src, id_column=id_col,
         id_prefix=int(_get(id_, "prefix", src, "id", "int")),
@@ -252,7 +362,7 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
         completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
         bands=tuple(bands), leading=leading, trailing=trailing,
         error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
-        csv_extra=csv_extra, truth=truth, labels=labels,
+        csv_extra=csv_extra, truth=truth, labels=labels, spectroscopy=spectroscopy,
     )
     all_names = [c.name.lower() for c in survey.csv_columns() + list(truth)]
     clash = {n for n in all_names if all_names.count(n) > 1}

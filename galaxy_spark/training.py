@@ -46,6 +46,25 @@ class TrainOptions:
     promote: bool = False
     seed: int = 42
     survey: str = "alhambra"
+    spec: str | None = None             # spectroscopic sample (CSV/Parquet: ID, z_spec, …)
+    spec_min_quality: int = 3
+
+
+# What each network learns from, per label mode (phases in order; the last one is calibrated).
+# Spectroscopy measures redshift and class only: type and mass always come from the catalogue
+# (or the truth in simulation studies).
+LABEL_PHASES = {
+    "catalogue": {"redshift": ("catalogue",), "stellarity": ("catalogue",),
+                  "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+    "spec": {"redshift": ("spec",), "stellarity": ("spec",),
+             "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+    "spec+catalogue": {"redshift": ("catalogue", "spec"), "stellarity": ("catalogue", "spec"),
+                       "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+    "truth": {"redshift": ("truth",), "stellarity": ("truth",),
+              "spectral_type": ("truth",), "stellar_mass": ("truth",)},
+}
+LABEL_SOURCES = tuple(LABEL_PHASES)
+DEFAULT_FINETUNE = {"epochs": 40, "lr_factor": 0.1, "patience": 6}
 
 
 @dataclass
@@ -137,13 +156,24 @@ def class_weight_logit_offset(weights: dict[int, float] | None) -> float:
 
 # ---- one network --------------------------------------------------------------------------
 def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | None, seed: int,
-                normalise: bool, log_fn=None):
+                normalise: bool, log_fn=None, model=None, finetune: dict | None = None, epoch_offset: int = 0):
+    """Train one network of a preset; returns (Keras model, per-epoch history).
+
+    With `model` and `finetune` ({epochs, lr_factor, patience}) an already trained network
+    (pretrained on the catalogue labels of every object) continues on new labels — a small
+    spectroscopic sample — at a fraction of the learning rate, with early stopping on them.
+    `epoch_offset` continues the MLflow step numbering of the pretraining."""
     import keras
 
+    from galaxy_spark.nets import compile_network
+
     keras.utils.set_random_seed(seed)
-    mean = x_tr.mean(axis=0) if normalise else None
-    var = x_tr.var(axis=0) if normalise else None
-    model = build_network(cfg, x_tr.shape[1], mean, var, name=name)
+    if model is None:
+        mean = x_tr.mean(axis=0) if normalise else None
+        var = x_tr.var(axis=0) if normalise else None
+        model = build_network(cfg, x_tr.shape[1], mean, var, name=name)
+    else:
+        compile_network(model, cfg, model.loss, finetune["lr_factor"])
     t_tr, t_va = network_target(name, cfg, y_tr), network_target(name, cfg, y_va)
     rng = np.random.default_rng(seed)
     sub_tr = rng.choice(len(x_tr), min(EPOCH_METRIC_SAMPLE, len(x_tr)), replace=False)
@@ -161,19 +191,24 @@ def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | 
             for k, v in row.items():
                 history.setdefault(k, []).append(v)
             if log_fn:
-                log_fn(row, epoch)
+                log_fn(row, epoch + epoch_offset)
 
     callbacks = [EpochMetrics()]
-    if cfg.get("early_stopping"):
+    if finetune is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=finetune["patience"], restore_best_weights=True))
+    elif cfg.get("early_stopping"):
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg["early_stopping"].get("patience", 5), restore_best_weights=True))
-    if cfg.get("reduce_lr"):
+    if cfg.get("reduce_lr") and finetune is None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", patience=cfg["reduce_lr"].get("patience", 2),
             factor=cfg["reduce_lr"].get("factor", 0.3), min_lr=1e-5))
     class_weight = balanced_class_weights(y_tr) if cfg["kind"] == "classifier" and cfg.get("class_weight") == "balanced" else None
-    epochs = cfg["epochs"] if max_epochs is None else min(cfg["epochs"], max_epochs)
-    print(f"\n== {name}: {len(x_tr):,} train / {len(x_va):,} validation rows, up to {epochs} epochs", flush=True)
+    epochs = finetune["epochs"] if finetune is not None else cfg["epochs"]
+    epochs = epochs if max_epochs is None else min(epochs, max_epochs)
+    print(f"\n== {name}{' (fine-tuning)' if finetune else ''}: {len(x_tr):,} train / {len(x_va):,} "
+          f"validation rows, up to {epochs} epochs", flush=True)
     model.fit(x_tr, t_tr, validation_data=(x_va, t_va), epochs=epochs, batch_size=cfg["batch_size"],
               callbacks=callbacks, class_weight=class_weight, verbose=2, shuffle=True)
     return model, history
@@ -210,12 +245,39 @@ def field_metrics(pred: pd.DataFrame, targets: dict[str, np.ndarray], galaxy: np
     return out
 
 
-def selection_metrics(ensemble: Ensemble, x, ok, targets, galaxy) -> dict:
+def spec_metrics(pred: pd.DataFrame, spec_targets: dict[str, np.ndarray]) -> dict:
+    """Redshift metrics against z_spec (spectroscopic galaxies) and star/galaxy metrics against
+    the spectroscopic classes — what a user can measure on real data."""
+    zs = np.isfinite(spec_targets["redshift"])
+    out = {"redshift_n": int(zs.sum())}
+    if zs.any():
+        z = M.photoz_metrics(pred["z_phot"].to_numpy()[zs], spec_targets["redshift"][zs])
+        out.update({f"redshift_{k}": z[k] for k in ("sigma_nmad", "bias", "outlier_frac")})
+        cov = M.interval_coverage(spec_targets["redshift"][zs], pred["z_phot_lo68"].to_numpy()[zs],
+                                  pred["z_phot_hi68"].to_numpy()[zs], pred["z_phot_lo95"].to_numpy()[zs],
+                                  pred["z_phot_hi95"].to_numpy()[zs])
+        out.update({f"redshift_{k}": cov[k] for k in ("coverage68", "coverage95") if k in cov})
+    cls = np.isfinite(spec_targets["stellarity"])
+    if cls.any() and len(np.unique(spec_targets["stellarity"][cls])) == 2:
+        c = M.classification_metrics(spec_targets["stellarity"][cls], pred["p_star"].to_numpy()[cls])
+        out.update({f"stellarity_{k}": c[k] for k in ("purity", "completeness", "roc_auc", "balanced_accuracy")})
+    return out
+
+
+def selection_metrics(ensemble: Ensemble, x, ok, targets, galaxy, spec_targets: dict | None = None) -> dict:
+    """The four numbers champion and challenger are compared on (validation-side region): type
+    and mass against the catalogue; redshift and class against the spectroscopic sample when
+    given (else the catalogue)."""
     pred = ensemble.predict_features(x, ok)
     fm = field_metrics(pred, targets, galaxy)
-    return {"sel_redshift_sigma_nmad": fm["redshift_sigma_nmad"],
-            "sel_stellarity_balanced_accuracy": fm["stellarity_balanced_accuracy"],
-            "sel_spectral_type_nmad": fm["spectral_type_nmad"], "sel_stellar_mass_nmad": fm["stellar_mass_nmad"]}
+    out = {"sel_redshift_sigma_nmad": fm["redshift_sigma_nmad"],
+           "sel_stellarity_balanced_accuracy": fm["stellarity_balanced_accuracy"],
+           "sel_spectral_type_nmad": fm["spectral_type_nmad"], "sel_stellar_mass_nmad": fm["stellar_mass_nmad"]}
+    if spec_targets is not None:
+        sm = spec_metrics(pred, spec_targets)
+        out["sel_redshift_sigma_nmad"] = sm.get("redshift_sigma_nmad", np.nan)
+        out["sel_stellarity_balanced_accuracy"] = sm.get("stellarity_balanced_accuracy", np.nan)
+    return out
 
 
 def is_better(new: dict, old: dict) -> bool:
@@ -252,8 +314,11 @@ def train(opts: TrainOptions, spark) -> dict:
     t_start = time.time()
     survey: Survey = load_survey(opts.survey)
     preset = load_preset(opts.preset)
-    if opts.label_source not in ("catalogue", "truth"):
-        raise InputError("--labels must be 'catalogue' or 'truth'")
+    if opts.label_source not in LABEL_SOURCES:
+        raise InputError(f"--labels must be one of {', '.join(LABEL_SOURCES)}, got {opts.label_source!r}")
+    if "spec" in opts.label_source and not opts.spec:
+        raise InputError(f"--labels {opts.label_source} needs --spec PATH (a spectroscopic sample: ID, z_spec, "
+                         "optional spec_class and z_spec_quality; the mock writes <catalogue>.specz.csv)")
     if not 0 < opts.sample_fraction <= 1:
         raise InputError(f"--sample-fraction must be in (0, 1], got {opts.sample_fraction}")
     spec = make_feature_spec(preset["features"], survey)
@@ -275,11 +340,22 @@ def train(opts: TrainOptions, spark) -> dict:
     split_frac = preset["split"]
     split = assign_split(ids, split_frac["train"] * opts.sample_fraction, split_frac["validation"])
     x, ok = build_features(df, spec)
-    targets = build_targets(df, survey, opts.label_source)
-    cat_targets = targets if opts.label_source == "catalogue" else build_targets(df, survey, "catalogue")
-    truth_targets = build_targets(df, survey, "truth") if has_truth else None
-    star_label = targets["stellarity"]
-    galaxy = star_label == 0 if preset["regress_on"] == "galaxies" else np.ones(len(df), bool)
+    label_sets = {"catalogue": build_targets(df, survey, "catalogue")}
+    if has_truth:
+        label_sets["truth"] = build_targets(df, survey, "truth")
+    spec_report = None
+    if opts.spec:
+        label_sets["spec"], spec_report = spec_label_set(ids, opts.spec, survey, opts.spec_min_quality)
+        print(f"spectroscopic sample {opts.spec}: {json.dumps(spec_report)}", flush=True)
+    cat_targets, truth_targets = label_sets["catalogue"], label_sets.get("truth")
+    phases = LABEL_PHASES[opts.label_source]
+    finetune = {**DEFAULT_FINETUNE, **(preset.get("finetune") or {})}
+
+    def galaxies(source: str) -> np.ndarray:
+        if preset["regress_on"] != "galaxies":
+            return np.ones(len(df), bool)
+        return label_sets[source]["stellarity"] == 0
+
     counts = {s: int((split == s).sum()) for s in ("train", "validation", "test", "unused")}
     print("split by ID hash:", counts, f"(unscorable rows: {int((~ok).sum())})", flush=True)
 
@@ -297,27 +373,37 @@ def train(opts: TrainOptions, spark) -> dict:
             "catalogue": str(opts.catalog), "catalogue_fingerprint": catalogue_fingerprint(opts.catalog),
             "git_commit": git_commit(), "split_method": "splitmix64(ID) -> [0,1): test [0,0.2), "
             "validation [0.2, 0.2+f), train [0.3, 0.3+f)",
+            "selection_labels": "spec" if "spec" in label_sets else "catalogue",
+            "spec_sample": str(opts.spec or ""), "spec_min_quality": opts.spec_min_quality,
+            **({f"spec_{k}": v for k, v in spec_report.items() if isinstance(v, (int, float))} if spec_report else {}),
             **{f"n_{k}": v for k, v in counts.items()},
         })
         mlflow.set_tag("preset", preset["name"])
         artifacts = Path(tempfile.mkdtemp(prefix="galaxy_spark_train_"))
         for name in TARGETS:
             cfg = preset["networks"][name]
-            y = targets[name]
-            use = ok & np.isfinite(y) & (galaxy if name != "stellarity" else True)
-            tr, va = use & (split == "train"), use & (split == "validation")
-            if tr.sum() < 10 or va.sum() < 5:
-                raise InputError(f"{name}: too few labelled rows to train ({int(tr.sum())} train, "
-                                 f"{int(va.sum())} validation); use a larger catalogue")
             with mlflow.start_run(run_name=name, nested=True):
-                mlflow.log_params({"network": name, "n_train": int(tr.sum()), "n_validation": int(va.sum()),
+                mlflow.log_params({"network": name, "labels": " -> ".join(phases[name]),
                                    **architecture_params(cfg, x.shape[1])})
                 t0 = time.time()
-                model, hist = fit_network(
-                    name, cfg, x[tr], y[tr], x[va], y[va], opts.max_epochs, opts.seed,
-                    normalise=spec.kind != "thesis",
-                    log_fn=lambda row, epoch: mlflow.log_metrics(
-                        {k: v for k, v in row.items() if np.isfinite(v)}, step=epoch + 1))
+                model, hist = None, {}
+                # pretrain on the catalogue labels of every object, then (spec modes) fine-tune
+                for phase, source in enumerate(phases[name]):
+                    y = label_sets[source][name]
+                    use = ok & np.isfinite(y) & (galaxies(source) if name != "stellarity" else True)
+                    tr, va = use & (split == "train"), use & (split == "validation")
+                    if tr.sum() < 10 or va.sum() < 5:
+                        raise InputError(f"{name}: too few {source}-labelled rows to train ({int(tr.sum())} "
+                                         f"train, {int(va.sum())} validation); use a larger catalogue or sample")
+                    mlflow.log_params({f"n_train_{source}": int(tr.sum()), f"n_validation_{source}": int(va.sum())})
+                    model, h = fit_network(
+                        name, cfg, x[tr], y[tr], x[va], y[va], opts.max_epochs, opts.seed,
+                        normalise=spec.kind != "thesis", model=model, finetune=finetune if phase else None,
+                        epoch_offset=len(hist.get("train_loss", [])),
+                        log_fn=lambda row, epoch: mlflow.log_metrics(
+                            {k: v for k, v in row.items() if np.isfinite(v)}, step=epoch + 1))
+                    for k, v in h.items():
+                        hist.setdefault(k, []).extend(v)
                 seconds = time.time() - t0
                 norm, dense = extract_layers(model)
                 stack = DenseStack(dense, norm)
@@ -376,13 +462,18 @@ def train(opts: TrainOptions, spark) -> dict:
         if truth_targets is not None:
             truth_gal = truth_targets["stellarity"][test] == 0
             test_metrics["truth"] = field_metrics(pred_test, {k: v[test] for k, v in truth_targets.items()}, truth_gal)
+        if "spec" in label_sets:
+            test_metrics["spec"] = spec_metrics(pred_test, {k: v[test] for k, v in label_sets["spec"].items()})
         for src, mets in test_metrics.items():
             mlflow.log_metrics({f"test_{src}_{k}": float(v) for k, v in mets.items() if np.isfinite(v)})
-        # Selection metrics (champion vs challenger) on the fixed selection region, catalogue labels.
+        # Selection metrics (champion vs challenger) on the fixed selection region: redshift and
+        # class against the spectroscopic sample when there is one, else the catalogue labels.
         u = id_hash_unit(ids)
         sel = (u >= SELECTION_SPLIT[0]) & (u < SELECTION_SPLIT[1])
         sel_metrics = selection_metrics(ensemble, x[sel], ok[sel], {k: v[sel] for k, v in cat_targets.items()},
-                                        cat_targets["stellarity"][sel] == 0)
+                                        cat_targets["stellarity"][sel] == 0,
+                                        {k: v[sel] for k, v in label_sets["spec"].items()} if "spec" in label_sets
+                                        else None)
         mlflow.log_metrics({k: float(v) for k, v in sel_metrics.items() if np.isfinite(v)})
 
         table = results_table(results)
@@ -412,12 +503,32 @@ def train(opts: TrainOptions, spark) -> dict:
         )
         registered = None
         if opts.register:
-            registered = _set_alias(opts.register, info.registered_model_version, sel_metrics, opts.promote)
+            registered = _set_alias(opts.register, info.registered_model_version, sel_metrics, opts.promote,
+                                    "spec" if "spec" in label_sets else "catalogue")
             mlflow.set_tag("registered_alias", registered["alias"])
         mlflow.log_metric("total_seconds", time.time() - t_start)
     return {"run_id": parent.info.run_id, "model_uri": info.model_uri, "table": table,
             "test_metrics": test_metrics, "selection_metrics": sel_metrics, "registered": registered,
             "seconds": {r.name: r.seconds for r in results}, "total_seconds": time.time() - t_start}
+
+
+def spec_label_set(ids: np.ndarray, path: str, survey: Survey, min_quality: int) -> tuple[dict, dict]:
+    """Targets from a spectroscopic sample aligned with the catalogue `ids`: redshift for secure
+    (quality >= min_quality) galaxies, class (star 1 / galaxy 0) for secure objects, NaN elsewhere
+    and for type and mass (which spectroscopy does not measure). Returns (targets, report)."""
+    from galaxy_spark.spec import join_spec, read_spec
+
+    table, report = read_spec(path, survey)
+    aligned, joined = join_spec(ids, table)
+    report = {**report, **joined}
+    q = np.asarray(aligned["z_spec_quality"], float)
+    good = np.isfinite(q) & (q >= min_quality)
+    star = np.asarray(aligned["spec_class"] == "star")
+    z = np.asarray(aligned["z_spec"], float)
+    report["secure"] = int(good.sum())
+    nan = np.full(len(ids), np.nan)
+    return {"redshift": np.where(good & ~star, z, np.nan), "stellarity": np.where(good, star.astype(float), np.nan),
+            "spectral_type": nan.copy(), "stellar_mass": nan.copy()}, report
 
 
 def _requirements() -> list[str]:
@@ -426,8 +537,10 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("numpy", "pandas", "mlflow")]
 
 
-def _set_alias(name: str, version: str | int, sel: dict, promote: bool) -> dict:
-    """First version → champion; later ones take champion only when better (or --promote)."""
+def _set_alias(name: str, version: str | int, sel: dict, promote: bool, sel_labels: str = "catalogue") -> dict:
+    """First version → champion; later ones take champion only when better on the selection
+    metrics measured against the same labels (or --promote): a catalogue emulator is never
+    promoted over a spectroscopically selected champion by numbers measured on other labels."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -439,8 +552,10 @@ def _set_alias(name: str, version: str | int, sel: dict, promote: bool) -> dict:
         champ = None
     reason = "first version"
     if champ is not None:
-        old = client.get_run(champ.run_id).data.metrics
-        better = is_better(sel, old)
+        champ_run = client.get_run(champ.run_id).data
+        old = champ_run.metrics
+        comparable = champ_run.params.get("selection_labels", "catalogue") == sel_labels
+        better = comparable and is_better(sel, old)
         if not (better or promote):
             client.set_registered_model_alias(name, "challenger", version)
             print(f"registered {name} version {version} as challenger (champion v{champ.version} is better "

@@ -29,12 +29,16 @@ def parse_args(argv):
                    help="model URI for the throughput timing (None: the scores' model name/version)")
     p.add_argument("--model-run-id", default=None, help="evaluate only the scores of this model run")
     p.add_argument("--bpz-max-objects", type=int, default=BPZ_MAX_OBJECTS,
-                   help="cap on the BPZ baseline's objects (deterministic ID-hash subsample)")
+                   help="cap on the BPZ baseline's ID-hash subsample of the test split (every spectroscopic test object is added)")
     p.add_argument("--no-bpz", action="store_true", help="skip the BPZ baseline")
     p.add_argument("--no-mlflow", action="store_true",
                    help="do not read from or log to MLflow (no thesis runs, loss curves or throughput)")
     p.add_argument("--experiment", default=None, help="experiment searched for the paper/default runs "
                    "(None: the model run's)")
+    p.add_argument("--spec", default=None,
+                   help="spectroscopic sample (CSV or Parquet: ID, z_spec, …): adds the spectroscopic "
+                        "comparison beside emulation and truth")
+    p.add_argument("--spec-min-quality", type=int, default=3, help="lowest z_spec_quality counted as secure")
     p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
                    help="survey definition: a name in conf/surveys/ or a path to a YAML file")
     return p.parse_args(argv)
@@ -65,7 +69,8 @@ def main(argv=None):
         res = run_evaluation(EvalOptions(scores=args.scores, catalog=args.catalog, out=out, model=args.model,
                                          model_run_id=args.model_run_id, bpz_max_objects=args.bpz_max_objects,
                                          bpz=not args.no_bpz, mlflow=not args.no_mlflow,
-                                         experiment=args.experiment, survey=args.survey), spark)
+                                         experiment=args.experiment, survey=args.survey, spec=args.spec,
+                                         spec_min_quality=args.spec_min_quality), spark)
     finally:
         spark.stop()
     h = res["headline"]
@@ -80,6 +85,13 @@ def main(argv=None):
               f"outliers {fmt(h['network_outlier_frac_same_objects'])} | BPZ sigma_nmad {fmt(h['bpz_sigma_nmad'])} "
               f"outliers {fmt(h['bpz_outlier_frac'])} | objects/s network {fmt(h.get('network_objects_per_s'))} "
               f"BPZ {fmt(h['bpz_objects_per_s'])} ratio {fmt(h['throughput_ratio'])}x")
+    comparisons = res.get("comparisons") or []
+    if comparisons:
+        print("same galaxies, network vs BPZ (sigma_nmad / outlier fraction):")
+        for r in comparisons:
+            print(f"  {r['comparison']:<52s} F814W {r['mag']:<9s} n {r['n']:>6d}  network "
+                  f"{fmt(r['network_sigma_nmad'])} / {fmt(r['network_outlier_frac'])}  BPZ "
+                  f"{fmt(r['bpz_sigma_nmad'])} / {fmt(r['bpz_outlier_frac'])}")
     if res["logged"]:
         print(f"logged {res['n_flat_metrics']} metrics and the report to MLflow run {res['run_id']} "
               f"(artifacts evaluation/{os.path.basename(os.path.abspath(out))}/)")

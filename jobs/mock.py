@@ -2,6 +2,7 @@
 
     python jobs/mock.py --objects 446343 --seed 42 --format csv --out data/raw/alhambra_mock.csv
     python jobs/mock.py --format ascii --out data/raw/mock_ascii          # 48 public-style files
+        (each also writes its spectroscopic sample: alhambra_mock.specz.csv, mock_ascii.specz.csv)
     python jobs/mock.py --validate --real ../shared/data/alhambra_f02_vizier_sample.csv \
         --objects 60000 --seed 42 --out reports/mock-validation
 
@@ -36,6 +37,9 @@ def parse_args(argv):
     p.add_argument("--survey", default="alhambra", help="survey definition (conf/surveys/<name>.yaml)")
     p.add_argument("--validate", action="store_true", help="compare a mock with real rows instead of writing one")
     p.add_argument("--real", help="real VizieR CSV rows for --validate")
+    p.add_argument("--no-spec", action="store_true",
+                   help="do not write the spectroscopic sample (ID,z_spec,spec_class,z_spec_quality) "
+                        "that goes next to --out as X.specz.csv (csv file X.csv) or D.specz.csv (ascii directory D)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
@@ -72,14 +76,23 @@ def main(argv=None) -> int:
         out = run_validation(survey, a.real, a.objects, a.seed, a.out, progress=not a.quiet)
         print(f"validation written to {out}", file=sys.stderr)
         return 0
+    spec_out = None if a.no_spec else writer.check_spec_path(a.out, a.format)
+    if spec_out is not None:
+        survey.spec_config()            # a survey without a spectroscopy: section fails before any work
     writer.check_out_path(a.out, a.format)
     chunks = generate(survey, a.objects, a.seed, progress=not a.quiet)
+    collector = writer.SpecCollector(survey)
+    if spec_out is not None:
+        chunks = collector.tap(chunks)
     if a.format == "csv":
         n = writer.write_csv(survey, chunks, a.out)
         print(f"wrote {n} objects to {a.out} in {time.time() - t0:.1f} s", file=sys.stderr)
     else:
         files = writer.write_ascii(survey, chunks, a.out, a.seed)
         print(f"wrote {len(files)} files to {a.out} in {time.time() - t0:.1f} s", file=sys.stderr)
+    if spec_out is not None:
+        n_spec = writer.write_spec(survey, collector.table(), spec_out, a.seed)
+        print(f"wrote {n_spec} spectroscopic redshifts to {spec_out}", file=sys.stderr)
     return 0
 
 

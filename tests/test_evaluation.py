@@ -31,12 +31,18 @@ def run(cmd, cwd, check=True, timeout=600):
 def evaluated(tmp_path_factory):
     """Train (2 epochs) → score → evaluate once; the tests below inspect the result."""
     d = tmp_path_factory.mktemp("evaluate")
-    write_partitioned(canonical_frame(load_survey(), n=3000, seed=3), d / "catalog")
+    frame = canonical_frame(load_survey(), n=3000, seed=3)
+    write_partitioned(frame, d / "catalog")
+    # a spectroscopic sample (secure z = truth) with 2 IDs that are not in the catalogue
+    spec = frame.loc[frame["is_star"] == 0, ["ID", "z_true"]].head(900).rename(columns={"z_true": "z_spec"})
+    spec = pd.concat([spec, pd.DataFrame({"ID": [11, 12], "z_spec": [0.5, 0.6]})])
+    spec.to_csv(d / "specz.csv", index=False)
     run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "catalog"), "--preset", "default",
          "--max-epochs", "2"], d)
     run([sys.executable, str(REPO / "jobs/score.py"), "--catalog", str(d / "catalog"), "--out", str(d / "scores")], d)
     p = run([sys.executable, str(REPO / "jobs/evaluate.py"), "--scores", str(d / "scores"), "--catalog",
-             str(d / "catalog"), "--out", str(d / "reports" / "tiny"), "--bpz-max-objects", "400"], d)
+             str(d / "catalog"), "--out", str(d / "reports" / "tiny"), "--bpz-max-objects", "400",
+             "--spec", str(d / "specz.csv")], d)
     return d, p
 
 
@@ -63,11 +69,24 @@ def test_report_is_self_contained_with_all_sections(evaluated):
         assert v in html
 
 
+def test_three_comparisons_on_the_same_galaxies(evaluated):
+    d, p = evaluated
+    m = json.loads((d / "reports" / "tiny" / "metrics.json").read_text())
+    comp = pd.DataFrame(m["comparisons"])
+    assert set(comp["labels"]) == {"catalogue", "spec", "truth"}
+    spec_all = comp[(comp["labels"] == "spec") & (comp["mag"] == "all")].iloc[0]
+    # every test-split spectroscopic galaxy is in the BPZ comparison (not only the BPZ subsample)
+    assert spec_all["n"] == m["data"]["spec"]["matched_test_split"]
+    assert m["data"]["spec"]["not_in_catalogue"] == 2 and m["data"]["spec"]["matched_catalogue"] == 900
+    assert np.isfinite(spec_all["network_sigma_nmad"]) and np.isfinite(spec_all["bpz_sigma_nmad"])
+    assert "spec" in m["network"] and "same galaxies, network vs BPZ" in p.stdout
+
+
 def test_metrics_json_has_expected_keys_and_only_test_objects(evaluated):
     d, _ = evaluated
     m = json.loads((d / "reports" / "tiny" / "metrics.json").read_text())
     assert set(m) >= {"data", "network", "baseline", "thesis", "headline"}
-    assert set(m["network"]) == {"catalogue", "truth"}
+    assert set(m["network"]) == {"catalogue", "spec", "truth"}
     for src in ("catalogue", "truth"):
         net = m["network"][src]
         for k in ("bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail", "crps", "coverage68", "coverage95",
@@ -87,7 +106,8 @@ def test_metrics_json_has_expected_keys_and_only_test_objects(evaluated):
     test_ids = cat["ID"][id_hash_unit(cat["ID"].to_numpy()) < 0.2]
     assert m["data"]["n_test"] == len(test_ids) and m["data"]["n_scores"] == len(cat)
     base = m["baseline"]
-    assert 0 < base["n"] <= 400 and base["bpz"]["timing"]["objects_per_s"] > 0
+    # the cap applies to the hash subsample; every spectroscopic test object is added to it
+    assert 0 < base["n"] <= 400 + m["data"]["spec"]["matched_test_split"] and base["bpz"]["timing"]["objects_per_s"] > 0
     assert base["network"]["timing"]["objects_per_s"] > 0 and base["throughput_ratio"] > 0
     assert np.isfinite(base["bpz"]["truth"]["redshift"]["overall"]["sigma_nmad"])
     tab = {r["network"]: r for r in m["thesis"]["table"]}

@@ -160,7 +160,7 @@ def test_label_precision(table20k):
     ez = (g["zb_1"] - g["z_true"]) / (1 + g["z_true"])
     bright = ez[g["F814W"] < 22.5]
     nmad = 1.4826 * np.median(np.abs(bright - bright.median()))
-    assert 0.007 < nmad < 0.02
+    assert 0.007 < nmad < 0.015          # the survey's published 1.0% (Molino et al. 2014)
     faint = ez[(g["F814W"] >= 22.5) & (g["F814W"] < 24.5)]
     assert 1.4826 * np.median(np.abs(faint - faint.median())) > nmad
     # outliers rise with magnitude, odds fall
@@ -172,10 +172,28 @@ def test_label_precision(table20k):
     # mass relation with the per-type constants
     t = np.floor(table20k["Tb_1"]).clip(1, 10).astype(int)
     c = table20k["Stell_Mass_1"] + 0.4 * table20k["M_Abs_1"]
-    assert abs(c[t == 1].median() - 2.51) < 0.05 and abs(c[t == 9].median() - 1.39) < 0.05
-    assert ((table20k["t_ml"] * 8) % 1 == 0).all()
+    assert abs(c[t == 1].median() - 2.51) < 0.01 and abs(c[t == 9].median() - 1.39) < 0.01
+    assert table20k["t_ml"].between(1, 11).all()
     assert table20k["Tb_1"].between(1, 11).all() and g["type_true"].between(1, 11).all()
     assert (table20k["zb_Min_1"] <= table20k["zb_1"]).all() and (table20k["zb_Max_1"] >= table20k["zb_1"]).all()
+
+
+def test_labels_are_template_fits_of_the_written_photometry(small_csv, survey):
+    """The catalogue labels are a function of the photometry in the file (as BPZ's are in the
+    real catalogue), not of the truth: refitting the written magnitudes reproduces them."""
+    from galaxy_spark.mock.core import context
+
+    df = pd.read_csv(small_csv[0]).head(300)
+    ctx = context(survey)
+    mag = np.stack([df[b].to_numpy(float) for b in ctx.bands], 1)
+    err = np.stack([df[survey.error_column(b)].to_numpy(float) for b in ctx.bands], 1)
+    observed = mag > -90
+    detected = observed & (mag < 90)
+    lab = ctx.labeller.labels(mag, err, detected, observed, df[survey.detection_band].to_numpy(float), ctx.det)
+    for col in ("zb_1", "zb_Min_1", "zb_Max_1", "Tb_1", "Odds_1", "z_ml", "M_Abs_1", "Stell_Mass_1"):
+        np.testing.assert_allclose(lab[col], df[col], atol=6e-4, err_msg=col)
+    # and moving the truth without touching the photometry changes nothing: no truth input exists
+    assert "z_true" not in ctx.labeller.labels.__code__.co_varnames
 
 
 def test_split_counts_deterministic():

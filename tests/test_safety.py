@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,14 +36,24 @@ def _job(name, *args):
                           text=True, env=env, timeout=300)
 
 
-@pytest.fixture()
-def good(spark, tmp_path, public_frame):
-    """A committed catalogue + quarantine of 40 real rows, and the CSV it came from."""
-    src = write_csv(public_frame.head(40), tmp_path / "good.csv")
-    m = I.run_ingest(str(src), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
+@pytest.fixture(scope="module")
+def good_template(spark, tmp_path_factory, public_frame):
+    """One committed catalogue + quarantine of 40 real rows (ingested once per module)."""
+    d = tmp_path_factory.mktemp("good")
+    src = write_csv(public_frame.head(40), d / "good.csv")
+    m = I.run_ingest(str(src), d / "cat", d / "q", spark=spark, echo=_quiet)
     assert m["rows"]["written"] == 40
-    return {"csv": src, "cat": tmp_path / "cat", "q": tmp_path / "q",
-            "manifest": (tmp_path / "cat" / I.MANIFEST).read_text()}
+    return d
+
+
+@pytest.fixture()
+def good(good_template, tmp_path):
+    """A private copy of the template: the CSV, its catalogue and quarantine."""
+    for name in ("good.csv", "cat", "q"):
+        src = good_template / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    return {"csv": tmp_path / "good.csv", "cat": tmp_path / "cat", "q": tmp_path / "q",
+            "manifest": (tmp_path / "cat" / I.MANIFEST).read_text(), "template": good_template}
 
 
 def _unchanged(spark, good):
@@ -180,11 +191,12 @@ def test_utf8_bom_is_accepted_and_utf16_is_refused_clearly(spark, good, tmp_path
 
 
 # ---- the catalogue and its quarantine are one unit ------------------------------------------------
-def test_manifests_name_each_other_and_one_commit(good):
-    cat = json.loads((good["cat"] / I.MANIFEST).read_text())
-    q = json.loads((good["q"] / I.MANIFEST).read_text())
+def test_manifests_name_each_other_and_one_commit(good_template):
+    d = good_template
+    cat = json.loads((d / "cat" / I.MANIFEST).read_text())
+    q = json.loads((d / "q" / I.MANIFEST).read_text())
     assert cat["kind"] == "catalog" and q["kind"] == "quarantine"
-    assert cat["commit"] == q["commit"] and cat["quarantine"] == str(good["q"]) and q["catalog"] == str(good["cat"])
+    assert cat["commit"] == q["commit"] and cat["quarantine"] == str(d / "q") and q["catalog"] == str(d / "cat")
 
 
 @pytest.mark.parametrize("fail_at", [1, 2, 3])

@@ -91,3 +91,49 @@ def test_missing_catalogue_is_a_clear_error(tmp_path):
     p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(tmp_path / "nope")], tmp_path, check=False)
     assert p.returncode == 2
     assert "catalogue not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def _spec_file(path: Path) -> Path:
+    """A spectroscopic sample of the workdir catalogue: 700 galaxies (z_spec = z_true) and 60 stars,
+    plus rows a real file has: IDs not in the catalogue, a duplicate, a non-numeric redshift."""
+    import numpy as np
+    import pandas as pd
+
+    df = canonical_frame(load_survey(), n=4000, seed=3)
+    gal, star = df[df["is_star"] == 0].head(700), df[df["is_star"] == 1].head(60)
+    spec = pd.DataFrame({"ID": np.r_[gal["ID"], star["ID"]], "z_spec": np.r_[gal["z_true"], np.zeros(len(star))],
+                         "spec_class": ["galaxy"] * len(gal) + ["star"] * len(star), "z_spec_quality": 4})
+    other = df[df["is_star"] == 0]["ID"].iloc[900]      # a catalogue galaxy without a spectrum
+    extra = pd.DataFrame({"ID": [1, 2, 3, spec["ID"].iloc[0], other],
+                          "z_spec": [0.5, 0.6, 0.7, 0.3, "abc"], "spec_class": "galaxy", "z_spec_quality": 4})
+    pd.concat([spec, extra]).to_csv(path, index=False)
+    return path
+
+
+def test_spec_label_modes(workdir):
+    spec = _spec_file(workdir / "specz.csv")
+    p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"), "--labels",
+             "spec+catalogue", "--spec", str(spec), "--max-epochs", "2", "--register", "",
+             "--experiment", "spec-modes"], workdir)
+    report = json.loads(p.stdout.split("spectroscopic sample ")[1].split(": ", 1)[1].splitlines()[0])
+    assert report["rejected"] == {"duplicate_id": 2, "z_spec_not_numeric": 1}
+    assert report["not_in_catalogue"] == 3 and report["matched"] == 759
+    assert "(fine-tuning)" in p.stdout
+    info = json.loads(run([sys.executable, "-c", """
+import json
+from mlflow import MlflowClient
+c = MlflowClient()
+exp = c.get_experiment_by_name("spec-modes")
+runs = c.search_runs([exp.experiment_id])
+parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][0]
+kids = {r.data.tags["mlflow.runName"]: r.data.params for r in runs if "mlflow.parentRunId" in r.data.tags}
+print(json.dumps({"params": parent.data.params, "metrics": sorted(parent.data.metrics), "kids": kids}))
+"""], workdir).stdout.strip().splitlines()[-1])
+    assert info["params"]["label_source"] == "spec+catalogue" and info["params"]["selection_labels"] == "spec"
+    assert info["kids"]["redshift"]["labels"] == "catalogue -> spec"
+    assert info["kids"]["stellar_mass"]["labels"] == "catalogue"
+    assert "test_spec_redshift_sigma_nmad" in info["metrics"] and "test_truth_redshift_sigma_nmad" in info["metrics"]
+
+    p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"), "--labels", "spec"],
+            workdir, check=False)
+    assert p.returncode == 2 and "needs --spec PATH" in p.stderr and "Traceback" not in p.stderr

@@ -194,7 +194,11 @@ class BPZModel:
                  madau: bool = True, zp_error: float = 0.03, min_magerr: float = 0.001,
                  odds_k: float = 0.02, interval: float = 0.95, convolve_sigma: float = 0.03,
                  p_min: float = 1e-2, cache_dir: str | Path | None = None,
-                 bands: list[str] | None = None):
+                 bands: list[str] | None = None, flux_grid=None,
+                 prior_types: tuple[int, int, int] | None = None):
+        """`flux_grid(z, bands) -> (n_z, n_templates, n_bands)` replaces the SED files' model
+        fluxes (the mock's labelling templates); `prior_types` = (elliptical, spiral, starburst)
+        template counts for the HDF-N prior (default: desc-bpz's CWW+Kinney split)."""
         self.survey = load_survey(survey or "alhambra") if isinstance(survey, str) or survey is None else survey
         self.z = np.round(np.arange(zmin, zmax + dz / 2, dz), 10)
         self.dz = dz
@@ -214,8 +218,15 @@ class BPZModel:
             raise ValueError(f"no response curve for bands {missing}")
         self.nt0 = len(self.templates)
         self.nt = self.nt0 + (self.nt0 - 1) * self.ninterp
+        self.prior_types = prior_types if prior_types is not None else self.nt0
         t0 = time.perf_counter()
-        self.flux_raw = self._grid(cache_dir)                        # (n_z, nt0, nf)
+        if flux_grid is not None:
+            self.flux_raw = np.clip(np.asarray(flux_grid(self.z, self.bands), float), 0.0, None)
+            if self.flux_raw.shape != (self.z.size, self.nt0, len(self.bands)):
+                raise ValueError(f"flux_grid returned {self.flux_raw.shape}, expected "
+                                 f"{(self.z.size, self.nt0, len(self.bands))}")
+        else:
+            self.flux_raw = self._grid(cache_dir)                    # (n_z, nt0, nf)
         self.grid_seconds = time.perf_counter() - t0
         self.flux = interpolate_templates(self.flux_raw, self.ninterp, axis=1)   # (n_z, nt, nf)
         self._fm = self.flux.reshape(-1, len(self.bands))           # (n_z*nt, nf)
@@ -259,26 +270,18 @@ class BPZModel:
     # ---- photometry -------------------------------------------------------------------------
     def photometry(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Canonical columns → (f, σ_f) arrays (n_obj, n_bands); σ_f = inf marks 'not observed'."""
-        n = len(df)
-        f = np.zeros((n, len(self.bands)))
-        ef = np.full((n, len(self.bands)), np.inf)
-        zp = 10 ** (0.4 * self.zp_error) - 1.0
-        for j, b in enumerate(self.bands):
+        cols = []
+        for b in self.bands:
             m = _col(df, b)
             dm = _col(df, self.survey.error_column(b))
             lim = _col(df, f"{b}_lim")
             st = df[f"{b}_state"].to_numpy() if f"{b}_state" in df else _infer_state(m, dm, lim)
-            st = np.asarray(pd.to_numeric(pd.Series(st), errors="coerce").fillna(NOT_OBSERVED), int)
-            det = (st == DETECTED) & np.isfinite(m) & np.isfinite(dm)
-            nd = (st == NOT_DETECTED) & np.isfinite(lim)
-            fd = 10 ** (-0.4 * np.where(det, m, 0.0))
-            efd = (10 ** (0.4 * np.clip(np.where(det, dm, 0.0), self.min_magerr, None)) - 1.0) * fd
-            efd = np.sqrt(efd ** 2 + (zp * fd) ** 2)
-            efn = 10 ** (-0.4 * np.where(nd, lim, 0.0))
-            efn = np.sqrt(efn ** 2 + (zp * efn / 2.0) ** 2)
-            f[:, j] = np.where(det, fd, 0.0)
-            ef[:, j] = np.where(det, efd, np.where(nd, efn, np.inf))
-        return f, ef
+            cols.append((m, dm, lim, np.asarray(pd.to_numeric(pd.Series(st), errors="coerce")
+                                                .fillna(NOT_OBSERVED), int)))
+        if not cols:
+            return np.zeros((len(df), 0)), np.zeros((len(df), 0))
+        m, dm, lim, st = (np.stack([c[k] for c in cols], axis=1) for k in range(4))
+        return photometry_arrays(m, dm, lim, st, self.zp_error, self.min_magerr)
 
     # ---- likelihood and prior ------------------------------------------------------------------
     def chi2(self, f: np.ndarray, ef: np.ndarray) -> np.ndarray:
@@ -287,9 +290,13 @@ class BPZModel:
         foo = np.einsum("nf,nf->n", f * f, w)
         fot = (f * w) @ self._fm.T                                   # (n, z*t)
         ftt = w @ self._fm2.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            chi2 = np.where(ftt > 0, foo[:, None] - fot ** 2 / np.where(ftt > 0, ftt, 1.0), foo[:, None])
-        return chi2.reshape(len(f), self.z.size, self.nt)
+        # chi2 = foo - fot²/ftt (foo where the model has no flux), in place: these arrays are
+        # the fit's largest and the labelling of a whole mock makes hundreds of them
+        np.multiply(fot, fot, out=fot)
+        np.divide(fot, ftt, out=fot, where=ftt > 0)
+        fot[ftt <= 0] = 0.0
+        np.subtract(foo[:, None], fot, out=fot)
+        return fot.reshape(len(f), self.z.size, self.nt)
 
     def prior(self, m: np.ndarray, kind: str = "hdfn_gen") -> np.ndarray:
         """(n_obj, n_z, nt) prior for magnitudes m (flat for NaN magnitude or kind='flat')."""
@@ -302,7 +309,7 @@ class BPZModel:
         mq = np.round(mq, 1)
         need = [v for v in np.unique(mq) if float(v) not in self._prior_cache]
         if need:
-            tab = hdfn_prior(self.z, np.asarray(need), self.nt0, self.ninterp)
+            tab = hdfn_prior(self.z, np.asarray(need), self.prior_types, self.ninterp)
             for v, p in zip(need, tab):
                 self._prior_cache[float(v)] = p
         out = np.stack([self._prior_cache[float(v)] for v in mq]) if m.size else np.empty((0, self.z.size, self.nt))
@@ -313,8 +320,11 @@ class BPZModel:
 
     # ---- fitting ---------------------------------------------------------------------------------
     def fit_arrays(self, f: np.ndarray, ef: np.ndarray, m0: np.ndarray | None = None,
-                   prior: str = "hdfn_gen", return_pz: bool = False) -> dict:
-        """Fit one chunk of fluxes (n, nf); returns a dict of per-object arrays."""
+                   prior: str = "hdfn_gen", return_pz: bool = False, return_amplitude: bool = False) -> dict:
+        """Fit one chunk of fluxes (n, nf); returns a dict of per-object arrays.
+
+        `return_amplitude`: also the best-fit flux scale of the template at (zb, tb)
+        (observed flux = amplitude × model flux), from which absolute magnitudes follow."""
         n = len(f)
         nz, nt = self.z.size, self.nt
         used = np.isfinite(ef)
@@ -324,11 +334,16 @@ class BPZModel:
         imin = np.argmin(flat2, axis=1)
         chi2_min = flat2[np.arange(n), imin]
         iz_ml, it_ml = np.divmod(imin, nt)
-        like = np.exp(-0.5 * np.clip(chi2 - chi2_min[:, None, None], 0.0, 1400.0))
+        like = chi2                                                   # reused in place
+        np.subtract(like, chi2_min[:, None, None], out=like)
+        np.clip(like, 0.0, 1400.0, out=like)
+        np.multiply(like, -0.5, out=like)
+        np.exp(like, out=like)
         del chi2, flat2
         if m0 is None:
             m0 = np.full(n, np.nan)
-        pb = like * self.prior(m0, prior if prior is not None else "flat")
+        pb = like
+        pb *= self.prior(m0, prior if prior is not None else "flat")
         del like
         p = pb.sum(axis=2)                                            # (n, nz)
         if self._gauss is not None:
@@ -366,6 +381,12 @@ class BPZModel:
             out[k] = np.where(bad, np.nan, np.asarray(out[k], float))
         if return_pz:
             out["pz"] = np.where(bad[:, None], np.nan, p)
+        if return_amplitude:
+            w = np.where(np.isfinite(ef), 1.0 / np.where(np.isfinite(ef), ef, 1.0) ** 2, 0.0)
+            fm = self.flux[iz_b, it_b]                                  # (n, nf)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                amp = (f * fm * w).sum(axis=1) / (fm * fm * w).sum(axis=1)
+            out["amplitude"] = np.where(bad | ~(amp > 0), np.nan, amp)
         return out
 
     def fit(self, df: pd.DataFrame, prior: str = "hdfn_gen", chunk: int = 500,
@@ -417,6 +438,22 @@ class BPZModel:
             j = self.bands.index(band) if band else 0
             mag = mag - mag[j] + m_norm
         return mag
+
+
+def photometry_arrays(m: np.ndarray, dm: np.ndarray, lim: np.ndarray, state: np.ndarray,
+                      zp_error: float = 0.03, min_magerr: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitudes, errors, 1σ limits and states (n, n_bands) → BPZ's (f, σ_f): detections with the
+    error floor and a zero-point error added in quadrature, non-detections as f = 0 ± the limit's
+    flux (desc-bpz's convention), not-observed bands σ_f = inf."""
+    zp = 10 ** (0.4 * zp_error) - 1.0
+    det = (state == DETECTED) & np.isfinite(m) & np.isfinite(dm)
+    nd = (state == NOT_DETECTED) & np.isfinite(lim)
+    fd = 10 ** (-0.4 * np.where(det, m, 0.0))
+    efd = (10 ** (0.4 * np.clip(np.where(det, dm, 0.0), min_magerr, None)) - 1.0) * fd
+    efd = np.sqrt(efd ** 2 + (zp * fd) ** 2)
+    efn = 10 ** (-0.4 * np.where(nd, lim, 0.0))
+    efn = np.sqrt(efn ** 2 + (zp * efn / 2.0) ** 2)
+    return np.where(det, fd, 0.0), np.where(det, efd, np.where(nd, efn, np.inf))
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:

@@ -8,9 +8,9 @@ columns by name (they are the catalogue's schema: stell, ell, zb_1, …).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erf
 
 from galaxy_spark.mock import photometry as ph
+from galaxy_spark.mock.labels import SurveyLabeller
 from galaxy_spark.mock.population import GalaxyModel, StarModel
 
 PIXEL_ARCSEC = 0.221
@@ -27,9 +27,6 @@ FIELD_CENTRES = {2: (37.10, 0.85), 3: (139.08, 46.04), 4: (150.00, 2.09), 5: (18
                  6: (214.16, 52.42), 7: (243.04, 54.50), 8: (356.46, 15.59)}
 POINTING_STEP_DEG = 0.45     # pointings of a field side by side in RA
 CCD_OFFSET_DEG = 0.19        # the 4 LAICA CCDs sit on a 2×2 grid with gaps
-
-# Stell_Mass_1 ≈ −0.4 M_Abs_1 + c(Tb) on the real rows (integer Tb bins 1…10)
-MASS_C = np.array([2.51, 2.44, 2.35, 2.39, 2.44, 2.19, 1.90, 1.63, 1.39, 1.01])
 
 
 class Context:
@@ -51,10 +48,7 @@ class Context:
         self.no_mag = float(s["not_observed_magnitude"])
         self.no_err = float(s["not_observed_error"])
         self.min_snr = survey.detection_min_snr
-
-
-def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(0.5 * x))
+        self.labeller = SurveyLabeller(self)
 
 
 # Isophotal area (px) of a typical galaxy vs F814W (medians of the real rows), and the typical
@@ -231,8 +225,8 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     sflag = np.where(mag_det >= STELLAR_FLAG_MAG, 0.5, np.round(sflag, 2))
     dupli = (rng.random(n) < 0.006).astype(int)
 
-    # ---- BPZ-like labels ----------------------------------------------------------------
-    labels = _bpz_labels(ctx, rng, g, s, n_gal, n_star, mag_det, f_obs, detected)
+    # ---- catalogue labels: template fitting on the observed photometry, as the survey did ------
+    labels = ctx.labeller.labels(mag, err, detected, observed, mag_det, ctx.det)
 
     # ---- sky coordinates and IDs ----------------------------------------------------------
     ra0, dec0 = FIELD_CENTRES.get(field, (15.0 * field, 10.0))
@@ -296,59 +290,3 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     # rows in ID order, like the public files
     o = np.argsort(ids, kind="stable")
     return {k: v[o] for k, v in cols.items()}
-
-
-def _bpz_labels(ctx, rng, g, s, n_gal, n_star, mag_det, f_obs, detected):
-    """BPZ-style outputs derived from the truth through an error model matching Molino+2014."""
-    n = n_gal + n_star
-    cosmo = ctx.gal.cosmo
-    m = mag_det
-    mg = m[:n_gal]
-    # --- galaxies: σ(δz/(1+z)) ≈ 1.0% (F814W<22.5), 1.4% (22.5–24.5), growing fainter
-    sig = 0.0098 * np.sqrt(1 + 10 ** (0.8 * (mg - 23.9)))
-    z = g.z
-    ez = rng.standard_t(5, n_gal) * sig * 0.93 + 0.001
-    zb = z + ez * (1 + z)
-    p_out = 0.008 + 0.10 * _sigmoid((mg - 24.4) / 0.45)
-    out = rng.random(n_gal) < p_out
-    # catastrophic outliers: Lyman/Balmer break confusion or a broad wrong peak
-    conf = np.where(z < 1.5, (1 + z) * 3646 / 1216 - 1, (1 + z) * 1216 / 3646 - 1)
-    wrong = np.where(rng.random(n_gal) < 0.5, conf, rng.uniform(0.02, 1.0, n_gal) * (1.5 + 2 * z))
-    zb = np.where(out, wrong, zb)
-    zb = np.clip(zb, 0.01, 6.5)
-    w = 2.3 * sig * 10 ** rng.normal(0, 0.12, n_gal) * np.where(out, 2.5, 1.0)
-    odds = np.clip(erf(0.02 / (np.sqrt(2) * w)), 0.01, 0.999)
-    tsig = 0.3 + 0.6 * _sigmoid((mg - 23.5) / 0.7)
-    tb = np.clip(g.type_bpz + rng.normal(0, tsig), 1, 11)
-    tb = np.where(out, rng.uniform(1, 11, n_gal), tb)
-    # M_B via the BPZ redshift: the distance modulus changes with zb
-    mabs = g.M_B + cosmo.distmod(z) - cosmo.distmod(zb) + rng.normal(0, 0.08, n_gal)
-    chi2 = np.exp(rng.normal(np.log(0.65), 0.5, n_gal)) * (1 + np.clip(22 - mg, 0, None) * 0.15)
-
-    # --- stars: BPZ fits a galaxy template at low redshift
-    ms = m[n_gal:]
-    zb_s = np.where(rng.random(n_star) < 0.06, rng.uniform(0.3, 3.0, n_star),
-                    np.exp(rng.normal(np.log(0.16), 0.6, n_star)))
-    zb_s = np.clip(zb_s, 0.01, 6.5)
-    w_s = np.exp(rng.normal(np.log(0.03), 0.6, n_star))
-    odds_s = np.clip(erf(0.02 / (np.sqrt(2) * w_s)), 0.01, 0.999)
-    tb_s = np.clip(2 + 8 * (s.teff - 3000) / 6000 + rng.normal(0, 1.5, n_star), 1, 11)
-    mabs_s = ms + s.b_minus_det - cosmo.distmod(zb_s) + rng.normal(0, 0.1, n_star)
-    chi2_s = np.exp(rng.normal(np.log(2.8), 0.7, n_star))
-
-    zb = np.r_[zb, zb_s]
-    w = np.r_[w, w_s]
-    odds = np.r_[odds, odds_s]
-    tb = np.r_[tb, tb_s]
-    mabs = np.clip(np.r_[mabs, mabs_s], -25.5, -8.0)     # BPZ's own M_B range is bounded too
-    chi2 = np.clip(np.r_[chi2, chi2_s], 0.05, 98.0)
-    lo = np.clip(zb - 1.96 * w * (1 + zb) * 10 ** rng.normal(0, 0.1, n), 0.0, None)
-    hi = np.minimum(zb + 1.96 * w * (1 + zb) * 10 ** rng.normal(0, 0.1, n), 7.0)
-    wild = rng.random(n) < 0.03 + 0.1 * _sigmoid((m - 24.5) / 0.5)
-    zml = np.where(wild, rng.uniform(0, 5.3, n), zb + rng.normal(0, 1.2, n) * w * (1 + zb))
-    zml = np.clip(zml, 0.0, 6.5)
-    tml = np.clip(np.round((tb + rng.normal(0, 0.5, n)) * 8) / 8, 1, 11)
-    c = MASS_C[np.clip(np.floor(tb).astype(int), 1, 10) - 1]
-    mass = -0.4 * mabs + c + rng.normal(0, 0.05, n)
-    return {"zb_1": zb, "zb_Min_1": lo, "zb_Max_1": hi, "Tb_1": tb, "Odds_1": odds, "z_ml": zml,
-            "t_ml": tml, "Chi2": chi2, "Stell_Mass_1": mass, "M_Abs_1": mabs}

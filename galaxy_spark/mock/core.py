@@ -6,6 +6,8 @@ area, largest remainder). So the output depends only on (N, seed), never on how 
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from typing import Iterator
 
@@ -51,15 +53,44 @@ def generate(survey, n_objects: int, seed: int, progress: bool = False) -> Itera
                          f"objects in the {survey.id_digits}-digit ID scheme")
     ctx = context(survey)
     seqs = np.random.SeedSequence(int(seed)).spawn(len(ccds))
+    jobs = [((f, p, c), int(n), sq) for (f, p, c), n, sq in zip(ccds, counts, seqs) if n > 0]
+    from tqdm import tqdm
+
+    bar = tqdm(total=int(sum(n for _, n, _ in jobs)), desc="mock objects", unit="obj", disable=not progress)
+    workers = generation_workers(n_objects)
+    if workers <= 1:
+        results = (make_ccd(ctx, *key, n, sq) for key, n, sq in jobs)
+    else:
+        # forked workers inherit the context (grids, labelling templates): nothing is pickled but
+        # the seeds in and the columns out; each CCD has its own seed, so the bytes do not depend
+        # on the number of workers
+        global _WORKER_CTX
+        _WORKER_CTX = ctx
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        results = pool.imap(_make_ccd_job, [(key, n, sq) for key, n, sq in jobs])
     try:
-        from tqdm import tqdm
-        it = tqdm(list(zip(ccds, counts, seqs)), desc="mock CCDs", unit="ccd", disable=not progress)
-    except ImportError:  # pragma: no cover
-        it = zip(ccds, counts, seqs)
-    for (f, p, c), n, sq in it:
-        if n == 0:
-            continue
-        yield (f, p, c), make_ccd(ctx, f, p, c, int(n), sq)
+        for (key, n, _), cols in zip(jobs, results):
+            bar.update(n)
+            yield key, cols
+    finally:
+        bar.close()
+        if workers > 1:
+            pool.terminate()
+
+
+_WORKER_CTX: Context | None = None
+PARALLEL_MIN_OBJECTS = 20_000     # below this, forking costs more than it saves
+
+
+def generation_workers(n_objects: int) -> int:
+    """Processes for generation: every core for a large mock (labelling by template fitting is
+    most of the work), one for a small one."""
+    return max(1, os.cpu_count() or 1) if n_objects >= PARALLEL_MIN_OBJECTS else 1
+
+
+def _make_ccd_job(job):
+    (f, p, c), n, sq = job
+    return make_ccd(_WORKER_CTX, f, p, c, n, sq)
 
 
 def generate_table(survey, n_objects: int, seed: int, progress: bool = False) -> dict:

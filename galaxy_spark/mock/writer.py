@@ -1,4 +1,5 @@
-"""Writers for the mock: one CSV with header, or the 48-file public ASCII layout.
+"""Writers for the mock: one CSV with header, or the 48-file public ASCII layout, and the
+spectroscopic sample next to either (X.csv -> X.specz.csv; directory D -> D.specz.csv).
 
 Formats (as the public files): RA/Dec %.4f, x/y %.3f, magnitudes and errors %.3f, flags %i,
 BPZ values %.3f. Rows are formatted with one `%` operation per row (≈10 µs), which keeps a
@@ -157,6 +158,61 @@ def write_csv(survey, chunks, path: str) -> int:
         if tmp.exists():
             tmp.unlink()
     return n
+
+
+# ---- the spectroscopic sample ----------------------------------------------------------------
+SPEC_STREAM = 0x5BEC    # second entropy word of the sample's RNG: never touches the catalogue's streams
+
+
+def spec_path(out: str, fmt: str) -> Path:
+    """Where the spectroscopic sample of `--out` goes: X.csv -> X.specz.csv; a directory D -> D.specz.csv."""
+    p = Path(out)
+    if p.name in ("", ".", ".."):
+        p = p.resolve()
+    stem = p.name[:-4] if fmt == "csv" and p.name.lower().endswith(".csv") else p.name
+    return p.with_name(stem + ".specz.csv")
+
+
+def check_spec_path(out: str, fmt: str) -> Path:
+    from galaxy_spark.io.paths import check_job_paths
+
+    path = spec_path(out, fmt)
+    check_job_paths({}, {"--out (spectroscopic sample)": (str(path), "file")})
+    return path
+
+
+class SpecCollector:
+    """Pass CCD chunks through, keeping only the columns the spectroscopic draw needs."""
+
+    def __init__(self, survey):
+        self.names = [survey.id_column, "Field", survey.detection_band, "z_true", "is_star"]
+        self.parts: list[dict] = []
+
+    def tap(self, chunks):
+        for key, cols in chunks:
+            self.parts.append({k: np.asarray(cols[k]).copy() for k in self.names})
+            yield key, cols
+
+    def table(self) -> dict:
+        return {k: np.concatenate([p[k] for p in self.parts]) for k in self.names}
+
+
+def write_spec(survey, table: dict, path, seed: int) -> int:
+    """Draw the spectroscopic sample of `table` with its own RNG stream and write it as CSV."""
+    from galaxy_spark import spec
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPEC_STREAM]))
+    sample = spec.draw_spec_sample(table, survey, rng)
+    tmp = Path(str(path) + ".part")
+    try:
+        sample.to_csv(tmp, index=False, columns=spec.spec_columns(survey), float_format="%.5f")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return len(sample)
 
 
 def write_ascii(survey, chunks, directory: str, seed: int) -> list[Path]:
