@@ -91,6 +91,8 @@ class EvalOptions:
     experiment: str | None = None       # for the thesis table (default: the model run's experiment)
     survey: str = "alhambra"
     name: str | None = None             # report name (default: the out dir's name)
+    spec: str | None = None             # spectroscopic sample (ID, z_spec, …): the third comparison
+    spec_min_quality: int = 3
 
 
 @dataclass
@@ -266,11 +268,42 @@ def read_test_join(spark, scores: str, catalog: str, survey: Survey,
     return pdf, info
 
 
+def attach_spec(spark, df: pd.DataFrame, catalog: str, path: str, survey: Survey) -> tuple[pd.DataFrame, dict]:
+    """Join a spectroscopic sample to the test rows by ID. Rejected rows of the file and spectra of
+    objects that are not in the catalogue at all are counted in the report, never dropped silently."""
+    from galaxy_spark.spec import join_spec, read_spec
+
+    table, report = read_spec(path, survey)
+    all_ids = spark.read.parquet(str(catalog)).select(survey.id_column).toPandas()[survey.id_column]
+    _, whole = join_spec(all_ids.to_numpy(np.int64), table)
+    aligned, test = join_spec(df[survey.id_column].to_numpy(np.int64), table)
+    df = df.copy()
+    for k, v in aligned.items():
+        df[k] = v
+    report = {**report, "matched_catalogue": whole["matched"], "not_in_catalogue": whole["not_in_catalogue"],
+              "not_in_catalogue_examples": whole["not_in_catalogue_examples"], "matched_test_split": test["matched"]}
+    return df, report
+
+
 # ---- labels ----------------------------------------------------------------------------------
-def label_sets(df: pd.DataFrame, survey: Survey) -> dict[str, dict[str, np.ndarray]]:
-    """{'catalogue': {...}, 'truth': {...}} with redshift, star (0/1), spectral_type, stellar_mass —
-    exactly the targets training uses (``features.build_targets``), so the star/galaxy split matches."""
+def label_sets(df: pd.DataFrame, survey: Survey, spec_min_quality: int = 3) -> dict[str, dict[str, np.ndarray]]:
+    """{'catalogue': {...}, 'spec': {...}, 'truth': {...}} with redshift, star (0/1), spectral_type,
+    stellar_mass — exactly the targets training uses (``features.build_targets``), so the
+    star/galaxy split matches. Three plainly separated comparisons: *emulation* (the catalogue's
+    own template-fit values, the thesis' task), *spectroscopic* (secure z_spec and classes of the
+    spectroscopic objects, when the frame has them: what a user can measure on real data) and
+    *truth* (mock only). Spectroscopy measures no type or mass: those are NaN in 'spec'."""
+    from galaxy_spark.spec import QUALITY, SPEC_CLASS, Z_SPEC
+
     out = {}
+    if Z_SPEC in df.columns:
+        q = _num(df, QUALITY)
+        good = np.isfinite(q) & (q >= spec_min_quality) & np.isfinite(_num(df, Z_SPEC))
+        star = df[SPEC_CLASS].to_numpy(object) == "star"
+        nan = np.full(len(df), np.nan)
+        out["spec"] = {"redshift": np.where(good & ~star, _num(df, Z_SPEC), np.nan),
+                       "star": np.where(good, star.astype(float), np.nan),
+                       "spectral_type": nan, "stellar_mass": nan.copy()}
     for src in ("catalogue", "truth"):
         zcol = TRUTH_COLUMNS["redshift"]
         if src == "truth" and not (zcol in df.columns and df[zcol].notna().any()):
@@ -385,6 +418,8 @@ def baseline_comparison(df: pd.DataFrame, sets: dict, mag: np.ndarray, survey: S
 
     idc = survey.id_column
     keep = bpz_subsample(df[idc].to_numpy(np.int64), cap)
+    if "spec" in sets:     # every spectroscopic test object: the spectroscopic comparison is small
+        keep |= np.isfinite(sets["spec"]["star"])
     # objects BPZ can fit like the network: a detection-band magnitude
     keep &= np.isfinite(mag)
     sub = df.loc[keep].reset_index(drop=True)
@@ -550,6 +585,30 @@ def log_to_run(run_id: str, out_dir: Path, name: str, flat: dict) -> None:
 
 
 # ---- the job ----------------------------------------------------------------------------------------
+COMPARISONS = {"catalogue": "emulation (vs the catalogue's template-fit values)",
+               "spec": "spectroscopic (vs secure z_spec)", "truth": "truth (mock only)"}
+
+
+def comparison_table(frame: pd.DataFrame, bright: float = 22.5) -> pd.DataFrame:
+    """Network and BPZ on the same galaxies, per comparison and magnitude range: σ_NMAD, outlier
+    fraction, n. `frame` is `baseline_comparison`'s per-object table."""
+    rows = []
+    for src, what in COMPARISONS.items():
+        if f"z_{src}" not in frame:
+            continue
+        for lo, hi in ((0.0, bright), (bright, 24.5), (0.0, 99.0)):
+            sel = frame[f"galaxy_{src}"].to_numpy(bool) & np.isfinite(frame[f"z_{src}"].to_numpy(float)) \
+                & (frame["mag"] >= lo) & (frame["mag"] < hi)
+            zt = frame[f"z_{src}"].to_numpy(float)[sel]
+            row = {"comparison": what, "labels": src, "mag": f"{lo:g}-{hi:g}" if hi < 99 else "all",
+                   "n": int(sel.sum())}
+            for who, col in (("network", "z_phot"), ("bpz", "zb")):
+                m = M.photoz_metrics(frame[col].to_numpy(float)[sel], zt)
+                row[f"{who}_sigma_nmad"], row[f"{who}_outlier_frac"] = m["sigma_nmad"], m["outlier_frac"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def headline(metrics: dict) -> dict:
     """A few numbers for the console and the report's summary."""
     src = "truth" if "truth" in metrics["network"] else "catalogue"
@@ -582,7 +641,7 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
              client=None, experiment_id: str | None = None) -> Evaluation:
     """Metrics on the joined test rows (pure pandas/numpy apart from the optional MLflow reads)."""
     mag = detection_magnitude(df, survey)
-    sets = label_sets(df, survey)
+    sets = label_sets(df, survey, opts.spec_min_quality)
     if not sets:
         raise InputError("the catalogue has neither the label columns "
                          f"({', '.join(v for v in survey.labels.values() if isinstance(v, str))}) nor "
@@ -591,12 +650,14 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
     metrics = {"data": {**info, "survey": survey.name, "label_sets": list(sets), "detection_band": survey.detection_band,
                         "mag_bins": list(MAG_BINS), "z_bins": list(Z_BINS),
                         "galaxy_definition": {"catalogue": f"not ({star_rule(survey)})",
-                                              "truth": "is_star == 0"}},
+                                              "truth": "is_star == 0",
+                                              "spec": f"spec_class == galaxy, z_spec_quality >= {opts.spec_min_quality}"}},
                "network": {src: network_metrics(df, lab, mag) for src, lab in sets.items()}}
     bpz_frame = None
     if opts.bpz:
         base, bpz_frame = baseline_comparison(df, sets, mag, survey, opts.bpz_max_objects, ensemble)
         metrics["baseline"] = base
+        metrics["comparisons"] = comparison_table(bpz_frame).to_dict(orient="records")
         if ensemble is None:
             notes.append("network throughput not measured: the model could not be loaded")
     else:
@@ -643,6 +704,8 @@ def run_evaluation(opts: EvalOptions, spark) -> dict:
     check_job_paths({"--scores": opts.scores, "--catalog": opts.catalog}, {"--out": (opts.out, "report")})
     survey = load_survey(opts.survey)
     df, info = read_test_join(spark, opts.scores, opts.catalog, survey, opts.model_run_id)
+    if opts.spec:
+        df, info["spec"] = attach_spec(spark, df, opts.catalog, opts.spec, survey)
     client = experiment_id = None
     ensemble = None
     if opts.mlflow:
@@ -690,7 +753,8 @@ def run_evaluation(opts: EvalOptions, spark) -> dict:
     if opts.mlflow:
         log_to_run(info["model_run_id"], out, name, flat)
     return {"report": str(out / "report.html"), "metrics_json": str(out / "metrics.json"),
-            "headline": ev.metrics["headline"], "run_id": info["model_run_id"],
+            "headline": ev.metrics["headline"], "comparisons": ev.metrics.get("comparisons"),
+            "run_id": info["model_run_id"],
             "logged": bool(opts.mlflow), "n_flat_metrics": len(flat), "seconds": time.time() - t0}
 
 
@@ -709,6 +773,15 @@ class RealDataOptions:
     odds_min: float = ODDS_MIN
     stellar_flag_max: float = STELLAR_FLAG_MAX
     survey: str = "alhambra"
+    # Sim-to-real adaptation (galaxy_spark.finetune): K-fold fine-tuning of the redshift network on
+    # labelled real galaxies; 0 = off.
+    finetune_folds: int = 0
+    finetune_label: str | None = None          # a column of the input; None: the survey's zb_1
+    finetune_spec: str | None = None           # spectroscopic file (ID, z_spec, …): label z_spec
+    finetune_epochs: int = 40
+    finetune_lr_factor: float = 0.1
+    finetune_calibration: str = "refit"        # keep | refit | identity
+    finetune_seed: int = 42
 
 
 def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar_flag_max: float) -> dict:
@@ -729,7 +802,9 @@ def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar
 def run_realdata_check(opts: RealDataOptions, spark) -> dict:
     """Ingest real rows (via the ingest code), score them in-process with the Ensemble of
     ``opts.model``, compare z_phot with the survey's own BPZ zb_1; write metrics.json, a scatter plot
-    and a small report.html into ``opts.out``."""
+    and a small report.html into ``opts.out``. With ``opts.finetune_folds`` K >= 2, also K-fold
+    fine-tuning of the redshift network on the labelled real galaxies (``galaxy_spark.finetune``):
+    metrics["finetune"] holds before/after numbers on the same objects, the report a table."""
     import tempfile
 
     from galaxy_spark.catalog.ingest import run_ingest
@@ -745,6 +820,13 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
     check_job_paths({"--input": opts.input}, {"--out": (opts.out, "report")})
     if not 0 <= opts.odds_min < 1:
         raise InputError(f"--odds-min must be in [0, 1), got {opts.odds_min}")
+    from galaxy_spark import finetune as FT
+
+    ft_settings = FT.FinetuneSettings(epochs=opts.finetune_epochs, lr_factor=opts.finetune_lr_factor,
+                                      calibration=opts.finetune_calibration, seed=opts.finetune_seed)
+    FT.check_options(opts.finetune_folds, opts.finetune_label, opts.finetune_spec, ft_settings)
+    if opts.finetune_spec:
+        check_job_paths({"--finetune-spec": opts.finetune_spec}, {"--out": (opts.out, "report")})
     ensemble, run_id = load_ensemble(opts.model)
     work = Path(tempfile.mkdtemp(prefix="galaxy_spark_realdata_"))
     try:
@@ -786,6 +868,14 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
                                                                "balanced_accuracy", "n")},
                "predict_objects_per_s": len(cat) / predict_s if predict_s > 0 else float("nan"),
                "seconds": round(time.time() - t0, 1)}
+    bright_name = f"galaxies, F814W < {BRIGHT_MAG:g}"
+    if opts.finetune_folds:
+        label, label_name, label_desc = FT.realdata_labels(cat, survey, opts.finetune_label, opts.finetune_spec)
+        block, _ = FT.finetune_check(ensemble, cat, cat[survey.id_column].to_numpy(np.int64), zp, label, label_name,
+                                     samples["all galaxies"], (f"F814W < {BRIGHT_MAG:g} galaxies", samples[bright_name]),
+                                     opts.finetune_folds, ft_settings, echo=lambda s: print(s, flush=True))
+        metrics["finetune"] = {**block, "label_description": label_desc}
+        metrics["seconds"] = round(time.time() - t0, 1)
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f"{out.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -810,6 +900,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
                     "another photo-z, not against spectroscopy.</p><h2>Redshift</h2>" + table_html(tab)
                     + img_html(plot, "z_phot vs zb_1 for Stellar_Flag galaxies, coloured by Odds_1; the "
                                      "primary sample ringed")
+                    + FT.finetune_html(metrics.get("finetune"))
                     + "<h2>Definitions</h2><p>Galaxies: Stellar_Flag &lt; "
                     f"{opts.stellar_flag_max:g} (the survey's cut). High Odds: Odds_1 &gt; {opts.odds_min:g}, "
                     "i.e. more than 90% of BPZ's p(z) within zb ± 0.02(1+zb): objects whose catalogue "
