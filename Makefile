@@ -77,8 +77,10 @@ run: setup
 	$(MAKE) --no-print-directory mock ingest train score evaluate
 
 REAL ?= tests/data/alhambra_f02_vizier_sample.csv
+# K-fold fine-tuning of the redshift network on the real rows (0 = off)
+FOLDS ?= 5
 realdata-check: setup
-	$(PY) jobs/realdata_check.py --input $(REAL) --out reports/realdata
+	$(PY) jobs/realdata_check.py --input $(REAL) --out reports/realdata --finetune-folds $(FOLDS)
 
 mock-validate: setup
 	$(PY) jobs/mock.py --validate --real tests/data/alhambra_f02_vizier_sample.csv --objects 60000 --seed $(SEED) --out reports/mock-validation

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from galaxy_spark.procs import pid_alive
 from galaxy_spark import scoring as S
+from galaxy_spark.io.commit import fsync_dir
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import GalaxySparkError, InputError
 
@@ -77,19 +78,6 @@ def _now() -> _dt.datetime:
 
 def _iso(t: _dt.datetime) -> str:
     return t.isoformat(timespec="milliseconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # =============================================================================================
@@ -147,7 +135,7 @@ class Ledger:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
 
 # =============================================================================================
@@ -191,7 +179,7 @@ class RunLock:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.held = True
         return True
 

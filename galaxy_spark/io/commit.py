@@ -40,7 +40,8 @@ def _journal(target: Path, token: str) -> Path:
     return target.parent / f"{JOURNAL_PREFIX}{target.name}-{token}.json"
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
+    """Make a rename or file creation in `d` durable (best effort: not every file system can)."""
     try:
         fd = os.open(d, os.O_RDONLY)
     except OSError:
@@ -60,7 +61,7 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _roll_forward(doc: dict) -> list[str]:

@@ -7,6 +7,7 @@ BPZ values %.3f. Rows are formatted with one `%` operation per row (≈10 µs), 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -144,20 +145,26 @@ def write_csv(survey, chunks, path: str) -> int:
     names = csv_names(survey)
     fmts = column_formats(survey, names)
     n = 0
+    with _atomic_file(path, "--out ") as tmp, open(tmp, "w", newline="") as fh:
+        fh.write(",".join(names) + "\n")
+        for _, cols in chunks:
+            fh.write(format_rows(cols, names, fmts, ","))
+            n += len(cols[names[0]])
+    return n
+
+
+@contextlib.contextmanager
+def _atomic_file(path, label: str = ""):
+    """Yield a temporary sibling to write; it replaces `path` only when the block succeeds."""
     tmp = Path(str(path) + ".part")
     try:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(",".join(names) + "\n")
-            for _, cols in chunks:
-                fh.write(format_rows(cols, names, fmts, ","))
-                n += len(cols[names[0]])
+        yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        raise InputError(f"--out {path}: cannot write: {e.strerror}") from None
+        raise InputError(f"{label}{path}: cannot write: {e.strerror}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
-    return n
 
 
 # ---- the spectroscopic sample ----------------------------------------------------------------
@@ -203,15 +210,8 @@ def write_spec(survey, table: dict, path, seed: int) -> int:
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPEC_STREAM]))
     sample = spec.draw_spec_sample(table, survey, rng)
-    tmp = Path(str(path) + ".part")
-    try:
+    with _atomic_file(path) as tmp:
         sample.to_csv(tmp, index=False, columns=spec.spec_columns(survey), float_format="%.5f")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise InputError(f"{path}: cannot write: {e.strerror}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return len(sample)
 
 
