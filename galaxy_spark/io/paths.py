@@ -75,7 +75,7 @@ def managed_ancestor(path: str | os.PathLike) -> tuple[Path, str] | None:
     for a in p.parents:
         if a.is_dir():
             k = manifest_kind(a)
-            if k is not None:
+            if k in KINDS:           # someone else's _manifest.json higher up is not ours to guard
                 return a, k
     return None
 
