@@ -205,6 +205,19 @@ def pdf_quantiles(p: np.ndarray, centres: np.ndarray, qs) -> np.ndarray:
     return out
 
 
+def read_pdf(znet: "Network", p: np.ndarray) -> dict[str, np.ndarray]:
+    """The one read-out of binned p(z) (n, nbins) → slope-corrected median, 68%/95% quantiles and
+    mode (clipped at z = 0: the correction is a polynomial and may extrapolate below it), and the
+    odds P(|z − z_phot| < 0.02(1 + z_phot)). Used by predict and by Monte Carlo scoring alike."""
+    q = pdf_quantiles(p, znet.z_bins, [0.5, 0.16, 0.84, 0.025, 0.975])
+    q = np.maximum(znet.calibration.apply(q), 0.0)
+    mode = np.maximum(znet.calibration.apply(znet.z_bins[np.argmax(p, axis=1)]), 0.0)
+    width = znet.z_bins[1] - znet.z_bins[0]
+    near = np.abs(znet.z_bins[None, :] - q[:, :1]) <= 0.02 * (1 + q[:, :1]) + width / 2
+    return dict(z_phot=q[:, 0], z_phot_lo68=q[:, 1], z_phot_hi68=q[:, 2], z_phot_lo95=q[:, 3],
+                z_phot_hi95=q[:, 4], z_phot_mode=mode, z_phot_odds=(p * near).sum(axis=1))
+
+
 class Ensemble:
     def __init__(self, feature_spec: FeatureSpec, networks: dict[str, Network], info: dict | None = None):
         self.feature_spec = feature_spec
@@ -216,16 +229,7 @@ class Ensemble:
         out = {}
         z = self.networks["redshift"]
         if z.kind == "pdf":
-            p = z.raw(x)
-            q = pdf_quantiles(p, z.z_bins, [0.5, 0.16, 0.84, 0.025, 0.975])
-            q = np.maximum(z.calibration.apply(q), 0.0)
-            mode = z.z_bins[np.argmax(p, axis=1)]
-            width = z.z_bins[1] - z.z_bins[0]
-            near = np.abs(z.z_bins[None, :] - q[:, :1]) <= 0.02 * (1 + q[:, :1]) + width / 2
-            odds = (p * near).sum(axis=1)
-            out.update(z_phot=q[:, 0], z_phot_lo68=q[:, 1], z_phot_hi68=q[:, 2],
-                       z_phot_lo95=q[:, 3], z_phot_hi95=q[:, 4], z_phot_mode=np.maximum(z.calibration.apply(mode), 0.0),
-                       z_phot_odds=odds)
+            out.update(read_pdf(z, z.raw(x)))
         else:
             zp = np.maximum(z.calibration.apply(z.raw(x)[:, 0]), 0.0)
             rq = z.residual_quantiles

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.procs import pid_alive
-from galaxy_spark.ensemble import Ensemble, pdf_quantiles
+from galaxy_spark.ensemble import Ensemble, read_pdf
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.features import (MAX_ERROR, SPLIT_TEST, FeatureSpec, _band_arrays, build_features,
                                    id_hash_unit)
@@ -175,16 +175,6 @@ def resample_photometry(df: pd.DataFrame, spec: FeatureSpec, ids: np.ndarray, n:
     return rep
 
 
-def _z_from_pdf(znet, p: np.ndarray) -> dict:
-    """Same reading of a binned p(z) as Ensemble.predict_features."""
-    q = znet.calibration.apply(pdf_quantiles(p, znet.z_bins, [0.5, 0.16, 0.84, 0.025, 0.975]))
-    mode = znet.calibration.apply(znet.z_bins[np.argmax(p, axis=1)])
-    width = znet.z_bins[1] - znet.z_bins[0]
-    near = np.abs(znet.z_bins[None, :] - q[:, :1]) <= 0.02 * (1 + q[:, :1]) + width / 2
-    return dict(z_phot=q[:, 0], z_phot_lo68=q[:, 1], z_phot_hi68=q[:, 2], z_phot_lo95=q[:, 3],
-                z_phot_hi95=q[:, 4], z_phot_mode=mode, z_phot_odds=(p * near).sum(axis=1))
-
-
 def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed: int = 0,
                  chunk_rows: int = MC_CHUNK_ROWS) -> pd.DataFrame:
     """Estimates with photometric Monte Carlo (N samples per object), combined with each network's
@@ -211,7 +201,7 @@ def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed:
         z = nets["redshift"]
         if z.kind == "pdf":
             p = z.raw(x).astype(np.float64).reshape(m, n, -1).mean(axis=1)
-            out.update(_z_from_pdf(z, p))
+            out.update(read_pdf(z, p))
         else:
             zs = z.calibration.apply(z.raw(x)[:, 0]).reshape(m, n)
             zp, sd = zs.mean(axis=1), zs.std(axis=1)

@@ -239,6 +239,22 @@ def test_spark_batch_size_does_not_change_a_bit(env, tmp_path):
     pd.testing.assert_frame_equal(x, y, check_exact=True)
 
 
+def test_monte_carlo_redshifts_are_never_negative(env):
+    """The slope correction is a polynomial and can extrapolate below z = 0; the one p(z) read-out
+    clips there, in Monte Carlo mode too (it once did not)."""
+    import copy
+
+    from galaxy_spark.ensemble import Calibration
+
+    ens = copy.deepcopy(env["model"].ensemble)
+    ens.networks["redshift"].calibration = Calibration(1, [1.0, -0.5], [0.0, 1.0], [-0.5, 0.5])
+    df = env["frame"].iloc[1:201].reset_index(drop=True)
+    for opts in (S.ScoreOptions(), S.ScoreOptions(mc_samples=4, mc_seed=1)):
+        out = S.score_frame(ens, df, opts)
+        z = out[["z_phot", "z_phot_lo68", "z_phot_hi68", "z_phot_lo95", "z_phot_hi95", "z_phot_mode"]]
+        assert (z.to_numpy() >= 0).all() and (z["z_phot_lo95"] == 0).any()
+
+
 def test_mc_normal_is_standard_and_keyed_by_id():
     ids = np.arange(20000, dtype=np.int64) + 81421100000
     z = S.mc_normal(ids, np.zeros(len(ids), np.uint64), 3, 0)
