@@ -51,7 +51,7 @@ import pandas as pd
 from galaxy_spark import metrics as M
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import SPLIT_TEST, TRUTH_COLUMNS, build_targets, id_hash_unit
+from galaxy_spark.features import SPLIT_TEST, TRUTH_COLUMNS, build_targets, id_hash_unit, test_split_filter
 from galaxy_spark.survey import DETECTED, Survey, load_survey, state_column
 
 # ---- constants ---------------------------------------------------------------------------------
@@ -240,11 +240,6 @@ def read_test_join(spark, scores: str, catalog: str, survey: Survey,
         raise InputError(f"scores {scores} hold several rows for the same {idc} (e.g. "
                          f"{', '.join(str(r[idc]) for r in dup)}): one row per object is expected")
 
-    @F.pandas_udf("boolean")
-    def in_test(ids: pd.Series) -> pd.Series:
-        u = id_hash_unit(ids.to_numpy(np.int64))
-        return pd.Series((u >= SPLIT_TEST[0]) & (u < SPLIT_TEST[1]))
-
     # catalogue columns that clash with score columns (Field, F814W…) come from the catalogue
     cat_cols = [c for c in cdf.columns if c == idc or c not in keep]
     cdf = cdf.select(*cat_cols)
@@ -252,7 +247,7 @@ def read_test_join(spark, scores: str, catalog: str, survey: Survey,
     if n_overlap == 0:
         raise InputError(f"scores {scores} and catalogue {catalog} have no {idc} in common: "
                          f"scores of another catalogue?")
-    joined = sdf.join(cdf.filter(in_test(F.col(idc))), idc, "inner")
+    joined = sdf.join(cdf.filter(test_split_filter(idc)), idc, "inner")
     pdf = joined.toPandas()
     if pdf.empty:
         raise InputError(f"none of the {n_overlap} scored catalogue objects is in the test split "

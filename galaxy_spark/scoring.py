@@ -42,8 +42,8 @@ import pandas as pd
 from galaxy_spark.procs import pid_alive
 from galaxy_spark.ensemble import Ensemble, read_pdf
 from galaxy_spark.errors import GalaxySparkError, InputError
-from galaxy_spark.features import (MAX_ERROR, SPLIT_TEST, FeatureSpec, _band_arrays, build_features,
-                                   id_hash_unit)
+from galaxy_spark.features import (MAX_ERROR, FeatureSpec, _band_arrays, build_features, in_test_split,
+                                   test_split_filter)
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import DETECTED
 
@@ -758,11 +758,6 @@ def run_scoring(opts: JobOptions, spark=None, echo=print, after_commit=None) -> 
 # =============================================================================================
 # calibration of the intervals
 # =============================================================================================
-def in_test_split(ids) -> np.ndarray:
-    u = id_hash_unit(ids)
-    return (u >= SPLIT_TEST[0]) & (u < SPLIT_TEST[1])
-
-
 def coverage_report(scores: pd.DataFrame, catalogue: pd.DataFrame, id_column: str = "ID",
                     references=("zb_1", "z_true"), star_column: str = "stell",
                     test_only: bool = True, star_threshold: float | None = None) -> dict:
@@ -798,13 +793,14 @@ def coverage_report(scores: pd.DataFrame, catalogue: pd.DataFrame, id_column: st
 
 
 def coverage_report_spark(spark, catalog, out, fields, id_column: str = "ID") -> dict:
-    """coverage_report on the test split of the scored Fields (only ~20% of rows reach the driver)."""
+    """coverage_report on the test split of the scored Fields, filtered in Spark (only the ~20% of
+    rows in the test split reach the driver)."""
     from pyspark.sql import functions as F
 
     sc = (spark.read.parquet(str(out)).where(F.col(PARTITION).isin(fields))
+          .where(test_split_filter(id_column))
           .select(id_column, "z_phot_lo68", "z_phot_hi68", "z_phot_lo95", "z_phot_hi95").toPandas())
-    sc = sc[in_test_split(sc[id_column].to_numpy(np.int64))]
     cat = spark.read.option("basePath", str(catalog)).parquet(str(catalog))
     cols = [id_column] + [c for c in ("zb_1", "z_true", "stell") if c in cat.columns]
-    catp = cat.where(F.col(PARTITION).isin(fields)).select(*cols).toPandas()
+    catp = cat.where(F.col(PARTITION).isin(fields)).where(test_split_filter(id_column)).select(*cols).toPandas()
     return coverage_report(sc, catp, id_column)

@@ -30,16 +30,10 @@ def _mlflow_tracking_in_tmp(tmp_path_factory):
             os.environ[k] = v
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    """A small local SparkSession (local[2], 2 shuffle partitions, no UI), shared by all tests.
-
-    Whole-stage code generation is off: on tiny test frames, compiling the generated code of the
-    wide validation plans costs far more than interpreting them (jobs keep it on)."""
+def _test_spark(warehouse):
     from galaxy_spark.spark import get_spark
 
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    s = get_spark("galaxy_spark-tests", master="local[2]", extra_conf={
+    return get_spark("galaxy_spark-tests", master="local[2]", extra_conf={
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.ui.enabled": "false",
@@ -48,8 +42,30 @@ def spark(tmp_path_factory):
         "spark.driver.memory": "2g",
         "spark.sql.codegen.wholeStage": "false",
     })
-    yield s
-    s.stop()
+
+
+@pytest.fixture(scope="session")
+def _spark_warehouse(tmp_path_factory):
+    d = tmp_path_factory.mktemp("spark-warehouse")
+    yield d
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+@pytest.fixture(scope="module")
+def spark(_spark_warehouse):
+    """A small local SparkSession (local[2], 2 shuffle partitions, no UI), shared by the tests.
+
+    Per module, through getOrCreate: the running session when there is one, a new one when an
+    earlier module stopped it (modules that start their own session for in-process jobs stop it
+    on teardown, and getOrCreate had handed them this one). Stopped once, at the end.
+
+    Whole-stage code generation is off: on tiny test frames, compiling the generated code of the
+    wide validation plans costs far more than interpreting them (jobs keep it on)."""
+    return _test_spark(_spark_warehouse)
 
 
 @pytest.fixture(scope="session")

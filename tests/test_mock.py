@@ -172,7 +172,10 @@ def test_label_precision(table20k):
     # mass relation with the per-type constants
     t = np.floor(table20k["Tb_1"]).clip(1, 10).astype(int)
     c = table20k["Stell_Mass_1"] + 0.4 * table20k["M_Abs_1"]
-    assert abs(c[t == 1].median() - 2.51) < 0.01 and abs(c[t == 9].median() - 1.39) < 0.01
+    from galaxy_spark.mock.labels import MASS_C
+
+    for k in np.unique(t):       # the labelling templates reach types ~1.5–8.8
+        assert abs(c[t == k].median() - MASS_C[k - 1]) < 0.01, k
     assert table20k["t_ml"].between(1, 11).all()
     assert table20k["Tb_1"].between(1, 11).all() and g["type_true"].between(1, 11).all()
     assert (table20k["zb_Min_1"] <= table20k["zb_1"]).all() and (table20k["zb_Max_1"] >= table20k["zb_1"]).all()

@@ -123,8 +123,13 @@ def test_path_guard_unit_cases(tmp_path):
     check_job_paths({"--catalog": tmp_path / "cat"}, {"--out": (tmp_path / "scores", "scores")})
     with pytest.raises(InputError, match="outputs must not overlap"):
         check_job_paths({}, {"--out": (tmp_path / "a", "catalog"), "--quarantine": (tmp_path / "a" / "b", "quarantine")})
-    with pytest.raises(InputError, match="lies inside --input"):   # a glob's fixed directory counts
-        check_job_paths({"--input": str(tmp_path / "raw" / "*.csv")}, {"--out": (tmp_path / "raw" / "c", "catalog")})
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("x")
+    check_job_paths({"--input": str(tmp_path / "raw" / "*.csv")}, {"--out": (tmp_path / "raw" / "c", "catalog")})
+    with pytest.raises(InputError, match="matches --input's pattern"):    # the next run would read it
+        check_job_paths({"--input": str(tmp_path / "raw" / "*")}, {"--out": (tmp_path / "raw" / "c", "catalog")})
+    with pytest.raises(InputError, match="replace the input"):            # a file the glob matches
+        check_job_paths({"--input": str(tmp_path / "*" / "*.csv")}, {"--out": (tmp_path / "raw", "catalog")})
     legacy = tmp_path / "old_scores"
     legacy.mkdir()
     (legacy / "_manifest.json").write_text(json.dumps({"manifest_version": 1, "fields": {"2": {"model": {}}}}))

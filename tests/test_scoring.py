@@ -271,6 +271,27 @@ def test_coverage_report(env):
     assert "z_true" in rep
 
 
+def test_coverage_on_spark_filters_the_test_split_before_collecting(env, tmp_path, monkeypatch):
+    """The Spark version gives the pandas version's numbers, and only test-split rows reach the
+    driver (it once collected every row)."""
+    score(env, tmp_path / "scores")
+    seen = []
+    DataFrame = type(env["spark"].range(1))     # the concrete (classic) DataFrame class
+    real = DataFrame.toPandas
+
+    def spy(self):
+        out = real(self)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(DataFrame, "toPandas", spy)
+    rep = S.coverage_report_spark(env["spark"], env["catalog"], tmp_path / "scores", [2, 3, 4, 5, 6, 7, 8])
+    monkeypatch.undo()
+    assert seen and all(S.in_test_split(f["ID"].to_numpy(np.int64)).all() for f in seen)
+    expect = S.coverage_report(read_scores(tmp_path / "scores"), env["frame"])
+    assert rep["n_objects"] == expect["n_objects"] and rep["zb_1"] == expect["zb_1"]
+
+
 # ---- bad input: clear error, exit 2, before any work ------------------------------------------
 def _score_main():
     spec = importlib.util.spec_from_file_location("score_job", REPO / "jobs" / "score.py")

@@ -13,6 +13,8 @@ with their kinds; `check_job_paths` refuses (``error: …``, exit 2):
 """
 from __future__ import annotations
 
+import fnmatch
+import glob as _glob
 import json
 import os
 from pathlib import Path
@@ -80,29 +82,29 @@ def managed_ancestor(path: str | os.PathLike) -> tuple[Path, str] | None:
     return None
 
 
-def _glob_base(p: str) -> str:
-    """The fixed directory part of a glob (what the glob can match under)."""
-    parts = Path(p).parts
-    fixed = []
-    for part in parts:
-        if any(ch in part for ch in "*?["):
-            break
-        fixed.append(part)
-    return str(Path(*fixed)) if fixed else "."
-
-
 def check_job_paths(inputs: dict[str, str | os.PathLike | list | None],
                     outputs: dict[str, tuple[str | os.PathLike | None, str]]) -> None:
     """Refuse overlapping, nested or foreign paths before any work (see the module docstring).
 
-    inputs: option name -> path (file, directory, glob, or a list of them; None = not used).
+    inputs: option name -> path (file, directory, glob, or a list of them; None = not used); a glob
+    counts as the paths it matches, and an output it would match is refused too.
     outputs: option name -> (path, kind) with kind in KINDS, ``"file"`` or ``"rawdir"``."""
     ins: list[tuple[str, Path]] = []
+    patterns: list[tuple[str, str]] = []
     for name, value in inputs.items():
         for v in ([] if value is None else value if isinstance(value, (list, tuple)) else [value]):
             s = str(v)
-            ins.append((name, _abs(_glob_base(s) if any(ch in s for ch in "*?[") else s)))
+            if any(ch in s for ch in "*?["):
+                # a glob: what it matches now, and what it would match (an output named by it)
+                patterns.append((name, str(_abs(os.path.dirname(s) or ".") / os.path.basename(s))))
+                ins += [(name, _abs(h)) for h in _glob.glob(s)]
+            else:
+                ins.append((name, _abs(s)))
     outs = [(name, _abs(p), kind) for name, (p, kind) in outputs.items() if p is not None]
+    for oname, o, _ in outs:
+        for iname, pat in patterns:
+            if fnmatch.fnmatch(str(o), pat):
+                raise InputError(f"{oname} {o} matches --input's pattern {pat}: the next run would read it as input")
 
     for oname, o, okind in outs:
         for iname, i in ins:
