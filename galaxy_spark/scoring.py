@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.procs import pid_alive
 from galaxy_spark.ensemble import Ensemble, read_pdf
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.features import (MAX_ERROR, FeatureSpec, _band_arrays, build_features, in_test_split,
                                    test_split_filter)
+from galaxy_spark.io.commit import remove_stale_staging
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import DETECTED
 
@@ -495,14 +495,7 @@ def recover(out: str | Path) -> list[str]:
             notes.append(f"restored {target.name} from {old.name} (an earlier run stopped mid-commit)")
         else:
             shutil.rmtree(old, ignore_errors=True)
-    for st in sorted(out.parent.glob(f"{out.name}.staging-*")):
-        try:
-            pid = int(st.name.rsplit(".staging-", 1)[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if not pid_alive(pid) or pid == os.getpid():
-            shutil.rmtree(st, ignore_errors=True)
-            notes.append(f"removed stale staging directory {st.name}")
+    notes += remove_stale_staging(out)
     return notes
 
 

@@ -115,6 +115,14 @@ def recover(target: Path) -> list[str]:
     if target.exists():
         for o in legacy:
             shutil.rmtree(o, ignore_errors=True)
+    return notes + remove_stale_staging(target)
+
+
+def remove_stale_staging(target: Path) -> list[str]:
+    """Delete `<target>.staging-<pid>-*` siblings whose process is gone (or is this one, which is
+    starting afresh). Returns notes."""
+    target = Path(target)
+    notes = []
     for st in sorted(target.parent.glob(f"{target.name}.staging-*")):
         try:
             pid = int(st.name.rsplit(".staging-", 1)[1].split("-")[0])
