@@ -56,6 +56,7 @@ class Band:
     response: dict | None
     synthetic: bool
     vizier: dict
+    noise_depth_5sigma: float | None = None   # mock noise depth; see the survey file's comment
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,10 @@ def _get(d: Any, key: str, src: str, path: str, kind=None, required=True, defaul
     return v
 
 
+def _optional_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
 def _columns(raw: Any, src: str, path: str) -> tuple[Column, ...]:
     if not isinstance(raw, list):
         raise _err(src, path, f"expected a list of columns, got {raw!r}")
@@ -328,6 +333,8 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
             depth_5sigma=float(_get(b, "depth_5sigma", src, p, "positive")),
             response=resp, synthetic=synthetic,
             vizier=_get(b, "vizier", src, p, "dict", required=False, default={}) or {},
+            noise_depth_5sigma=_optional_float(_get(b, "noise_depth_5sigma", src, p, "positive",
+                                                    required=False, default=None)),
         ))
     names = [b.name for b in bands]
     dupes = {n for n in names if names.count(n) > 1}

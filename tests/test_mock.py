@@ -295,3 +295,36 @@ def test_bright_stars_look_stellar(table20k):
     assert (s["stell"] > 0.9).mean() > 0.85
     g = d[(d["is_star"] == 0) & d["F814W"].between(21, 23)]
     assert 0.02 < (g["stell"] > 0.9).mean() < 0.15       # compact galaxies, as in the real rows
+
+
+def test_noise_depth_offset_recovers_a_known_shift(survey):
+    """Errors 0.5 mag too shallow (×10^0.2) in one band are measured as +0.5 mag; no bias → 0."""
+    from galaxy_spark.mock.validate import noise_depth_offset, read_vizier
+
+    real = read_vizier(survey, REAL)
+    mock = pd.concat([real] * 4, ignore_index=True)          # enough rows per bin for the estimator
+    assert abs(noise_depth_offset(survey, real, mock, "F613W")) < 1e-9
+    e = survey.error_column("F613W")
+    mock[e] = mock[e] * 10 ** 0.2
+    assert noise_depth_offset(survey, real, mock, "F613W") == pytest.approx(0.5, abs=0.01)
+
+
+def test_mock_noise_follows_each_bands_noise_depth(survey):
+    """Deepening one band's noise_depth_5sigma by 1 mag shrinks its sky-limited errors by 10^0.4
+    (and no other band's); the written non-detection limits stay at depth_5sigma + 1.747."""
+    import dataclasses
+
+    from galaxy_spark.mock import photometry as ph
+
+    bands = survey.band_names
+    deeper = dataclasses.replace(
+        survey, bands=tuple(dataclasses.replace(b, noise_depth_5sigma=b.noise_depth_5sigma + 1.0)
+                            if b.name == "F954W" else b for b in survey.bands))
+    a, b = ph.noise_depths(survey, bands), ph.noise_depths(deeper, bands)
+    k = bands.index("F954W")
+    assert b[k] - a[k] == pytest.approx(1.0) and np.delete(b - a, k).max() == 0
+    ap = np.ones(1)
+    faint = np.full((1, len(bands)), 1e-12)                # far below the floor: sky-limited
+    ratio = ph.flux_sigma(faint, a, ap) / ph.flux_sigma(faint, b, ap)
+    assert ratio[0, k] == pytest.approx(10 ** 0.4, rel=1e-6)
+    assert ph.band_depths(survey, bands)[k] == survey.band("F954W").depth_5sigma

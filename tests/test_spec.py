@@ -309,3 +309,13 @@ def test_join_is_vectorised_at_full_scale(survey):
     assert time.perf_counter() - t0 < 5
     assert report["matched"] == 7000 and report["not_in_catalogue"] == 2
     assert np.isfinite(arrays[spec.Z_SPEC]).sum() == 7000
+
+
+def test_noise_depth_is_optional_and_checked():
+    raw = yaml.safe_load((SURVEY_DIR / "alhambra.yaml").read_text())
+    r = copy.deepcopy(raw)
+    r["bands"][0]["noise_depth_5sigma"] = -1
+    with pytest.raises(SurveyConfigError, match=r"x.yaml: bands\[0\].noise_depth_5sigma: expected a positive"):
+        parse_survey(r, "x.yaml")
+    del r["bands"][0]["noise_depth_5sigma"]
+    assert parse_survey(r, "x.yaml").bands[0].noise_depth_5sigma is None

@@ -40,6 +40,7 @@ class Context:
         assert self.bands == survey.band_names, "every survey band needs a response curve"
         self.det = self.bands.index(survey.detection_band)
         self.m5 = ph.band_depths(survey, self.bands)
+        self.m5_noise = ph.noise_depths(survey, self.bands)
         self.optical = np.array([survey.band(b).pivot_aa < ph.NIR_PIVOT_AA and not survey.band(b).synthetic
                                  for b in self.bands])
         self.nir = np.array([survey.band(b).pivot_aa >= ph.NIR_PIVOT_AA for b in self.bands])
@@ -105,7 +106,8 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     n_gal = n - n_star
     nb = len(ctx.bands)
     # this CCD's depths: the survey's, varied image to image
-    m5 = ctx.m5 + rng.normal(0, 0.15, nb)
+    image_depth = rng.normal(0, 0.15, nb)
+    m5 = ctx.m5 + image_depth
     m5_det = float(ctx.m5[ctx.det] + rng.normal(0, 0.08))
     m5[ctx.det] = m5_det
     g, area_g, fdet_g, sdet_g, s2n_g = _detect(
@@ -122,8 +124,7 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     f_true[n_gal:] = 10 ** (-0.4 * (s.mag_det[:, None] + s.colours))
     area = np.r_[area_g, area_s]
     ap = ph.aperture_factor(area)
-    scale = np.where(np.arange(nb) == ctx.det, 1.0, ph.NOISE_SCALE_OBSERVED)
-    f_obs, sig = ph.observe(rng, f_true, m5, ap, scale)
+    f_obs, sig = ph.observe(rng, f_true, ctx.m5_noise + image_depth, ap)
     # the detection band keeps the flux measured at detection
     f_obs[:, ctx.det] = np.r_[fdet_g, fdet_s]
     sig[:, ctx.det] = np.r_[sdet_g, sdet_s]

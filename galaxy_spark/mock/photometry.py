@@ -1,7 +1,7 @@
 """Noise, detection and the ColorPro sentinels.
 
-Error model per band (depth m5 = depth_5sigma from the survey file, varied by ~0.15 mag from CCD
-to CCD):
+Error model per band (noise depth m5 = noise_depth_5sigma from the survey file, varied by ~0.15 mag
+from CCD to CCD together with the written limits):
   σ_f² = (ap · f5/5)² + (floor · f / 1.0857)²,   ap = sqrt(A_aperture / A_REF)
 The first term is the sky noise in the object's (isophotal, ColorPro-like) aperture: faint objects
 have small apertures, bright ones large, which is why the real error–magnitude relation is much
@@ -21,11 +21,11 @@ import numpy as np
 A_REF = 32.0                 # aperture area (px) where the sky term equals the image's f5/5
 ERR_FLOOR = 0.008
 MIN_APERTURE_PX = 15.0
-# The depth_5sigma of the observed bands reproduces the limits the survey writes for
-# non-detections; the errors of detected objects imply ~0.65 mag deeper images (real rows: the
-# median error at fixed magnitude is ~1.8× smaller than limit/aperture scaling predicts). The
-# mock writes the survey's limits and scales the noise of the non-detection bands by this.
-NOISE_SCALE_OBSERVED = 0.55       # colour apertures are never smaller than the PSF core
+# Noise of the observed (non-detection) bands: each band's noise_depth_5sigma from the survey file,
+# measured on the real rows (the errors of detected objects imply deeper images than the limits the
+# survey writes for non-detections). Without one, the band's noise is DEFAULT_NOISE_DEPTH_GAIN mag
+# deeper than its written limit (the median over ALHAMBRA's bands).
+DEFAULT_NOISE_DEPTH_GAIN = 0.65
 NIR_PIVOT_AA = 10000.0
 AUTO_GAIN = 0.055            # s2n (AUTO aperture) = snr·(1 + AUTO_GAIN·snr) on the real rows
 LIM_OFFSET = 2.5 * np.log10(5.0)   # 1σ limit = m5 + 1.747
@@ -37,23 +37,42 @@ def maggies_to_mag(f):
 
 
 def band_depths(survey, band_names):
+    """The 5σ limits (AB mag) the survey writes for non-detections, in band order."""
     return np.array([survey.band(b).depth_5sigma for b in band_names])
+
+
+def noise_depths(survey, band_names):
+    """The 5σ depths (AB mag, 32 px aperture) that set the mock's flux errors, in band order.
+
+    The detection band keeps its written depth: its errors come from the detection model, whose
+    aperture reference A_REF was calibrated on it.
+    """
+    out = []
+    for b in band_names:
+        band = survey.band(b)
+        if b == survey.detection_band:
+            out.append(band.depth_5sigma)
+        elif band.noise_depth_5sigma is not None:
+            out.append(band.noise_depth_5sigma)
+        else:
+            out.append(band.depth_5sigma + DEFAULT_NOISE_DEPTH_GAIN)
+    return np.array(out)
 
 
 def aperture_factor(area_px):
     return np.sqrt(np.maximum(area_px, MIN_APERTURE_PX) / A_REF)
 
 
-def flux_sigma(f_true, m5, ap, scale=1.0):
-    """1σ flux error (maggies) for true fluxes (n, nb), depths (nb,), aperture factors (n,)."""
-    f5 = 10 ** (-0.4 * np.asarray(m5)) * scale
+def flux_sigma(f_true, m5, ap):
+    """1σ flux error (maggies) for true fluxes (n, nb), noise depths (nb,), aperture factors (n,)."""
+    f5 = 10 ** (-0.4 * np.asarray(m5))
     sky = ap[:, None] * f5 / 5.0
     return np.sqrt(sky ** 2 + (ERR_FLOOR / 1.0857 * np.maximum(f_true, 0)) ** 2)
 
 
-def observe(rng, f_true, m5, ap, scale=1.0):
+def observe(rng, f_true, m5, ap):
     """Noisy fluxes and their σ for every band."""
-    sig = flux_sigma(f_true, m5, ap, scale)
+    sig = flux_sigma(f_true, m5, ap)
     return f_true + rng.standard_normal(f_true.shape) * sig, sig
 
 

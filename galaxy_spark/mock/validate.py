@@ -94,6 +94,22 @@ def compare(survey, real: pd.DataFrame, mock: pd.DataFrame) -> pd.DataFrame:
             if sel_r.sum() >= 5:
                 add(f"median error at {b} {lo:.0f}-{lo + 1:.0f}", b, float(real.loc[sel_r, e].median()),
                     float(mock.loc[sel_m, e].median()))
+    for b in survey.band_names:
+        e, st = survey.error_column(b), f"{b}_state"
+        if b != det:
+            # magnitude-matched: the same F814W range in both, so the real rows' bright bias cancels
+            sr = (real[det] >= 22) & (real[det] < 23) & (real[st] == 0)
+            sm = (mock[det] >= 22) & (mock[det] < 23) & (mock[st] == 0)
+            if sr.sum() >= 5:
+                add(f"median error at {det} 22-23", b, float(real.loc[sr, e].median()),
+                    float(mock.loc[sm, e].median()), "magnitude-matched")
+            for lo, hi in ((21, 23), (23, 25)):
+                sr = (real[det] >= lo) & (real[det] < hi) & (real[st] != 2)
+                sm = (mock[det] >= lo) & (mock[det] < hi) & (mock[st] != 2)
+                add(f"non-detection fraction at {det} {lo}-{hi}", b, float((real.loc[sr, st] == 1).mean()),
+                    float((mock.loc[sm, st] == 1).mean()), "magnitude-matched")
+        add("noise depth offset (mag)", b, 0.0, noise_depth_offset(survey, real, mock, b),
+            "mock minus real at fixed band magnitude; add to noise_depth_5sigma")
     for a, c in _colour_pairs(survey):
         sel_r = (real["F814W"] < 23) & real[a].notna() & real[c].notna()
         sel_m = (mock["F814W"] < 23) & mock[a].notna() & mock[c].notna() & (mock["is_star"] == 0)
@@ -134,6 +150,29 @@ def compare(survey, real: pd.DataFrame, mock: pd.DataFrame) -> pd.DataFrame:
         add(f"photoflag={v} fraction", "flags", float(pf_r.get(v, 0)), float(pf_m.get(v, 0)))
     _ = centres
     return pd.DataFrame(rows)
+
+
+def noise_depth_offset(survey, real: pd.DataFrame, mock: pd.DataFrame, band: str) -> float:
+    """How much deeper (mag) the mock's noise in `band` should be to match the real errors.
+
+    Median errors are compared at fixed magnitude *in that band* (0.5 mag bins with ≥ 8 real and
+    ≥ 30 mock detections), so colour differences between the mock's population and the real one do
+    not enter; only sky-dominated bins (error > 0.03 in both) count, where error ∝ 10^(0.4·(m − m5)).
+    The weighted mean of 2.5·log10(σ_mock/σ_real) is the shift to add to the band's
+    `noise_depth_5sigma`. NaN when no bin qualifies.
+    """
+    e = survey.error_column(band)
+    logs, weights = [], []
+    for lo in np.arange(17.0, 26.0, 0.5):
+        sr = (real[band] >= lo) & (real[band] < lo + 0.5)
+        sm = (mock[band] >= lo) & (mock[band] < lo + 0.5)
+        if sr.sum() < 8 or sm.sum() < 30:
+            continue
+        er, em = real.loc[sr, e].median(), mock.loc[sm, e].median()
+        if er > 0.03 and em > 0.03:
+            logs.append(np.log10(em / er))
+            weights.append(int(sr.sum()))
+    return float(2.5 * np.average(logs, weights=weights)) if logs else float("nan")
 
 
 def _iqr(s):
