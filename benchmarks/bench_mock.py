@@ -8,7 +8,6 @@ The generation runs as a child process (`jobs/mock.py`), so the peak RSS is that
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     out["noop_spark_submit"]["wall_s_all"] = [r["wall_s"] for r in noop]
     out["noop_plain_python"] = timed([sys.executable, *args], env, wd)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pyspark, mlflow, galaxy_spark.reprocess"], env=env, check=True)
+    subprocess.run([sys.executable, "-c", "import pyspark, mlflow, galaxy_spark.estimate.reprocess"], env=env, check=True)
     out["python_imports_s"] = round(time.perf_counter() - t0, 2)
 
     f = fields[len(fields) // 2]

@@ -92,7 +92,6 @@ def measure(cmd, env, cwd) -> dict:
 
 
 def make_catalogue(path: Path, n: int, seed: int = 7):
-    import pandas as pd
 
     from galaxy_spark.survey import load_survey
     from synthetic import canonical_frame, write_partitioned
@@ -120,7 +119,6 @@ def renumber(df):
 
 def replicate(df, k: int, path: Path):
     """k copies of df with fresh IDs (running number shifted per copy; IDs stay valid and unique)."""
-    import numpy as np
     import pandas as pd
 
     from synthetic import write_partitioned
@@ -135,7 +133,7 @@ def reference(model_uri: str, catalog: Path, env, cwd) -> dict:
     """Ensemble.predict in a fresh process with one BLAS thread."""
     code = f"""
 import json, time, numpy as np, pyarrow.dataset as ds
-from galaxy_spark.scoring import resolve_model
+from galaxy_spark.estimate.scoring import resolve_model
 m = resolve_model({model_uri!r})
 df = ds.dataset({str(catalog)!r}, format="parquet", partitioning="hive").to_table().to_pandas()
 best = 1e9

@@ -70,7 +70,7 @@ class SpecSource:
 
 @dataclass(frozen=True)
 class Spectroscopy:
-    """The `spectroscopy:` section: how the mock draws its spectroscopic sample (galaxy_spark.spec)."""
+    """The `spectroscopy:` section: how the mock draws its spectroscopic sample (galaxy_spark.catalog.spec)."""
     target_size: int
     reference_objects: int
     deep_fields: dict[int, SpecSource]

@@ -18,7 +18,7 @@ from galaxy_spark.errors import cli_main  # noqa: E402
 
 def parse_args(argv):
     from galaxy_spark.config import load_pipeline_config
-    from galaxy_spark.evaluation import BPZ_MAX_OBJECTS
+    from galaxy_spark.evaluate.evaluation import BPZ_MAX_OBJECTS
 
     cfg = load_pipeline_config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -48,8 +48,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluation import EvalOptions, run_evaluation
-    from galaxy_spark.report import fmt
+    from galaxy_spark.evaluate.evaluation import EvalOptions, run_evaluation
+    from galaxy_spark.report.html import fmt
     from galaxy_spark.spark import get_spark
 
     if args.bpz_max_objects < 1:
@@ -59,7 +59,7 @@ def main(argv=None):
         if not os.path.exists(path):
             raise InputError(f"{what} not found: {path} ({hint})")
     if not args.no_mlflow:
-        from galaxy_spark.tracking import configure_tracking
+        from galaxy_spark.model.tracking import configure_tracking
         configure_tracking()
     out = args.out
     if out is None:

@@ -6,7 +6,7 @@ BPZ redshift zb_1 for galaxies (Stellar_Flag < 0.7) with high Odds_1 (> 0.9), an
 galaxies: sigma_NMAD, bias, outlier fraction, interval coverage, a scatter plot. Writes
 report.html, metrics.json and realdata_scatter.png to --out. See docs/evaluation.md.
 
-With --finetune-folds K (K >= 2) it also adapts the model to real data (galaxy_spark/finetune.py):
+With --finetune-folds K (K >= 2) it also adapts the model to real data (galaxy_spark/train/finetune.py):
 the redshift network is fine-tuned on labelled real galaxies (Stellar_Flag cut; label zb_1, another
 column, or z_spec from --finetune-spec) with K-fold cross-validation by ID hash, so every galaxy is
 scored by a network that never saw it; metrics.json gains a "finetune" block (before vs after,
@@ -23,7 +23,7 @@ from galaxy_spark.errors import cli_main  # noqa: E402
 
 
 def parse_args(argv):
-    from galaxy_spark.evaluation import ODDS_MIN, STELLAR_FLAG_MAX
+    from galaxy_spark.evaluate.evaluation import ODDS_MIN, STELLAR_FLAG_MAX
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of ALHAMBRA)")
@@ -58,16 +58,16 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluation import RealDataOptions, run_realdata_check
-    from galaxy_spark.report import fmt
+    from galaxy_spark.evaluate.evaluation import RealDataOptions, run_realdata_check
+    from galaxy_spark.report.html import fmt
     from galaxy_spark.spark import get_spark
-    from galaxy_spark.tracking import configure_tracking
+    from galaxy_spark.model.tracking import configure_tracking
 
     if not args.input:
         raise InputError("no --input given: pass a real catalogue file (e.g. the VizieR CSV of ALHAMBRA rows)")
     if not os.path.exists(args.input):
         raise InputError(f"input not found: {args.input}")
-    from galaxy_spark.finetune import FinetuneSettings, check_options
+    from galaxy_spark.train.finetune import FinetuneSettings, check_options
 
     check_options(args.finetune_folds, args.finetune_label, args.finetune_spec,  # before Spark starts
                   FinetuneSettings(epochs=args.finetune_epochs, lr_factor=args.finetune_lr_factor,
@@ -92,7 +92,7 @@ def main(argv=None):
         print(f"  {name}: n {r['n']}, sigma_nmad {fmt(r['sigma_nmad'])}, bias {fmt(r['bias'])}, "
               f"outliers {fmt(r['outlier_frac'])}, coverage68 {fmt(r.get('coverage68'))}")
     if "finetune" in m:
-        from galaxy_spark.finetune import finetune_lines
+        from galaxy_spark.train.finetune import finetune_lines
 
         for line in finetune_lines(m["finetune"]):
             print(line)

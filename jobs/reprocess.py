@@ -23,7 +23,7 @@ from galaxy_spark.errors import cli_main
 
 
 def parse_args(argv):
-    from galaxy_spark.reprocess import DEFAULT_LOCK_MAX_AGE_S
+    from galaxy_spark.estimate.reprocess import DEFAULT_LOCK_MAX_AGE_S
 
     cfg = load_pipeline_config()
     sc = cfg.get("scoring") or {}
@@ -54,8 +54,8 @@ def parse_args(argv):
 @cli_main
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from galaxy_spark.reprocess import ReprocessOptions, run_reprocess
-    from galaxy_spark.tracking import configure_tracking
+    from galaxy_spark.estimate.reprocess import ReprocessOptions, run_reprocess
+    from galaxy_spark.model.tracking import configure_tracking
 
     configure_tracking()
     res = run_reprocess(ReprocessOptions(

@@ -39,8 +39,8 @@ def parse_args(argv):
 @cli_main
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from galaxy_spark.scoring import JobOptions, run_scoring
-    from galaxy_spark.tracking import configure_tracking
+    from galaxy_spark.estimate.scoring import JobOptions, run_scoring
+    from galaxy_spark.model.tracking import configure_tracking
 
     configure_tracking()
     run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,

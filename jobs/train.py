@@ -41,8 +41,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
     from galaxy_spark.spark import get_spark
-    from galaxy_spark.tracking import configure_tracking
-    from galaxy_spark.training import TrainOptions, train
+    from galaxy_spark.model.tracking import configure_tracking
+    from galaxy_spark.train.driver import TrainOptions, train
 
     if args.spec and not os.path.exists(args.spec):
         raise InputError(f"--spec {args.spec}: file not found")

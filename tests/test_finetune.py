@@ -1,4 +1,4 @@
-"""Sim-to-real fine-tuning (galaxy_spark/finetune.py, jobs/realdata_check.py --finetune-folds K):
+"""Sim-to-real fine-tuning (galaxy_spark/train/finetune.py, jobs/realdata_check.py --finetune-folds K):
 the Keras rebuild of a NumPy network, the fold scheme (no object scored by a network that trained
 on it), that fine-tuning moves predictions toward its labels, and the job end to end on the 817
 real rows. One tiny model trained once (module fixture) into a SQLite MLflow store."""
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from galaxy_spark import finetune as F
-from galaxy_spark.ensemble import DenseStack, Ensemble, pdf_quantiles
+from galaxy_spark.train import finetune as F
+from galaxy_spark.model.ensemble import DenseStack, Ensemble, pdf_quantiles
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import build_features
 from galaxy_spark.survey import load_survey
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
     train_tiny_model(d / "train_catalog", d, env)
     import mlflow
 
-    from galaxy_spark.evaluation import load_ensemble
+    from galaxy_spark.evaluate.evaluation import load_ensemble
 
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
@@ -79,7 +79,7 @@ def test_keras_rebuild_reproduces_the_numpy_networks(tiny, rows):
 
 def test_keras_rebuild_without_normalisation_and_with_an_input_layer():
     """The paper preset's shape: no Normalization, a Dense(n_inputs) input layer, linear layers."""
-    from galaxy_spark.nets import build_network, extract_layers, load_preset
+    from galaxy_spark.model.nets import build_network, extract_layers, load_preset
 
     rng = np.random.default_rng(1)
     model = build_network(load_preset("paper")["networks"]["stellarity"], 24)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from galaxy_spark import metrics as M
+from galaxy_spark.evaluate import metrics as M
 
 
 def test_photoz_metrics_by_hand():

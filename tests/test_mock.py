@@ -271,7 +271,7 @@ def test_truth_and_photometry_stay_aligned(survey):
 def test_photometry_carries_redshift_information(table20k, survey):
     """A quick BPZ (CWW+Kinney) on bright mock galaxies reaches σ_NMAD ≲ 0.035 against z_true
     (the mock's SEDs are a kcorrect-mixture family, as in published BPZ-on-mock tests)."""
-    from galaxy_spark.baseline import fit_bpz
+    from galaxy_spark.fitting import fit_bpz
 
     g = table20k[(table20k["is_star"] == 0) & (table20k["F814W"] < 22.5)].iloc[:800].copy()
     for b in survey.band_names:

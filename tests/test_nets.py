@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from galaxy_spark.ensemble import Calibration, DenseStack
-from galaxy_spark.nets import build_network, extract_layers, load_preset
+from galaxy_spark.model.ensemble import Calibration, DenseStack
+from galaxy_spark.model.nets import build_network, extract_layers, load_preset
 from galaxy_spark.errors import InputError
 
 N_INPUTS = 24
@@ -104,8 +104,8 @@ def test_outliers_do_not_drive_the_slope_correction():
 
 
 def test_class_weight_offset_restores_calibrated_probabilities():
-    from galaxy_spark.ensemble import Network
-    from galaxy_spark.training import balanced_class_weights, class_weight_logit_offset
+    from galaxy_spark.model.ensemble import Network
+    from galaxy_spark.train.driver import balanced_class_weights, class_weight_logit_offset
 
     y = np.array([0] * 97 + [1] * 3)
     w = balanced_class_weights(y)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from galaxy_spark.survey import load_survey
 from synthetic import canonical_frame, write_partitioned

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from galaxy_spark import reprocess as R
-from galaxy_spark import scoring as S
+from galaxy_spark.estimate import reprocess as R
+from galaxy_spark.estimate import scoring as S
 from galaxy_spark.survey import load_survey
 from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 

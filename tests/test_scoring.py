@@ -13,8 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from galaxy_spark import scoring as S
-from galaxy_spark.errors import InputError
+from galaxy_spark.estimate import scoring as S
 from galaxy_spark.survey import NOT_DETECTED, load_survey
 from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
@@ -244,7 +243,7 @@ def test_monte_carlo_redshifts_are_never_negative(env):
     clips there, in Monte Carlo mode too (it once did not)."""
     import copy
 
-    from galaxy_spark.ensemble import Calibration
+    from galaxy_spark.model.ensemble import Calibration
 
     ens = copy.deepcopy(env["model"].ensemble)
     ens.networks["redshift"].calibration = Calibration(1, [1.0, -0.5], [0.0, 1.0], [-0.5, 0.5])

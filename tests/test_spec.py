@@ -1,4 +1,4 @@
-"""Tests of the spectroscopic sample (galaxy_spark/spec.py, the survey's spectroscopy: section, and
+"""Tests of the spectroscopic sample (galaxy_spark/catalog/spec.py, the survey's spectroscopy: section, and
 the mock job writing X.specz.csv next to its catalogue)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from galaxy_spark import spec
+from galaxy_spark.catalog import spec
 from galaxy_spark.errors import InputError
 from galaxy_spark.mock import writer
 from galaxy_spark.survey import SURVEY_DIR, SurveyConfigError, parse_survey

@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from galaxy_spark.procs import pid_alive
+from galaxy_spark.io.procs import pid_alive
 
 JOURNAL_PREFIX = "_commit-"
 

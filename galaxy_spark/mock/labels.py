@@ -3,7 +3,7 @@ observed photometry.
 
 In the real catalogue `zb_1`, `Tb_1`, `Odds_1`, `M_Abs_1`, `Stell_Mass_1`, … are BPZ's answers to
 the photometry, with BPZ's own errors. So here every label column is computed by the project's
-vectorised BPZ (`galaxy_spark.baseline.bpz.BPZModel`, HDF-N prior on the detection band) run on
+vectorised BPZ (`galaxy_spark.fitting.bpz.BPZModel`, HDF-N prior on the detection band) run on
 the very magnitudes, errors, non-detections and missing bands written to the file (rounded as
 written). Nothing of the truth enters except through the photometry.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_spark.baseline.bpz import BPZModel, interpolate_templates, photometry_arrays
+from galaxy_spark.fitting.bpz import BPZModel, interpolate_templates, photometry_arrays
 from galaxy_spark.mock import seds
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED
 

@@ -206,7 +206,7 @@ class SpecCollector:
 
 def write_spec(survey, table: dict, path, seed: int) -> int:
     """Draw the spectroscopic sample of `table` with its own RNG stream and write it as CSV."""
-    from galaxy_spark import spec
+    from galaxy_spark.catalog import spec
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPEC_STREAM]))
     sample = spec.draw_spec_sample(table, survey, rng)

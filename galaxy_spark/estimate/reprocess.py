@@ -41,8 +41,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from galaxy_spark.procs import pid_alive
-from galaxy_spark import scoring as S
+from galaxy_spark.io.procs import pid_alive
+from galaxy_spark.estimate import scoring as S
 from galaxy_spark.io.commit import fsync_dir
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import GalaxySparkError, InputError

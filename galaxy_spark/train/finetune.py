@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark import metrics as M
-from galaxy_spark.ensemble import (CALIBRATION_METHODS, Calibration, DenseStack, Ensemble, Network,
+from galaxy_spark.evaluate import metrics as M
+from galaxy_spark.model.ensemble import (CALIBRATION_METHODS, Calibration, DenseStack, Ensemble, Network,
                                    pdf_quantiles)
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import id_hash_unit
@@ -110,7 +110,7 @@ def keras_from_stack(stack: DenseStack, dropout: list | None = None, l2: float |
 def stack_from_keras(model, norm: dict | None) -> DenseStack:
     """The NumPy network of a (rebuilt, fine-tuned) Keras model; `norm` (the original, untrained
     normalisation) replaces the float32 round trip of the Normalization layer."""
-    from galaxy_spark.nets import extract_layers
+    from galaxy_spark.model.nets import extract_layers
 
     _, dense = extract_layers(model)
     norm = None if norm is None else {"mean": np.asarray(norm["mean"]), "std": np.asarray(norm["std"])}
@@ -137,7 +137,7 @@ def finetune_config(ensemble: Ensemble, name: str = NETWORK) -> tuple[dict, list
     """(cfg for `nets.compile_network` / `training.network_target`, dropout rate per Dense layer or
     None, where the settings came from). The preset named in the ensemble's info is used when it
     loads and its network has exactly the stored layers; else neutral settings."""
-    from galaxy_spark.nets import load_preset
+    from galaxy_spark.model.nets import load_preset
 
     net = ensemble.networks[name]
     stored = [(int(np.shape(la["W"])[1]), la["activation"]) for la in net.stack.layers]
@@ -182,8 +182,8 @@ def finetune_network(ensemble: Ensemble, x_tr: np.ndarray, z_tr: np.ndarray, x_v
     on (x_va, z_va); every other network and all calibrations are kept. Returns (ensemble, info)."""
     import keras
 
-    from galaxy_spark.nets import compile_network
-    from galaxy_spark.training import network_target
+    from galaxy_spark.model.nets import compile_network
+    from galaxy_spark.train.driver import network_target
 
     if len(x_tr) == 0 or len(x_va) == 0:
         raise InputError(f"fine-tuning needs training and validation rows (got {len(x_tr)} and {len(x_va)})")
@@ -383,7 +383,7 @@ def check_options(folds: int, label: str | None, spec: str | None, settings: Fin
         raise InputError(f"--finetune-calibration must be one of {', '.join(CALIBRATION_CHOICES)}, "
                          f"got {settings.calibration!r}")
     if spec is not None:
-        from galaxy_spark.spec import Z_SPEC
+        from galaxy_spark.catalog.spec import Z_SPEC
 
         if label not in (None, Z_SPEC):
             raise InputError(f"--finetune-spec gives the label {Z_SPEC}; drop --finetune-label {label}")
@@ -394,10 +394,10 @@ def check_options(folds: int, label: str | None, spec: str | None, settings: Fin
 def realdata_labels(cat: pd.DataFrame, survey, label: str | None, spec: str | None) -> tuple[np.ndarray, str, str]:
     """(label per row, label name, description) for fine-tuning: a column of the ingested rows
     (default the survey's own BPZ redshift, zb_1), or z_spec of the secure (quality >= 3) galaxy
-    spectra of a spectroscopic file (`galaxy_spark.spec.read_spec` format, joined on ID). NaN
+    spectra of a spectroscopic file (`galaxy_spark.catalog.spec.read_spec` format, joined on ID). NaN
     where a row has no usable label."""
     if spec is not None:
-        from galaxy_spark.spec import SECURE_QUALITY, Z_SPEC, join_spec, read_spec, secure
+        from galaxy_spark.catalog.spec import SECURE_QUALITY, Z_SPEC, join_spec, read_spec, secure
 
         table, report = read_spec(spec, survey)
         aligned, joined = join_spec(cat[survey.id_column].to_numpy(np.int64), table)
@@ -431,7 +431,7 @@ def finetune_html(block: dict | None) -> str:
     """The report section of the fine-tuning check ('' when it did not run)."""
     import html
 
-    from galaxy_spark.report import table_html
+    from galaxy_spark.report.html import table_html
 
     if not block:
         return ""

@@ -1,7 +1,7 @@
 """The evaluation report: ``report.html`` (self-contained: PNGs inlined as base64 data URIs, inline
 CSS, no scripts, no external references — it opens offline), ``metrics.json`` and the PNGs.
 
-``write_report(evaluation, out_dir)`` draws the plots (``galaxy_spark.report_plots``) from an
+``write_report(evaluation, out_dir)`` draws the plots (``galaxy_spark.report.plots``) from an
 ``evaluation.Evaluation`` and writes the three kinds of file into ``out_dir``.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark import metrics as M
-from galaxy_spark import report_plots as P
+from galaxy_spark.evaluate import metrics as M
+from galaxy_spark.report import plots as P
 
 SECTIONS = ("Summary", "Three comparisons", "Data", "Redshift", "Redshift: network vs BPZ", "Probabilistic redshift",
             "Star/galaxy", "Stellar mass and spectral type", "The thesis side by side", "Training curves",
@@ -108,7 +108,7 @@ def _side_by_side(net: pd.DataFrame, bpz: pd.DataFrame) -> pd.DataFrame:
 
 def make_plots(ev, out: Path) -> dict[str, tuple[Path, str]]:
     """Draw every plot; returns {key: (path, caption)}."""
-    from galaxy_spark.evaluation import detection_magnitude, label_sets, roc_curve
+    from galaxy_spark.evaluate.evaluation import detection_magnitude, label_sets, roc_curve
     from galaxy_spark.survey import load_survey
 
     m = ev.metrics
@@ -259,7 +259,7 @@ def render_html(ev, plots: dict, title: str) -> str:
                     "seconds": base["bpz"]["timing"]["seconds"]}}).T
         t.index.name = "estimator"
         body = (f"<p>BPZ (CWW+Kinney templates, ALHAMBRA responses, Madau IGM, HDF-N prior; "
-                f"<code>galaxy_spark.baseline.bpz</code>) and the network on the same {fmt(base['n'])} test "
+                f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
                 f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
                 f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
                 f"<code>Ensemble.predict</code>, features included, best of "
@@ -352,7 +352,7 @@ def write_report_manifest(out: Path) -> None:
 
 
 def write_report(ev, out_dir: Path, title: str = "galaxy_spark evaluation") -> Path:
-    from galaxy_spark.evaluation import jsonable
+    from galaxy_spark.evaluate.evaluation import jsonable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
 """Baselines the learned models are compared against (template-fitting photo-z)."""
-from galaxy_spark.baseline.bpz import BPZModel, fit_bpz
+from galaxy_spark.fitting.bpz import BPZModel, fit_bpz
 
 __all__ = ["BPZModel", "fit_bpz"]

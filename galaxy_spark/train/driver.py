@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark import metrics as M
-from galaxy_spark.ensemble import Calibration, DenseStack, Ensemble, Network, OUTPUT_COLUMNS
+from galaxy_spark.evaluate import metrics as M
+from galaxy_spark.model.ensemble import Calibration, DenseStack, Ensemble, Network, OUTPUT_COLUMNS
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import (SELECTION_SPLIT, TARGETS, TRUTH_COLUMNS, assign_split, build_features,
                                    build_targets, id_hash_unit, make_feature_spec)
-from galaxy_spark.nets import build_network, extract_layers, load_preset, z_bin_centres
+from galaxy_spark.model.nets import build_network, extract_layers, load_preset, z_bin_centres
 from galaxy_spark.survey import REPO_ROOT, Survey, load_survey
 
 MANIFEST_NAME = "_manifest.json"
@@ -128,7 +128,7 @@ def network_target(name: str, cfg: dict, y: np.ndarray):
 
 def point_prediction(cfg: dict, out: np.ndarray) -> np.ndarray:
     """The uncalibrated point estimate of a network output (pdf → median)."""
-    from galaxy_spark.ensemble import pdf_quantiles
+    from galaxy_spark.model.ensemble import pdf_quantiles
 
     if cfg["kind"] == "pdf":
         return pdf_quantiles(out, z_bin_centres(cfg), [0.5])[:, 0]
@@ -165,7 +165,7 @@ def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | 
     `epoch_offset` continues the MLflow step numbering of the pretraining."""
     import keras
 
-    from galaxy_spark.nets import compile_network
+    from galaxy_spark.model.nets import compile_network
 
     keras.utils.set_random_seed(seed)
     if model is None:
@@ -308,8 +308,8 @@ def train(opts: TrainOptions, spark) -> dict:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from galaxy_spark.ensemble_pyfunc import ARTIFACT_KEY, GalaxyEnsembleModel
-    from galaxy_spark.plots import curves, pred_vs_true
+    from galaxy_spark.model.pyfunc import ARTIFACT_KEY, GalaxyEnsembleModel
+    from galaxy_spark.report.training_plots import curves, pred_vs_true
 
     t_start = time.time()
     survey: Survey = load_survey(opts.survey)
@@ -516,7 +516,7 @@ def spec_label_set(ids: np.ndarray, path: str, survey: Survey, min_quality: int)
     """Targets from a spectroscopic sample aligned with the catalogue `ids`: redshift for secure
     (quality >= min_quality) galaxies, class (star 1 / galaxy 0) for secure objects, NaN elsewhere
     and for type and mass (which spectroscopy does not measure). Returns (targets, report)."""
-    from galaxy_spark.spec import join_spec, read_spec
+    from galaxy_spark.catalog.spec import join_spec, read_spec
 
     table, report = read_spec(path, survey)
     aligned, joined = join_spec(ids, table)

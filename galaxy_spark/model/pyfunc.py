@@ -5,7 +5,7 @@ import warnings
 
 import mlflow.pyfunc
 
-from galaxy_spark.ensemble import Ensemble
+from galaxy_spark.model.ensemble import Ensemble
 
 ARTIFACT_KEY = "ensemble"
 

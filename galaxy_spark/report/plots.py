@@ -1,6 +1,6 @@
 """Evaluation plots (Matplotlib, Agg backend): each function draws one PNG and returns its path.
 
-Complements ``galaxy_spark.plots`` (training curves, predicted-vs-true during training).
+Complements ``galaxy_spark.report.training_plots`` (training curves, predicted-vs-true during training).
 Every function copes with empty or all-NaN inputs (it draws an empty panel saying so).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from galaxy_spark.plots import _save  # noqa: E402
+from galaxy_spark.report.training_plots import _save  # noqa: E402
 
 COLORS = {"network": "C0", "BPZ": "C3", "bpz": "C3", "truth": "k", "catalogue": "C2"}
 

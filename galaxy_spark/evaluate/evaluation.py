@@ -17,7 +17,7 @@ Flow (``run_evaluation``):
    * stellar mass and spectral type (galaxies): bias, NMAD, std, r²;
    * the thesis' own metrics (all objects, like the thesis): r² per regression, accuracy (and the
      majority-class accuracy next to it).
-3. The BPZ baseline (``galaxy_spark.baseline.bpz``) on the same test objects (at most
+3. The BPZ baseline (``galaxy_spark.fitting.bpz``) on the same test objects (at most
    ``bpz_max_objects``, a deterministic subsample: the lowest ID-hash values), the network on exactly
    those objects, both objects/s (BPZ: the timed fit; network: a timed in-process
    ``Ensemble.predict`` on the same rows) and the ratio.
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark import metrics as M
+from galaxy_spark.evaluate import metrics as M
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import SPLIT_TEST, TRUTH_COLUMNS, build_targets, id_hash_unit, test_split_filter
@@ -266,7 +266,7 @@ def read_test_join(spark, scores: str, catalog: str, survey: Survey,
 def attach_spec(spark, df: pd.DataFrame, catalog: str, path: str, survey: Survey) -> tuple[pd.DataFrame, dict]:
     """Join a spectroscopic sample to the test rows by ID. Rejected rows of the file and spectra of
     objects that are not in the catalogue at all are counted in the report, never dropped silently."""
-    from galaxy_spark.spec import join_spec, read_spec
+    from galaxy_spark.catalog.spec import join_spec, read_spec
 
     table, report = read_spec(path, survey)
     all_ids = spark.read.parquet(str(catalog)).select(survey.id_column).toPandas()[survey.id_column]
@@ -288,7 +288,7 @@ def label_sets(df: pd.DataFrame, survey: Survey, spec_min_quality: int = 3) -> d
     own template-fit values, the thesis' task), *spectroscopic* (secure z_spec and classes of the
     spectroscopic objects, when the frame has them: what a user can measure on real data) and
     *truth* (mock only). Spectroscopy measures no type or mass: those are NaN in 'spec'."""
-    from galaxy_spark.spec import QUALITY, SPEC_CLASS, Z_SPEC
+    from galaxy_spark.catalog.spec import QUALITY, SPEC_CLASS, Z_SPEC
 
     out = {}
     if Z_SPEC in df.columns:
@@ -381,7 +381,7 @@ def network_metrics(df: pd.DataFrame, labels: dict[str, np.ndarray], mag: np.nda
 # ---- BPZ baseline and throughput -----------------------------------------------------------------
 def run_bpz(df: pd.DataFrame, survey: Survey) -> tuple[pd.DataFrame, dict]:
     """Fit BPZ to the rows; returns (outputs with a pz column, timing)."""
-    from galaxy_spark.baseline.bpz import BPZModel
+    from galaxy_spark.fitting.bpz import BPZModel
 
     t0 = time.perf_counter()
     model = BPZModel(survey)
@@ -693,7 +693,7 @@ def _commit_dir(staging: Path, target: Path) -> None:
 
 def run_evaluation(opts: EvalOptions, spark) -> dict:
     """The whole job: read, evaluate, write the report, log to MLflow. Returns a summary dict."""
-    from galaxy_spark.report import write_report
+    from galaxy_spark.report.html import write_report
 
     t0 = time.time()
     check_job_paths({"--scores": opts.scores, "--catalog": opts.catalog}, {"--out": (opts.out, "report")})
@@ -768,7 +768,7 @@ class RealDataOptions:
     odds_min: float = ODDS_MIN
     stellar_flag_max: float = STELLAR_FLAG_MAX
     survey: str = "alhambra"
-    # Sim-to-real adaptation (galaxy_spark.finetune): K-fold fine-tuning of the redshift network on
+    # Sim-to-real adaptation (galaxy_spark.train.finetune): K-fold fine-tuning of the redshift network on
     # labelled real galaxies; 0 = off.
     finetune_folds: int = 0
     finetune_label: str | None = None          # a column of the input; None: the survey's zb_1
@@ -798,13 +798,13 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
     """Ingest real rows (via the ingest code), score them in-process with the Ensemble of
     ``opts.model``, compare z_phot with the survey's own BPZ zb_1; write metrics.json, a scatter plot
     and a small report.html into ``opts.out``. With ``opts.finetune_folds`` K >= 2, also K-fold
-    fine-tuning of the redshift network on the labelled real galaxies (``galaxy_spark.finetune``):
+    fine-tuning of the redshift network on the labelled real galaxies (``galaxy_spark.train.finetune``):
     metrics["finetune"] holds before/after numbers on the same objects, the report a table."""
     import tempfile
 
     from galaxy_spark.catalog.ingest import run_ingest
-    from galaxy_spark import report_plots as P
-    from galaxy_spark.report import fmt, img_html, table_html, CSS, write_report_manifest
+    from galaxy_spark.report import plots as P
+    from galaxy_spark.report.html import fmt, img_html, table_html, CSS, write_report_manifest
 
     t0 = time.time()
     survey = load_survey(opts.survey)
@@ -815,7 +815,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
     check_job_paths({"--input": opts.input}, {"--out": (opts.out, "report")})
     if not 0 <= opts.odds_min < 1:
         raise InputError(f"--odds-min must be in [0, 1), got {opts.odds_min}")
-    from galaxy_spark import finetune as FT
+    from galaxy_spark.train import finetune as FT
 
     ft_settings = FT.FinetuneSettings(epochs=opts.finetune_epochs, lr_factor=opts.finetune_lr_factor,
                                       calibration=opts.finetune_calibration, seed=opts.finetune_seed)

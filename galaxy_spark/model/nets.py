@@ -2,7 +2,7 @@
 
 Every network is a plain stack: [Normalization] → [input Dense] → hidden Dense (+Dropout) → output
 Dense. That shape is deliberately simple: the ensemble evaluates it with NumPy from the weights
-(galaxy_spark/ensemble.py), so scoring needs no TensorFlow.
+(galaxy_spark/model/ensemble.py), so scoring needs no TensorFlow.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.ensemble import Ensemble, read_pdf
+from galaxy_spark.model.ensemble import Ensemble, read_pdf
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.features import (MAX_ERROR, FeatureSpec, _band_arrays, build_features, in_test_split,
                                    test_split_filter)
@@ -760,7 +760,7 @@ def coverage_report(scores: pd.DataFrame, catalogue: pd.DataFrame, id_column: st
     Galaxies: catalogue `stell` below the survey's star threshold (as in training) when present,
     else the mock's is_star == 0, else all."""
     from galaxy_spark.features import DEFAULT_STAR_THRESHOLD
-    from galaxy_spark.metrics import interval_coverage
+    from galaxy_spark.evaluate.metrics import interval_coverage
     from galaxy_spark.survey import load_survey
 
     if star_threshold is None:

@@ -1,0 +1,1 @@
+"""Estimation: batch scoring (features → estimates, Monte Carlo, flags), the Spark job, reprocessing."""

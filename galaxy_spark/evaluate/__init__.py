@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the three comparisons, the BPZ baseline, the real-data check."""

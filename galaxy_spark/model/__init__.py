@@ -1,0 +1,1 @@
+"""Networks from presets, the ensemble (one p(z) read-out), its pyfunc wrapper, MLflow tracking."""

@@ -1,0 +1,1 @@
+"""Every plot and the HTML report, fed a finished evaluation."""
