@@ -133,7 +133,7 @@ def reference(model_uri: str, catalog: Path, env, cwd) -> dict:
     """Ensemble.predict in a fresh process with one BLAS thread."""
     code = f"""
 import json, time, numpy as np, pyarrow.dataset as ds
-from galaxy_spark.estimate.scoring import resolve_model
+from galaxy_spark.model.registry import resolve_model
 m = resolve_model({model_uri!r})
 df = ds.dataset({str(catalog)!r}, format="parquet", partitioning="hive").to_table().to_pandas()
 best = 1e9

@@ -31,13 +31,13 @@ def tiny(tmp_path_factory):
     train_tiny_model(d / "train_catalog", d, env)
     import mlflow
 
-    from galaxy_spark.evaluate.evaluation import load_ensemble
+    from galaxy_spark.model.registry import resolve_model
 
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:
-        ens, _ = load_ensemble("models:/galaxy-ensemble@champion")
+        ens = resolve_model("models:/galaxy-ensemble@champion").ensemble
     finally:
         if old is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

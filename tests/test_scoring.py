@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from galaxy_spark.estimate import scoring as S
+from galaxy_spark.model.registry import resolve_model
 from galaxy_spark.survey import NOT_DETECTED, load_survey
 from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
@@ -53,7 +54,7 @@ def env(tmp_path_factory):
                       # one catalogue file per task, so each Field is one known Arrow batch
                       "spark.sql.files.openCostInBytes": str(1 << 30),
                                                                     "spark.ui.showConsoleProgress": "false"})
-    model = S.resolve_model("models:/galaxy-ensemble@champion")
+    model = resolve_model("models:/galaxy-ensemble@champion")
     yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
     spark.stop()
     for k, v in old.items():
@@ -138,7 +139,7 @@ def test_rerun_is_identical_and_model_uri_forms_agree(env, tmp_path):
     second = read_scores(out)
     pd.testing.assert_frame_equal(first.drop(columns="scored_at"), second.drop(columns="scored_at"))
     run_id = env["model"].run_id
-    m = S.resolve_model(f"runs:/{run_id}/ensemble")
+    m = resolve_model(f"runs:/{run_id}/ensemble")
     assert (m.name, m.version, m.run_id) == ("galaxy-ensemble", "1", run_id)
 
 

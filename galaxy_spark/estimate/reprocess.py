@@ -43,6 +43,7 @@ from pathlib import Path
 
 from galaxy_spark.io.procs import pid_alive
 from galaxy_spark.estimate import scoring as S
+from galaxy_spark.model.registry import ModelRef, ResolvedModel, pin_model, resolve_model
 from galaxy_spark.io.commit import fsync_dir
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import GalaxySparkError, InputError
@@ -351,40 +352,12 @@ def scores_fields(scores: Path, manifest: dict) -> list[int]:
     return sorted(out)
 
 
-# =============================================================================================
-# model reference (no download)
-# =============================================================================================
-@dataclass
-class ModelRef:
-    uri: str
-    name: str
-    version: str
-    run_id: str
-
-    def as_dict(self) -> dict:
-        return {"uri": self.uri, "name": self.name, "version": self.version, "run_id": self.run_id}
-
-    @property
-    def pinned(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-
-def resolve_ref(uri: str) -> tuple[ModelRef, S.ResolvedModel | None]:
-    """Pin a registry URI (models:/name@alias, /N, /latest) to name/version/run id through the
-    MLflow client only; any other URI form is fully resolved (downloaded) by scoring.resolve_model."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    rest = uri[len("models:/"):].strip("/") if uri.startswith("models:/") else None
-    if rest and ("@" in rest or rest.count("/") == 1):
-        client = MlflowClient()
-        try:
-            mv = S.registry_version(client, uri, rest)
-        except MlflowException as e:
-            msg = str(e.message if hasattr(e, "message") else e).strip().splitlines()[0]
-            raise InputError(f"model {uri!r} could not be resolved: {msg}") from None
-        return ModelRef(uri, mv.name, str(mv.version), mv.run_id or ""), None
-    m = S.resolve_model(uri)
+def resolve_ref(uri: str) -> tuple[ModelRef, ResolvedModel | None]:
+    """Pin the model (registry URIs without a download); other URI forms are resolved in full."""
+    ref = pin_model(uri)
+    if ref is not None:
+        return ref, None
+    m = resolve_model(uri)
     return ModelRef(uri, m.name, str(m.version), m.run_id), m
 
 
@@ -639,7 +612,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     todo = plan.by_action("rescore")
     model = checked = None
     if todo:       # input checks for the work before any record is written (a bad input → exit 2)
-        model = full_model or S.resolve_model(ref.pinned)
+        model = full_model or resolve_model(ref.pinned)
         model.uri = opts.model
         id_column = S.survey_id_column(model.ensemble.feature_spec.survey)
         checked = S.check_catalogue(catalog, model, ",".join(str(p.field) for p in todo), id_column)

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from galaxy_spark.features import (MAX_ERROR, FeatureSpec, _band_arrays, build_f
                                    test_split_filter)
 from galaxy_spark.io.commit import remove_stale_staging
 from galaxy_spark.io.paths import check_job_paths
+from galaxy_spark.model.registry import ResolvedModel, resolve_model
 from galaxy_spark.survey import DETECTED
 
 MANIFEST = "_manifest.json"
@@ -287,105 +287,6 @@ def make_batch_scorer(key: str, parts_bc, opts: ScoreOptions):
         for pdf in batches:
             yield score_frame(ens, pdf, opts)
     return score_batches
-
-
-# =============================================================================================
-# model resolution (driver only: imports MLflow lazily)
-# =============================================================================================
-@dataclass
-class ResolvedModel:
-    uri: str                 # as given
-    name: str
-    version: str
-    run_id: str
-    ensemble: Ensemble
-    download_dir: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.version}/{self.run_id}"
-
-    def provenance(self) -> dict:
-        return {"uri": self.uri, "name": self.name, "version": self.version, "run_id": self.run_id,
-                "preset": self.ensemble.info.get("preset"), "survey": self.ensemble.feature_spec.survey}
-
-
-def registry_version(client, uri: str, rest: str):
-    """The registry ModelVersion that `models:/<rest>` names: name@alias, name/N or name/latest.
-    Raises MlflowException when it does not exist (callers turn that into an InputError)."""
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        return client.get_model_version_by_alias(name, alias)
-    name, ver = rest.split("/", 1)
-    if ver == "latest":
-        mvs = client.search_model_versions(f"name='{name}'")
-        if not mvs:
-            raise InputError(f"model {uri}: registered model {name!r} has no versions")
-        return max(mvs, key=lambda v: int(v.version))
-    return client.get_model_version(name, ver)
-
-
-def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
-    """Resolve any MLflow model URI once (alias → version), download it, load the NumPy ensemble.
-
-    models:/name@alias · models:/name/version · models:/name/latest · models:/<model_id> ·
-    runs:/<run_id>/<path> · any other artifact URI MLflow can download."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient()
-    name, version, run_id, pinned = uri, "", "", uri
-
-    def registered_for_run(rid):
-        try:
-            mvs = client.search_model_versions(f"run_id='{rid}'")
-        except MlflowException:
-            return None
-        return mvs[0] if len(mvs) == 1 else None
-
-    try:
-        if uri.startswith("models:/"):
-            rest = uri[len("models:/"):].strip("/")
-            if not rest:
-                raise InputError(f"model URI {uri!r} names no model")
-            if "@" in rest or "/" in rest:
-                mv = registry_version(client, uri, rest)
-            else:
-                mv = None
-                lm = client.get_logged_model(rest)
-                run_id = lm.source_run_id or ""
-                name, version = lm.name, rest
-                reg = registered_for_run(run_id) if run_id else None
-                if reg is not None:
-                    name, version = reg.name, str(reg.version)
-            if mv is not None:
-                name, version, run_id = mv.name, str(mv.version), mv.run_id or ""
-                pinned = f"models:/{name}/{version}"       # alias moves mid-job cannot matter
-        elif uri.startswith("runs:/"):
-            run_id = uri[len("runs:/"):].split("/", 1)[0]
-            client.get_run(run_id)
-            reg = registered_for_run(run_id)
-            name, version = (reg.name, str(reg.version)) if reg is not None else (uri, "run")
-        dst = dst or tempfile.mkdtemp(prefix="galaxy_spark_model_")
-        local = mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=dst)
-    except MlflowException as e:
-        msg = str(e.message if hasattr(e, "message") else e).strip().splitlines()[0]
-        raise InputError(f"model {uri!r} could not be resolved: {msg}") from None
-    except OSError as e:
-        raise InputError(f"model {uri!r} could not be downloaded: {e}") from None
-    local = Path(local)
-    candidates = [local / "artifacts" / "ensemble", local, local / "ensemble"]
-    ens_dir = next((c for c in candidates if (c / "ensemble.json").exists()), None)
-    if ens_dir is None:
-        raise InputError(f"model {uri!r} is not a galaxy_spark ensemble (no artifacts/ensemble/ensemble.json)")
-    try:
-        ens = Ensemble.load(ens_dir)
-    except (ValueError, KeyError) as e:
-        raise InputError(f"model {uri!r}: cannot load the ensemble: {e}") from None
-    run_id = run_id or ens.info.get("training_run_id", "")
-    return ResolvedModel(uri, name, version, run_id, ens, str(dst))
 
 
 # =============================================================================================

@@ -52,6 +52,7 @@ from galaxy_spark.evaluate import metrics as M
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import SPLIT_TEST, TRUTH_COLUMNS, build_targets, id_hash_unit, test_split_filter
+from galaxy_spark.model.registry import model_uri_for, resolve_model
 from galaxy_spark.survey import DETECTED, Survey, load_survey, state_column
 
 # ---- constants ---------------------------------------------------------------------------------
@@ -455,23 +456,6 @@ def baseline_comparison(df: pd.DataFrame, sets: dict, mag: np.ndarray, survey: S
 
 
 # ---- MLflow ---------------------------------------------------------------------------------------
-def load_ensemble(uri: str):
-    """The Ensemble behind a pyfunc model URI (runs:/…, models:/…)."""
-    import mlflow
-
-    m = mlflow.pyfunc.load_model(uri)
-    ens = getattr(m.unwrap_python_model(), "ensemble", None)
-    if ens is None:
-        raise InputError(f"model {uri} is not a galaxy_spark ensemble")
-    return ens, getattr(m.metadata, "run_id", None)
-
-
-def model_uri_for(info: dict) -> str:
-    if info.get("model_name") and info.get("model_version"):
-        return f"models:/{info['model_name']}/{info['model_version']}"
-    return f"runs:/{info['model_run_id']}/ensemble"
-
-
 def latest_preset_runs(client, experiment_id: str, presets=PRESETS_COMPARED) -> dict:
     """{preset: parent Run} — the latest parent training run per preset in the experiment."""
     out = {}
@@ -718,10 +702,12 @@ def run_evaluation(opts: EvalOptions, spark) -> dict:
         if opts.experiment:
             exp = client.get_experiment_by_name(opts.experiment)
             experiment_id = exp.experiment_id if exp else experiment_id
-    uri = opts.model or (model_uri_for(info) if opts.mlflow else None)
+    uri = opts.model or (model_uri_for(info.get("model_name"), info.get("model_version"), info["model_run_id"])
+                        if opts.mlflow else None)
     if uri and opts.bpz:
         try:
-            ensemble, model_run = load_ensemble(uri)
+            resolved = resolve_model(uri)
+            ensemble, model_run = resolved.ensemble, resolved.run_id
         except InputError:
             raise
         except Exception as e:  # noqa: BLE001 - report without the throughput figure
@@ -822,7 +808,8 @@ def run_realdata_check(opts: RealDataOptions, spark) -> dict:
     FT.check_options(opts.finetune_folds, opts.finetune_label, opts.finetune_spec, ft_settings)
     if opts.finetune_spec:
         check_job_paths({"--finetune-spec": opts.finetune_spec}, {"--out": (opts.out, "report")})
-    ensemble, run_id = load_ensemble(opts.model)
+    resolved = resolve_model(opts.model)
+    ensemble, run_id = resolved.ensemble, resolved.run_id
     work = Path(tempfile.mkdtemp(prefix="galaxy_spark_realdata_"))
     try:
         manifest = run_ingest(opts.input, work / "catalog", work / "quarantine", fmt=opts.format,
