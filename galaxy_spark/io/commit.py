@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from galaxy_spark.io.procs import pid_alive
 
@@ -92,6 +95,29 @@ def commit_together(pairs: list[tuple[Path, Path]], token: str) -> None:
     for _, t in pairs:
         _write_atomic(_journal(Path(t), token), text)
     _roll_forward(doc)
+
+
+@contextmanager
+def staged_replace(target: Path) -> Iterator[Path]:
+    """Write a whole output directory into a staging sibling, then swap it in as `target`.
+
+        with staged_replace(out) as staging:
+            (staging / "report.html").write_text(...)
+
+    On a clean exit the staging directory is committed (journaled, `commit_together`); on any
+    exception it is removed and `target` is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
+    token = uuid.uuid4().hex[:12]
+    staging = staging_dir(target, token)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    commit_together([(staging, target)], token)
 
 
 def recover(target: Path) -> list[str]:
