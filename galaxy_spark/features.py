@@ -3,8 +3,9 @@ and the deterministic ID-hash split.
 
 Inputs are canonical catalogue rows (see galaxy_spark/catalog/schema.py) as a pandas DataFrame.
 Two feature sets:
-- ``thesis``: the 24 magnitudes clipped to [0, 27] the way the thesis did (not detected → 27,
-  not observed → 0), no normalisation — to reproduce its numbers.
+- ``thesis``: the 24 magnitudes clipped the way the thesis did (`ThesisClip`: the survey file's
+  sentinels.thesis_clip; for ALHAMBRA [0, 27], so not detected → 27, not observed → 0), no
+  normalisation — to reproduce its numbers.
 - ``default``: per band the colour against the detection band (the 1σ limit for a non-detection,
   0 when not observed), the magnitude error (1.0857, i.e. S/N = 1, for a non-detection), two state
   flags, plus the detection-band magnitude and error and a few morphology measurements.
@@ -35,28 +36,84 @@ SPLIT_TRAIN_START = 0.3
 SELECTION_SPLIT = (0.2, 0.3)     # where champion/challenger comparisons are made
 
 
+# ---- the thesis' magnitude clip ------------------------------------------------------------
+@dataclass(frozen=True)
+class ThesisClip:
+    """The thesis' preprocessing of a magnitude: the value as the public catalogue writes it (a
+    measured AB magnitude, or the survey's sentinel for "not detected" / "not observed") clipped
+    to [low, high] (AB mag). Every number comes from the survey file's `sentinels:` section
+    (thesis_clip, not_detected_magnitude, not_observed_magnitude); for ALHAMBRA a non-detection
+    (99) becomes 27 and an unobserved band (−99) 0.
+
+    The one definition of the rule, for both places that apply it: `apply` (NumPy, the thesis
+    feature set) and `sql` (Spark SQL text, the optional `B_thesis` columns of the ingest)."""
+    low: float
+    high: float
+    not_detected: float     # raw magnitude the survey writes for a non-detection (before clipping)
+    not_observed: float     # raw magnitude the survey writes for a band not observed
+
+    @classmethod
+    def from_survey(cls, survey: Survey) -> "ThesisClip":
+        """The survey file's thesis clip and magnitude sentinels."""
+        lo, hi = survey.thesis_clip
+        s = survey.sentinels
+        return cls(lo, hi, float(s["not_detected_magnitude"]), float(s["not_observed_magnitude"]))
+
+    def apply(self, mag, state) -> np.ndarray:
+        """Clipped magnitudes (float64) from decoded columns: `mag` (AB, NaN when not detected) and
+        `state` (DETECTED / NOT_DETECTED / NOT_OBSERVED). A detected row without a finite magnitude
+        counts as not observed."""
+        mag, state = np.asarray(mag, np.float64), np.asarray(state)
+        raw = np.where(state == DETECTED, mag, np.where(state == NOT_DETECTED, self.not_detected, self.not_observed))
+        return np.clip(np.nan_to_num(raw, nan=self.not_observed), self.low, self.high)
+
+    def sql(self, mag: str, state: str) -> str:
+        """Spark SQL text of `apply` (`mag`, `state`: SQL expressions of the decoded columns)."""
+        def dbl(x: float) -> str:
+            return f"{float(x)!r}D"
+        raw = (f"CASE WHEN {state} = {DETECTED} THEN coalesce({mag}, {dbl(self.not_observed)}) "
+               f"WHEN {state} = {NOT_DETECTED} THEN {dbl(self.not_detected)} ELSE {dbl(self.not_observed)} END")
+        return f"least(greatest({raw}, {dbl(self.low)}), {dbl(self.high)})"
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
+    """What a model's features are made of; saved with the model (ensemble.json), so scoring
+    rebuilds the same features without the survey file."""
     kind: str                       # "thesis" | "default"
     survey: str
     bands: tuple[str, ...]
     detection_band: str
     error_prefix: str
     morphology: tuple[str, ...] = ()
-    clip: tuple[float, float] = (0.0, 27.0)
+    clip: tuple[float, float] = ()               # the thesis clip [low, high] (AB mag)
     names: tuple[str, ...] = field(default=())
+    clip_sentinels: tuple[float, float] = ()     # raw not-detected, not-observed magnitudes it clips
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (ensemble.json)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
+        """The inverse of `to_dict`. Models saved before `clip_sentinels` was recorded get
+        (high, low): their survey's sentinels lay outside the clip range (99 and −99 around
+        [0, 27]), so they clipped to its ends — the same numbers."""
         d = dict(d)
-        for k in ("bands", "morphology", "clip", "names"):
+        for k in ("bands", "morphology", "clip", "names", "clip_sentinels"):
             d[k] = tuple(d.get(k, ()))
+        if not d["clip_sentinels"] and len(d["clip"]) == 2:
+            d["clip_sentinels"] = (d["clip"][1], d["clip"][0])
         return cls(**d)
 
+    def thesis_clip(self) -> ThesisClip:
+        """The thesis clip this spec was made with."""
+        (lo, hi), (nd, no) = self.clip, self.clip_sentinels
+        return ThesisClip(lo, hi, nd, no)
+
     def required_columns(self) -> list[str]:
+        """Canonical catalogue columns the features are built from: per band magnitude, error,
+        limit and state, then the morphology columns."""
         cols = []
         for b in self.bands:
             cols += [b, f"{self.error_prefix}{b}", lim_column(b), state_column(b)]
@@ -64,11 +121,14 @@ class FeatureSpec:
 
 
 def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
+    """The feature set `kind` ('thesis' or 'default', see the module docstring) of `survey`."""
     bands = tuple(survey.band_names)
+    tc = ThesisClip.from_survey(survey)
+    clip = {"clip": (tc.low, tc.high), "clip_sentinels": (tc.not_detected, tc.not_observed)}
     if kind == "thesis":
         names = tuple(f"{b}_clipped" for b in bands)
         return FeatureSpec("thesis", survey.name, bands, survey.detection_band, survey.error_prefix,
-                           clip=survey.thesis_clip, names=names)
+                           names=names, **clip)
     if kind == "default":
         det = survey.detection_band
         others = [b for b in bands if b != det]
@@ -78,11 +138,12 @@ def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
         morph = tuple(m for m in MORPHOLOGY if m not in FORBIDDEN_INPUTS)
         names += [f"{'log_' if MORPHOLOGY[m] == 'log' else ''}{m}" for m in morph]
         return FeatureSpec("default", survey.name, bands, det, survey.error_prefix,
-                           morphology=morph, clip=survey.thesis_clip, names=tuple(names))
+                           morphology=morph, names=tuple(names), **clip)
     raise InputError(f"unknown feature set {kind!r}: expected 'thesis' or 'default'")
 
 
 def check_columns(df: pd.DataFrame, spec: FeatureSpec) -> None:
+    """InputError naming the columns `spec` needs that `df` lacks."""
     missing = [c for c in spec.required_columns() if c not in df.columns]
     if missing:
         raise InputError(f"catalogue lacks {len(missing)} column(s) the model needs: "
@@ -90,6 +151,8 @@ def check_columns(df: pd.DataFrame, spec: FeatureSpec) -> None:
 
 
 def _band_arrays(df: pd.DataFrame, spec: FeatureSpec, band: str):
+    """(magnitude, error, limit, state) of one band as arrays; a state that claims a value the row
+    lacks becomes NOT_OBSERVED."""
     mag = pd.to_numeric(df[band], errors="coerce").to_numpy(np.float64)
     err = pd.to_numeric(df[f"{spec.error_prefix}{band}"], errors="coerce").to_numpy(np.float64)
     lim = pd.to_numeric(df[lim_column(band)], errors="coerce").to_numpy(np.float64)
@@ -98,13 +161,6 @@ def _band_arrays(df: pd.DataFrame, spec: FeatureSpec, band: str):
     state = np.where((state == DETECTED) & ~np.isfinite(mag), NOT_OBSERVED, state)
     state = np.where((state == NOT_DETECTED) & ~np.isfinite(lim), NOT_OBSERVED, state)
     return mag, err, lim, state
-
-
-def thesis_clip(mag: np.ndarray, state: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
-    """The thesis' preprocessing on decoded columns: raw 99 (not detected) → 27, −99 → 0, clip."""
-    lo, hi = clip
-    raw = np.where(state == DETECTED, mag, np.where(state == NOT_DETECTED, 99.0, -99.0))
-    return np.clip(np.nan_to_num(raw, nan=-99.0), lo, hi)
 
 
 def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -116,10 +172,11 @@ def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.
     check_columns(df, spec)
     n = len(df)
     if spec.kind == "thesis":
+        clip = spec.thesis_clip()
         cols = []
         for b in spec.bands:
             mag, _, _, state = _band_arrays(df, spec, b)
-            cols.append(thesis_clip(mag, state, spec.clip))
+            cols.append(clip.apply(mag, state))
         x = np.stack(cols, axis=1) if cols else np.zeros((n, 0))
         det_mag, _, _, det_state = _band_arrays(df, spec, spec.detection_band)
         ok = det_state == DETECTED
@@ -172,14 +229,21 @@ def build_targets(df: pd.DataFrame, survey: Survey, label_source: str = "catalog
 
 
 # ---- split ------------------------------------------------------------------------------
-def id_hash_unit(ids) -> np.ndarray:
-    """Map int64 IDs to [0, 1) with SplitMix64: deterministic across runs, machines and orderings."""
-    x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser, uint64 → uint64: a fast, well-mixed hash that is the same on every
+    machine and in every order (the test split and the Monte Carlo draws are functions of the ID)."""
+    x = np.asarray(x, dtype=np.uint64)
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+        return x ^ (x >> np.uint64(31))
+
+
+def id_hash_unit(ids) -> np.ndarray:
+    """Map int64 IDs to [0, 1) through SplitMix64 (53 bits): deterministic across runs, machines
+    and orderings."""
+    x = splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64))
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 

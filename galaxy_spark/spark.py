@@ -1,4 +1,4 @@
-"""SparkSession from conf/pipeline.yaml, with a plain-language check for Java first.
+"""SparkSession from galaxy_spark/conf/pipeline.yaml, with a plain-language check for Java first.
 
 Jobs call `get_spark()`. Under spark-submit the master and settings given there win; under plain
 `python` the conf file's master (local[2] by default) is used.
@@ -51,7 +51,7 @@ def check_java() -> int:
 
 
 def get_spark(app_name: str | None = None, master: str | None = None, extra_conf: dict | None = None):
-    """A SparkSession configured from conf/pipeline.yaml (spark-submit settings take precedence)."""
+    """A SparkSession configured from galaxy_spark/conf/pipeline.yaml (spark-submit settings take precedence)."""
     check_java()
     from pyspark.sql import SparkSession
 

@@ -1,4 +1,5 @@
-"""Survey definitions loaded from conf/surveys/<name>.yaml.
+"""Survey definitions loaded from surveys/<name>.yaml (packaged in galaxy_spark/conf/surveys/;
+see galaxy_spark.config for the GALAXY_SPARK_CONF_DIR override).
 
 Everything that is specific to a survey (bands, sentinels, column names per format, the field
 layout) lives in that file; code asks the Survey object. Loading validates the file and names the
@@ -14,8 +15,7 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SURVEY_DIR = REPO_ROOT / "conf" / "surveys"
+from galaxy_spark.config import SURVEYS, conf_names, find_conf, is_yaml_path, searched
 
 SPARK_TYPES = ("long", "int", "double", "string")
 
@@ -23,7 +23,6 @@ SPARK_TYPES = ("long", "int", "double", "string")
 DETECTED = 0
 NOT_DETECTED = 1
 NOT_OBSERVED = 2
-STATE_NAMES = {DETECTED: "detected", NOT_DETECTED: "not_detected", NOT_OBSERVED: "not_observed"}
 
 
 def lim_column(band: str) -> str:
@@ -42,6 +41,7 @@ class SurveyConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
+    """A catalogue column: canonical name, Spark type, VizieR label."""
     name: str
     type: str
     vizier: str | None = None
@@ -49,6 +49,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Band:
+    """One band of the survey file: filter (pivot, FWHM in Å; response curve), 5σ depth (AB mag)."""
     name: str
     pivot_aa: float
     fwhm_aa: float
@@ -87,6 +88,7 @@ class Spectroscopy:
 
 @dataclass(frozen=True)
 class Survey:
+    """One validated survey file (`load_survey`); code asks it for bands, columns and sentinels."""
     name: str
     source: str
     id_column: str
@@ -118,6 +120,7 @@ class Survey:
     # ---- bands -------------------------------------------------------------------------
     @property
     def band_names(self) -> list[str]:
+        """Band names in survey-file order (the order of the magnitude/error pairs in the files)."""
         return [b.name for b in self.bands]
 
     @property
@@ -126,17 +129,20 @@ class Survey:
         return [b for b in self.bands if not b.synthetic]
 
     def band(self, name: str) -> Band:
+        """The band called `name` (KeyError when the survey has none)."""
         for b in self.bands:
             if b.name == name:
                 return b
         raise KeyError(f"survey {self.name!r} has no band {name!r}")
 
     def error_column(self, band: str) -> str:
+        """The column holding the magnitude error of `band` (error_prefix + band)."""
         return f"{self.error_prefix}{band}"
 
     # ---- fields ------------------------------------------------------------------------
     @property
     def fields(self) -> list[int]:
+        """The survey's field numbers, sorted."""
         return sorted(self.pointings)
 
     def ccd_catalogues(self) -> list[tuple[int, int, int]]:
@@ -144,6 +150,8 @@ class Survey:
         return [(f, p, c) for f in self.fields for p in self.pointings[f] for c in self.ccds]
 
     def make_id(self, field: int, pointing: int, ccd: int, n: int) -> int:
+        """The survey's object ID of running number `n` in (field, pointing, ccd):
+        prefix·10^k + field·10^(k-1) + pointing·10^(k-2) + ccd·10^(k-3) + n, k = digits − len(prefix)."""
         scale = 10 ** (self.id_digits - len(str(self.id_prefix)))
         return self.id_prefix * scale + field * scale // 10 + pointing * scale // 100 + ccd * scale // 1000 + n
 
@@ -158,10 +166,13 @@ class Survey:
         return cols
 
     def csv_columns(self) -> list[Column]:
+        """The CSV column list: the public ASCII columns, then the CSV-only extras."""
         return self.public_columns() + list(self.csv_extra)
 
     @property
     def thesis_clip(self) -> tuple[float, float]:
+        """sentinels.thesis_clip: the [low, high] range (AB mag) the thesis clipped every magnitude
+        to (see galaxy_spark.features.ThesisClip)."""
         lo, hi = self.sentinels["thesis_clip"]
         return float(lo), float(hi)
 
@@ -381,16 +392,33 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
     return survey
 
 
+def survey_file(name_or_path: str | os.PathLike = "alhambra"):
+    """The survey file to read: an explicit path to a .yaml/.yml file as given, else
+    surveys/<name>.yaml from $GALAXY_SPARK_CONF_DIR or the package. SurveyConfigError when
+    there is none (naming where it looked and the surveys it knows)."""
+    if is_yaml_path(name_or_path):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SurveyConfigError(f"survey definition not found: {path}")
+        return path
+    found = find_conf(SURVEYS, str(name_or_path))
+    if found is None:
+        raise SurveyConfigError(f"survey definition not found: {searched(SURVEYS, str(name_or_path))} "
+                                f"(known surveys: {', '.join(conf_names(SURVEYS)) or 'none'})")
+    return found
+
+
 @functools.lru_cache(maxsize=16)
-def load_survey(name_or_path: str = "alhambra") -> Survey:
-    """Load and validate `conf/surveys/<name>.yaml` (or an explicit path to a YAML file)."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = Path(os.environ.get("GALAXY_SPARK_SURVEYS", SURVEY_DIR)) / f"{name_or_path}.yaml"
-    if not path.exists():
-        raise SurveyConfigError(f"survey definition not found: {path}")
+def _load_survey(name_or_path: str, resolved: str) -> Survey:
+    path = survey_file(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
     return parse_survey(raw, src=path.name)
+
+
+def load_survey(name_or_path: str = "alhambra") -> Survey:
+    """Load and validate a survey file (`survey_file`: a packaged name such as 'alhambra' or a
+    path to a YAML file). Errors name the file and the offending key. Cached per file."""
+    return _load_survey(str(name_or_path), str(survey_file(name_or_path)))

@@ -5,6 +5,9 @@ the field-standard metrics against the catalogue labels (and the mock's truth wh
 the BPZ baseline on the same objects, builds the thesis table from the MLflow runs, and writes
 report.html (self-contained), metrics.json and the PNGs to --out. Logs them and the headline
 metrics to the MLflow run of the model that produced the scores. See docs/evaluation.md.
+
+Composes the three steps: galaxy_spark.evaluate (the metrics), galaxy_spark.report (the report
+directory), galaxy_spark.evaluate.tracking (the MLflow logging of the written report).
 """
 import argparse
 import os
@@ -18,7 +21,7 @@ from galaxy_spark.errors import cli_main  # noqa: E402
 
 def parse_args(argv):
     from galaxy_spark.config import load_pipeline_config
-    from galaxy_spark.evaluate.evaluation import BPZ_MAX_OBJECTS
+    from galaxy_spark.evaluate.baseline import BPZ_MAX_OBJECTS
 
     cfg = load_pipeline_config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -40,7 +43,7 @@ def parse_args(argv):
                         "comparison beside emulation and truth")
     p.add_argument("--spec-min-quality", type=int, default=3, help="lowest z_spec_quality counted as secure")
     p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
-                   help="survey definition: a name in conf/surveys/ or a path to a YAML file")
+                   help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file")
     return p.parse_args(argv)
 
 
@@ -48,7 +51,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.evaluation import EvalOptions, run_evaluation
+    from galaxy_spark.evaluate.job import EvalOptions, run_evaluation
+    from galaxy_spark.evaluate.tracking import log_evaluation
+    from galaxy_spark.report.evaluation import write_report
     from galaxy_spark.report.html import fmt
     from galaxy_spark.spark import get_spark
 
@@ -64,18 +69,21 @@ def main(argv=None):
     out = args.out
     if out is None:
         out = os.path.join("reports", "evaluation")
+    name = os.path.basename(os.path.abspath(out))
     spark = get_spark("galaxy_spark-evaluate")
     try:
-        res = run_evaluation(EvalOptions(scores=args.scores, catalog=args.catalog, out=out, model=args.model,
-                                         model_run_id=args.model_run_id, bpz_max_objects=args.bpz_max_objects,
-                                         bpz=not args.no_bpz, mlflow=not args.no_mlflow,
-                                         experiment=args.experiment, survey=args.survey, spec=args.spec,
-                                         spec_min_quality=args.spec_min_quality), spark)
+        ev = run_evaluation(EvalOptions(scores=args.scores, catalog=args.catalog, out=out, model=args.model,
+                                        model_run_id=args.model_run_id, bpz_max_objects=args.bpz_max_objects,
+                                        bpz=not args.no_bpz, mlflow=not args.no_mlflow,
+                                        experiment=args.experiment, survey=args.survey, spec=args.spec,
+                                        spec_min_quality=args.spec_min_quality), spark)
     finally:
         spark.stop()
-    h = res["headline"]
-    print(f"report: {os.path.abspath(res['report'])}")
-    print(f"metrics: {os.path.abspath(res['metrics_json'])}")
+    report = write_report(ev, out, title=f"galaxy_spark evaluation: {name}")
+    n_logged = None if args.no_mlflow else log_evaluation(ev.metrics, out, name)
+    h = ev.metrics["headline"]
+    print(f"report: {os.path.abspath(report)}")
+    print(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
     print(f"test split: {h['n_test']} objects; labels: {h['labels']}")
     print("network: " + ", ".join(f"{k} {fmt(h.get(k))}" for k in (
         "redshift_sigma_nmad", "redshift_bias", "redshift_outlier_frac", "redshift_crps", "redshift_coverage68",
@@ -85,16 +93,16 @@ def main(argv=None):
               f"outliers {fmt(h['network_outlier_frac_same_objects'])} | BPZ sigma_nmad {fmt(h['bpz_sigma_nmad'])} "
               f"outliers {fmt(h['bpz_outlier_frac'])} | objects/s network {fmt(h.get('network_objects_per_s'))} "
               f"BPZ {fmt(h['bpz_objects_per_s'])} ratio {fmt(h['throughput_ratio'])}x")
-    comparisons = res.get("comparisons") or []
+    comparisons = ev.metrics.get("comparisons") or []
     if comparisons:
         print("same galaxies, network vs BPZ (sigma_nmad / outlier fraction):")
         for r in comparisons:
             print(f"  {r['comparison']:<52s} F814W {r['mag']:<9s} n {r['n']:>6d}  network "
                   f"{fmt(r['network_sigma_nmad'])} / {fmt(r['network_outlier_frac'])}  BPZ "
                   f"{fmt(r['bpz_sigma_nmad'])} / {fmt(r['bpz_outlier_frac'])}")
-    if res["logged"]:
-        print(f"logged {res['n_flat_metrics']} metrics and the report to MLflow run {res['run_id']} "
-              f"(artifacts evaluation/{os.path.basename(os.path.abspath(out))}/)")
+    if n_logged is not None:
+        print(f"logged {n_logged} metrics and the report to MLflow run {ev.metrics['data']['model_run_id']} "
+              f"(artifacts evaluation/{name}/)")
     return 0
 
 

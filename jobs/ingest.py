@@ -3,7 +3,8 @@
     spark-submit jobs/ingest.py --input PATH_OR_GLOB [--format auto|csv|ascii|vizier]
         --out data/catalog --quarantine data/quarantine [--thesis-clip]
 
-Also runs with plain `python jobs/ingest.py …` (local Spark from conf/pipeline.yaml).
+Also runs with plain `python jobs/ingest.py …` (local Spark from the pipeline defaults,
+galaxy_spark/conf/pipeline.yaml; see galaxy_spark/config.py for GALAXY_SPARK_CONF_DIR).
 See docs/ingest.md.
 """
 import os

@@ -11,6 +11,8 @@ the redshift network is fine-tuned on labelled real galaxies (Stellar_Flag cut; 
 column, or z_spec from --finetune-spec) with K-fold cross-validation by ID hash, so every galaxy is
 scored by a network that never saw it; metrics.json gains a "finetune" block (before vs after,
 F814W < 22.5 galaxies and all galaxies) and the report a before/after table.
+
+Composes galaxy_spark.evaluate.realdata (the check) and galaxy_spark.report.realdata (the report).
 """
 import argparse
 import os
@@ -23,7 +25,7 @@ from galaxy_spark.errors import cli_main  # noqa: E402
 
 
 def parse_args(argv):
-    from galaxy_spark.evaluate.evaluation import ODDS_MIN, STELLAR_FLAG_MAX
+    from galaxy_spark.evaluate.realdata import ODDS_MIN, STELLAR_FLAG_MAX
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of ALHAMBRA)")
@@ -33,7 +35,7 @@ def parse_args(argv):
     p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on Odds_1")
     p.add_argument("--stellar-flag-max", type=float, default=STELLAR_FLAG_MAX,
                    help="galaxies: Stellar_Flag below this")
-    p.add_argument("--survey", default="alhambra", help="survey definition: a name in conf/surveys/ or a path to a YAML file")
+    p.add_argument("--survey", default="alhambra", help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file")
     ft = p.add_argument_group("sim-to-real fine-tuning (off unless --finetune-folds K)")
     ft.add_argument("--finetune-folds", type=int, default=0, metavar="K",
                     help="fine-tune the redshift network on the labelled real galaxies with K-fold cross-validation "
@@ -58,8 +60,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.evaluation import RealDataOptions, run_realdata_check
+    from galaxy_spark.evaluate.realdata import RealDataOptions, run_realdata_check
     from galaxy_spark.report.html import fmt
+    from galaxy_spark.report.realdata import write_realdata_report
     from galaxy_spark.spark import get_spark
     from galaxy_spark.model.tracking import configure_tracking
 
@@ -75,24 +78,25 @@ def main(argv=None):
     configure_tracking()
     spark = get_spark("galaxy_spark-realdata")
     try:
-        res = run_realdata_check(RealDataOptions(input=args.input, out=args.out, model=args.model, format=args.format,
-                                                 odds_min=args.odds_min, stellar_flag_max=args.stellar_flag_max,
-                                                 survey=args.survey, finetune_folds=args.finetune_folds,
-                                                 finetune_label=args.finetune_label, finetune_spec=args.finetune_spec,
-                                                 finetune_epochs=args.finetune_epochs,
-                                                 finetune_lr_factor=args.finetune_lr_factor,
-                                                 finetune_calibration=args.finetune_calibration,
-                                                 finetune_seed=args.finetune_seed), spark)
+        check = run_realdata_check(RealDataOptions(input=args.input, out=args.out, model=args.model, format=args.format,
+                                                   odds_min=args.odds_min, stellar_flag_max=args.stellar_flag_max,
+                                                   survey=args.survey, finetune_folds=args.finetune_folds,
+                                                   finetune_label=args.finetune_label, finetune_spec=args.finetune_spec,
+                                                   finetune_epochs=args.finetune_epochs,
+                                                   finetune_lr_factor=args.finetune_lr_factor,
+                                                   finetune_calibration=args.finetune_calibration,
+                                                   finetune_seed=args.finetune_seed), spark)
     finally:
         spark.stop()
-    m = res["metrics"]
-    print(f"report: {os.path.abspath(res['report'])}")
+    report = write_realdata_report(check, args.out)
+    m = check.metrics
+    print(f"report: {os.path.abspath(report)}")
     print(f"rows: {m['rows']}")
     for name, r in m["samples"].items():
         print(f"  {name}: n {r['n']}, sigma_nmad {fmt(r['sigma_nmad'])}, bias {fmt(r['bias'])}, "
               f"outliers {fmt(r['outlier_frac'])}, coverage68 {fmt(r.get('coverage68'))}")
     if "finetune" in m:
-        from galaxy_spark.train.finetune import finetune_lines
+        from galaxy_spark.report.realdata import finetune_lines
 
         for line in finetune_lines(m["finetune"]):
             print(line)

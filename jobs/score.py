@@ -39,7 +39,7 @@ def parse_args(argv):
 @cli_main
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from galaxy_spark.estimate.scoring import JobOptions, run_scoring
+    from galaxy_spark.estimate.job import JobOptions, run_scoring
     from galaxy_spark.model.tracking import configure_tracking
 
     configure_tracking()

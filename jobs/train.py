@@ -16,7 +16,9 @@ def parse_args(argv):
     cfg = load_pipeline_config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
-    p.add_argument("--preset", default="default", help="models/<preset>.yaml: default | paper | a path")
+    p.add_argument("--preset", default="default",
+                   help="network preset: default | paper (packaged: galaxy_spark/conf/presets/; "
+                        "$GALAXY_SPARK_CONF_DIR/presets/ first) | a path to a YAML file")
     p.add_argument("--experiment", default=cfg["mlflow"]["experiment"], help="MLflow experiment for the training runs")
     p.add_argument("--register", default=cfg["mlflow"]["registered_model"],
                    help="registered model name ('' to skip registration)")

@@ -12,7 +12,7 @@ import pytest
 
 from galaxy_spark.fitting import BPZModel, fit_bpz
 from galaxy_spark.fitting.bpz import etau_madau, hdfn_prior, sed_dir
-from galaxy_spark.evaluate.metrics import photoz_metrics
+from galaxy_spark.metrics import photoz_metrics
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, load_survey
 
 # Agreement with the survey's own BPZ (zb1) asserted on the 817 real rows, with margin over the

@@ -1,14 +1,15 @@
 """Pure cleaning functions on tiny DataFrames."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
-from pyspark.sql import functions as F
 
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
+from galaxy_spark.features import ThesisClip
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED
 
 
@@ -129,6 +130,7 @@ def test_to_canonical_matches_schema(spark, survey, raw_row):
 
 
 def test_thesis_clip_column_and_numpy_agree(spark, survey, raw_row):
+    """The ingest's B_thesis column (SQL) and the thesis feature (NumPy) are one rule: ThesisClip."""
     v = _validated(spark, survey, raw_row, [
         {"F365W": "20.5"}, {"F365W": "27.8", "dF365W": "0.5"},
         {"F365W": "99", "dF365W": "25.4"}, {"F365W": "-99", "dF365W": "0"}])
@@ -137,11 +139,20 @@ def test_thesis_clip_column_and_numpy_agree(spark, survey, raw_row):
     assert [r[2] for r in rows] == [20.5, 27.0, 27.0, 0.0]
     mags = np.array([r[0] if r[0] is not None else math.nan for r in rows])
     states = np.array([r[1] for r in rows])
-    assert list(C.thesis_magnitude_array(mags, states, survey)) == [20.5, 27.0, 27.0, 0.0]
-    # thesis_clip_raw on the sentinel-coded value does the same
-    raw = spark.createDataFrame([(20.5,), (27.8,), (99.0,), (-99.0,)], "m double")
-    assert [r[0] for r in raw.select(C.thesis_clip_raw(F.col("m"), survey)).collect()] == \
-        [20.5, 27.0, 27.0, 0.0]
+    assert list(ThesisClip.from_survey(survey).apply(mags, states)) == [20.5, 27.0, 27.0, 0.0]
+
+
+def test_thesis_clip_follows_the_survey_file(spark, survey):
+    """Other sentinels and another clip range in the survey file change both renderings alike."""
+    other = dataclasses.replace(survey, sentinels={**survey.sentinels, "thesis_clip": [1.0, 26.0],
+                                                   "not_detected_magnitude": 25.5})
+    clip = ThesisClip.from_survey(other)
+    mags = [20.5, 27.8, math.nan, math.nan, 0.5, math.nan]        # the last: detected without a value
+    states = [DETECTED, DETECTED, NOT_DETECTED, NOT_OBSERVED, DETECTED, DETECTED]
+    expected = [20.5, 26.0, 25.5, 1.0, 1.0, 1.0]
+    assert list(clip.apply(np.array(mags), np.array(states))) == expected
+    df = spark.createDataFrame([(None if math.isnan(m) else m, s) for m, s in zip(mags, states)], "m double, s int")
+    assert [r[0] for r in df.selectExpr(clip.sql("m", "s")).collect()] == expected
 
 
 def test_validate_rejects_unknown_convention(spark, survey, raw_row):

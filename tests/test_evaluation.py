@@ -52,7 +52,7 @@ def test_report_is_self_contained_with_all_sections(evaluated):
     assert f"report: {out / 'report.html'}" in p.stdout
     assert "redshift_sigma_nmad" in p.stdout and "ratio" in p.stdout
     html = (out / "report.html").read_text()
-    from galaxy_spark.report.html import SECTIONS
+    from galaxy_spark.report.evaluation import SECTIONS
     for s in SECTIONS:
         assert f"<h2>{s.replace('&', '&amp;')}</h2>" in html, s
     imgs = re.findall(r'<img [^>]*src="([^"]+)"', html)
@@ -136,7 +136,7 @@ def test_clear_errors(evaluated, tmp_path, spark):
     import pyarrow.parquet as pq
 
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.evaluation import read_test_join
+    from galaxy_spark.evaluate.data import read_test_join
 
     d, _ = evaluated
     p = run([sys.executable, str(REPO / "jobs/evaluate.py"), "--scores", str(tmp_path / "nope"), "--catalog",
@@ -162,7 +162,8 @@ def test_clear_errors(evaluated, tmp_path, spark):
 def test_crps_from_quantiles_matches_gaussian():
     from scipy.stats import norm
 
-    from galaxy_spark.evaluate.evaluation import QUANTILE_LEVELS, crps_from_quantiles
+    from galaxy_spark.evaluate.data import QUANTILE_LEVELS
+    from galaxy_spark.metrics import crps_from_quantiles
 
     mu, sig, y = 1.0, 0.1, np.array([1.0, 1.05, 1.3])
     q = np.tile(norm.ppf(QUANTILE_LEVELS, mu, sig), (3, 1))
@@ -174,8 +175,8 @@ def test_crps_from_quantiles_matches_gaussian():
 
 
 def test_roc_curve_and_subsample_are_deterministic():
-    from galaxy_spark.evaluate.evaluation import bpz_subsample, roc_curve
-    from galaxy_spark.evaluate.metrics import roc_auc
+    from galaxy_spark.evaluate.baseline import bpz_subsample
+    from galaxy_spark.metrics import roc_auc, roc_curve
 
     rng = np.random.default_rng(0)
     y = (rng.random(500) < 0.3).astype(float)

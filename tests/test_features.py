@@ -1,9 +1,13 @@
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from galaxy_spark import features
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import (FORBIDDEN_INPUTS, NONDETECTION_ERROR, assign_split, build_features,
+from galaxy_spark.features import (FORBIDDEN_INPUTS, NONDETECTION_ERROR, FeatureSpec, assign_split, build_features,
                                    build_targets, id_hash_unit, make_feature_spec)
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, load_survey, lim_column, state_column
 
@@ -57,13 +61,61 @@ def test_no_target_or_derived_value_is_an_input():
         assert not any(c in used for c in ("zb_1", "Tb_1", "Odds_1", "Stell_Mass_1", "M_Abs_1", "MagPrior", "z_ml"))
 
 
-def test_changing_a_label_does_not_change_features():
-    spec = make_feature_spec("default", SURVEY)
+# Columns that are targets or derived from them: the survey file's label columns, the mock's truth,
+# the survey's other BPZ outputs and everything features.FORBIDDEN_INPUTS names.
+LABEL_COLUMNS = sorted({v for v in SURVEY.labels.values() if isinstance(v, str)} | set(FORBIDDEN_INPUTS)
+                       | {c.name for c in SURVEY.truth} | {"z_ml", "t_ml", "Chi2", "M_Abs_1", "MagPrior"})
+
+
+def labelled_rows():
+    """tiny_rows plus a value in every label column."""
     df = tiny_rows()
-    x1, _ = build_features(df, spec)
-    df["stell"] = 0.0
-    x2, _ = build_features(df, spec)
-    assert np.array_equal(x1, x2)
+    for i, c in enumerate(LABEL_COLUMNS):
+        df[c] = 0.25 + 0.1 * i
+    return df
+
+
+def assert_labels_do_not_reach_features(spec, df):
+    """Features are unchanged when any one label column takes other values."""
+    x0, ok0 = build_features(df, spec)
+    rng = np.random.default_rng(0)
+    for c in LABEL_COLUMNS:
+        changed = df.assign(**{c: rng.uniform(1, 100, len(df))})
+        x1, ok1 = build_features(changed, spec)
+        assert np.array_equal(x0, x1) and np.array_equal(ok0, ok1), f"label column {c!r} reaches the features"
+
+
+def test_changing_a_label_does_not_change_features():
+    for kind in ("thesis", "default"):
+        assert_labels_do_not_reach_features(make_feature_spec(kind, SURVEY), labelled_rows())
+
+
+def test_the_label_check_catches_a_leaked_label(monkeypatch):
+    """The check above can fail: let `stell` (the star/galaxy label's column) through as a
+    morphology input and it reports it."""
+    monkeypatch.setattr(features, "FORBIDDEN_INPUTS", set())
+    monkeypatch.setitem(features.MORPHOLOGY, "stell", "linear")
+    spec = make_feature_spec("default", SURVEY)
+    assert "stell" in spec.morphology
+    with pytest.raises(AssertionError, match="'stell' reaches the features"):
+        assert_labels_do_not_reach_features(spec, labelled_rows())
+
+
+def test_thesis_clip_comes_from_the_survey_file():
+    other = dataclasses.replace(SURVEY, sentinels={**SURVEY.sentinels, "thesis_clip": [1.0, 26.0]})
+    spec = make_feature_spec("thesis", other)
+    x, _ = build_features(tiny_rows(), spec)
+    assert list(x[:, spec.bands.index("F365W")]) == [21.0, 26.0, 1.0]
+    assert spec.clip == (1.0, 26.0) and spec.clip_sentinels == (99.0, -99.0)
+
+
+def test_feature_spec_round_trip_and_older_models():
+    spec = make_feature_spec("thesis", SURVEY)
+    assert FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k != "clip_sentinels"}   # saved before the field existed
+    x_old, _ = build_features(tiny_rows(), FeatureSpec.from_dict(old))
+    x_new, _ = build_features(tiny_rows(), spec)
+    assert np.array_equal(x_old, x_new)
 
 
 def test_missing_detection_band_is_flagged_not_dropped():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from galaxy_spark.io.manifest import MANIFEST
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import ingest as I
 from galaxy_spark.catalog import readers as R
@@ -43,7 +44,7 @@ def test_real_rows_nothing_lost(real_ingest, spark, survey):
     assert m["fields"]["2"]["rows"] == 817 and len(m["fields"]["2"]["fingerprint"]) == 32
     assert m["inputs"][0]["format"] == "vizier" and len(m["inputs"][0]["sha256"]) == 64
     assert m["options"]["thesis_clip"] is True
-    on_disk = json.loads((d / "catalog" / I.MANIFEST).read_text())
+    on_disk = json.loads((d / "catalog" / MANIFEST).read_text())
     assert on_disk["rows"] == m["rows"] and on_disk["fields"] == m["fields"]
     assert sorted(p.name for p in (d / "catalog").iterdir() if p.is_dir()) == ["Field=2"]
     df = _read(spark, d / "catalog")
@@ -181,7 +182,7 @@ def test_many_splits_exact_lines_duplicates_and_fingerprints(spark, tmp_path, pu
 def test_failed_run_leaves_previous_catalogue(spark, tmp_path, public_frame, monkeypatch):
     path = write_csv(public_frame.head(5), tmp_path / "in.csv")
     first = I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
-    before = (tmp_path / "cat" / I.MANIFEST).read_text()
+    before = (tmp_path / "cat" / MANIFEST).read_text()
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash after the catalogue was staged")
@@ -190,7 +191,7 @@ def test_failed_run_leaves_previous_catalogue(spark, tmp_path, public_frame, mon
     write_csv(public_frame.head(8), path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
-    assert (tmp_path / "cat" / I.MANIFEST).read_text() == before
+    assert (tmp_path / "cat" / MANIFEST).read_text() == before
     assert _read(spark, tmp_path / "cat").count() == first["rows"]["written"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat", "in.csv", "q"]
 
@@ -199,13 +200,13 @@ def test_recover_after_crash_between_renames(tmp_path):
     target = tmp_path / "catalog"
     old = tmp_path / "catalog.old-abc"
     old.mkdir()
-    (old / I.MANIFEST).write_text("{}")
+    (old / MANIFEST).write_text("{}")
     stale = tmp_path / "catalog.staging-999999999-abc"   # no such pid
     stale.mkdir()
     from galaxy_spark.io.commit import recover
 
     notes = recover(target)
-    assert (target / I.MANIFEST).exists() and not old.exists() and not stale.exists()
+    assert (target / MANIFEST).exists() and not old.exists() and not stale.exists()
     assert len(notes) == 2
 
 

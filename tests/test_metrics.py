@@ -5,8 +5,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from galaxy_spark.evaluate import metrics as M
+from galaxy_spark import metrics as M
+
+NMAD_SCALE = 1 / norm.ppf(0.75)        # 1.482602…: median(|x − median x|) → σ of a Gaussian
+IQR_SCALE = 2 * norm.ppf(0.75)         # 1.348980…: IQR → σ of a Gaussian
 
 
 def test_photoz_metrics_by_hand():
@@ -17,10 +21,10 @@ def test_photoz_metrics_by_hand():
     assert m["n"] == 5 and m["n_dropped"] == 0
     assert m["bias"] == pytest.approx(0.01)                     # median of (-0.02, 0, 0.01, 0.02, 0.30)
     # |ez - 0.01| = 0, 0.01, 0.03, 0.01, 0.29 -> median 0.01
-    assert m["sigma_nmad"] == pytest.approx(1.4826 * 0.01)
+    assert m["sigma_nmad"] == pytest.approx(NMAD_SCALE * 0.01)
     assert m["outlier_frac"] == pytest.approx(1 / 5)            # only 0.30 > 0.15
     # IQR with linear percentiles: q25 = 0.0, q75 = 0.02 -> sigma_IQR = 0.02/1.349; cut = max(0.06, 0.0445)
-    assert m["sigma_iqr"] == pytest.approx(0.02 / 1.349)
+    assert m["sigma_iqr"] == pytest.approx(0.02 / IQR_SCALE)
     assert m["rail_cut"] == pytest.approx(0.06)
     assert m["outlier_frac_rail"] == pytest.approx(1 / 5)
     assert m["mean"] == pytest.approx(0.31 / 5)
@@ -147,6 +151,20 @@ def test_regression_by_hand():
 
 
 def test_nmad_iqr_helpers():
-    assert M.nmad([1.0, 2.0, 3.0, np.nan]) == pytest.approx(1.4826)
+    assert NMAD_SCALE == pytest.approx(1.4826, rel=2e-6) and IQR_SCALE == pytest.approx(1.349, rel=2e-5)
+    assert M.nmad([1.0, 2.0, 3.0, np.nan]) == pytest.approx(NMAD_SCALE)
     assert math.isnan(M.nmad([]))
-    assert M.iqr_sigma([0.0, 1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.0 / 1.349)
+    assert M.iqr_sigma([0.0, 1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.0 / IQR_SCALE)
+    assert math.isnan(M.iqr_sigma([np.nan]))
+
+
+def test_roc_curve_matches_auc_and_hand_points():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    s = np.array([0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.3, 0.05])
+    fpr, tpr = M.roc_curve(y, s)
+    # thresholds 0.9, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05 after the (0, 0) start
+    np.testing.assert_allclose(fpr, [0, 0, 0.2, 0.2, 0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 1 / 3, 2 / 3, 1, 1, 1, 1, 1])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(M.roc_auc(y, s))
+    f0, t0 = M.roc_curve([0, 0, np.nan], [0.1, 0.2, 0.3])      # one class only: the diagonal
+    assert list(f0) == [0.0, 1.0] and list(t0) == [0.0, 1.0]

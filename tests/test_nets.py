@@ -105,7 +105,7 @@ def test_outliers_do_not_drive_the_slope_correction():
 
 def test_class_weight_offset_restores_calibrated_probabilities():
     from galaxy_spark.model.ensemble import Network
-    from galaxy_spark.train.driver import balanced_class_weights, class_weight_logit_offset
+    from galaxy_spark.train.fit import balanced_class_weights, class_weight_logit_offset
 
     y = np.array([0] * 97 + [1] * 3)
     w = balanced_class_weights(y)

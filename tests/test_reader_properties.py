@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from galaxy_spark.io.manifest import MANIFEST
 from galaxy_spark.catalog import ingest as I
 from galaxy_spark.errors import GalaxySparkError
 from tests.conftest import write_csv
@@ -29,7 +30,7 @@ def base(spark, tmp_path_factory, public_frame):
     d = tmp_path_factory.mktemp("props")
     src = write_csv(public_frame.head(20), d / "base.csv")
     I.run_ingest(str(src), d / "cat", d / "q", spark=spark, echo=_quiet)
-    return {"dir": d, "lines": src.read_text().splitlines(), "manifest": (d / "cat" / I.MANIFEST).read_text()}
+    return {"dir": d, "lines": src.read_text().splitlines(), "manifest": (d / "cat" / MANIFEST).read_text()}
 
 
 def _fresh_copy(base, tmp):
@@ -51,7 +52,7 @@ def _ingest_or_refuse(spark, path, cat, q, base, **kw):
         return I.run_ingest(str(path), cat, q, spark=spark, echo=_quiet, **kw)
     except GalaxySparkError as e:
         assert str(e).strip(), "an error must say what is wrong"
-        assert (cat / I.MANIFEST).read_text() == base["manifest"], "a refused ingest changed the catalogue"
+        assert (cat / MANIFEST).read_text() == base["manifest"], "a refused ingest changed the catalogue"
         return None
 
 
@@ -66,7 +67,7 @@ def test_random_bytes_are_refused_or_fully_accounted(spark, base, tmp_path_facto
     if m is not None:
         r = m["rows"]
         assert r["read"] == r["written"] + r["quarantined"]
-        assert json.loads((cat / I.MANIFEST).read_text())["rows"] == r
+        assert json.loads((cat / MANIFEST).read_text())["rows"] == r
 
 
 MUTATIONS = ("drop_field", "extra_field", "garbage", "blank_value", "duplicate", "truncate", "comment", "nan")

@@ -19,13 +19,16 @@ import pyarrow.dataset as ds
 import pytest
 
 from galaxy_spark.estimate import reprocess as R
-from galaxy_spark.estimate import scoring as S
+from galaxy_spark.estimate import batch as B
+from galaxy_spark.estimate import job as J
+from galaxy_spark.estimate import plan as P
+from galaxy_spark.io import lock as L
 from galaxy_spark.survey import load_survey
 from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = (2, 3, 6)
-ESTIMATES = list(S.ESTIMATES)
+ESTIMATES = list(B.ESTIMATES)
 MODEL = "models:/galaxy-ensemble@champion"
 
 
@@ -47,7 +50,7 @@ def write_ingest_manifest(catalog: Path) -> None:
     fields = {}
     for d in sorted(catalog.glob("Field=*")):
         f = int(d.name.split("=")[1])
-        fields[str(f)] = {"rows": R.parquet_rows(d), "fingerprint": _field_fp(catalog, f)}
+        fields[str(f)] = {"rows": P.parquet_rows(d), "fingerprint": _field_fp(catalog, f)}
     (catalog / "_manifest.json").write_text(json.dumps({"manifest_version": 1, "survey": "alhambra",
                                                         "fields": fields}, indent=2))
 
@@ -116,7 +119,7 @@ def mtimes(scores, fields=FIELDS) -> dict:
 
 
 def ledger(scores) -> list[dict]:
-    return R.Ledger(scores).read()
+    return R.open_ledger(scores).read()
 
 
 def run_records(scores, run_id) -> dict:
@@ -187,7 +190,7 @@ def test_one_field_replaced_only_that_field_rescored(env, tmp_path):
     assert not any(k in after for k in before if k.startswith("Field=3/"))   # Field 3 replaced
     sc = read_scores(scores)
     assert (sc["Field"] == 3).sum() == len(f3) and set(sc.loc[sc["Field"] == 3, "ID"]) == set(f3["ID"])
-    man = S.read_manifest(scores)
+    man = J.read_scores_manifest(scores)
     assert man["fields"]["3"]["input_fingerprint"] == recs[3]["input_fingerprint"]
     res2, _ = run(env, scores, cat)                                  # and now it is up to date
     assert not res2.rescored
@@ -247,8 +250,8 @@ def test_sigkill_midway_then_rerun_is_identical_and_a_concurrent_run_gets_75(env
         main = _main()
         args = ["--catalog", str(env["catalog"]), "--scores", str(scores), "--model", "models:/galaxy-ensemble/2"]
         t0 = time.monotonic()
-        assert main(args) == R.EXIT_LOCKED
-        assert main(args + ["--wait", "1.5"]) == R.EXIT_LOCKED
+        assert main(args) == L.EXIT_LOCKED
+        assert main(args + ["--wait", "1.5"]) == L.EXIT_LOCKED
         assert time.monotonic() - t0 >= 1.5
         err = capsys.readouterr().err
         assert f"pid {p.pid}" in err and "another reprocess run holds the lock" in err
@@ -277,7 +280,7 @@ def test_sigkill_midway_then_rerun_is_identical_and_a_concurrent_run_gets_75(env
     final, base = read_scores(scores), read_scores(env["base"])
     assert set(final["model_version"]) == {"2"} and (scores / "_SUCCESS").exists()
     pd.testing.assert_frame_equal(final[["ID", "Field", *ESTIMATES]], base[["ID", "Field", *ESTIMATES]])
-    man = S.read_manifest(scores)
+    man = J.read_scores_manifest(scores)
     for f in FIELDS:
         assert man["fields"][str(f)]["rows"] == int((env["frame"]["Field"] == f).sum()) \
             == int((final["Field"] == f).sum())
@@ -304,12 +307,12 @@ def test_stale_locks_are_recovered_live_ones_respected(env, tmp_path, no_spark, 
     # another host: stale only past --lock-max-age
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere.example", "run_id": "remote",
                                 "started_unix": time.time() - 600}))
-    assert main(args + ["--lock-max-age", "3600"]) == R.EXIT_LOCKED
+    assert main(args + ["--lock-max-age", "3600"]) == L.EXIT_LOCKED
     assert main(args + ["--lock-max-age", "60"]) == 0 and not lock.exists()
     # a live process on this host (this one): held whatever its age; released while we --wait
-    held = R.RunLock(scores, "live-run")
+    held = R.run_lock(scores, "live-run")
     held.acquire()
-    assert main(args + ["--lock-max-age", "1"]) == R.EXIT_LOCKED
+    assert main(args + ["--lock-max-age", "1"]) == L.EXIT_LOCKED
     import threading
     threading.Timer(1.0, held.release).start()
     assert main(args + ["--wait", "30"]) == 0
@@ -317,7 +320,7 @@ def test_stale_locks_are_recovered_live_ones_respected(env, tmp_path, no_spark, 
     assert "waiting up to 30 s for the lock" in out and "summary: 3 Fields" in out
     # a lock file being written (empty, young) is respected
     lock.write_text("")
-    assert main(args) == R.EXIT_LOCKED
+    assert main(args) == L.EXIT_LOCKED
     lock.unlink()
 
 
@@ -337,6 +340,21 @@ def test_corrupt_ledger_is_a_clear_error_and_nothing_is_rescored(env, tmp_path, 
     (scores / R.LEDGER).write_bytes(raw.rsplit(b"\n", 2)[0] + b"\n[1, 2]\n")
     assert _main()(["--catalog", str(env["catalog"]), "--scores", str(scores), "--dry-run"]) == 2
     assert "not a JSON object" in capsys.readouterr().err
+
+
+def test_corrupt_catalogue_manifest_is_a_clear_error_not_a_rescore_of_everything(env, tmp_path, capsys, no_spark):
+    """An unreadable ingest manifest must not fall back to file fingerprints (every Field would be
+    rescored): exit 2 before any work, naming the file."""
+    scores, cat = fresh(env, tmp_path, catalog=True)
+    (cat / "_manifest.json").write_text('{"manifest_version": 1, "fields": {"2": ')
+    raw, before = (scores / R.LEDGER).read_bytes(), mtimes(scores)
+    for extra in ([], ["--dry-run"]):
+        rc = _main()(["--catalog", str(cat), "--scores", str(scores), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error: catalogue manifest ") and "unreadable" in err, err
+        assert str(cat / "_manifest.json") in err and "Traceback" not in err
+    assert (scores / R.LEDGER).read_bytes() == raw and mtimes(scores) == before
+    assert not (scores / R.LOCK).exists()
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(env, tmp_path, capsys, no_spark):
@@ -361,19 +379,19 @@ def test_fields_gone_from_the_catalogue_are_kept_with_a_warning_or_pruned(env, t
     assert run_records(scores, res.run_id)[6]["action"] == "kept" and (scores / "Field=6").is_dir()
     res, lines = run(env, scores, cat, prune=True)
     assert run_records(scores, res.run_id)[6]["action"] == "pruned"
-    assert not (scores / "Field=6").exists() and "6" not in S.read_manifest(scores)["fields"]
+    assert not (scores / "Field=6").exists() and "6" not in J.read_scores_manifest(scores)["fields"]
     assert sorted(read_scores(scores)["Field"].unique()) == [2, 3]
 
 
 def test_a_failing_field_is_recorded_and_the_others_committed(env, tmp_path, monkeypatch):
     scores, _ = fresh(env, tmp_path)
-    real = S.score_fields
+    real = J.score_fields
 
     def flaky(spark, catalog, out, fields, *a, **k):
         if fields == [3]:
             raise RuntimeError("executor lost (injected)")
         return real(spark, catalog, out, fields, *a, **k)
-    monkeypatch.setattr(S, "score_fields", flaky)
+    monkeypatch.setattr(J, "score_fields", flaky)
     res, lines = run(env, scores, force=True)
     assert res.exit_code == R.EXIT_FAILED and sorted(res.rescored) == [2, 6] and list(res.failed) == [3]
     rec = run_records(scores, res.run_id)[3]
@@ -383,8 +401,39 @@ def test_a_failing_field_is_recorded_and_the_others_committed(env, tmp_path, mon
 
 
 # ---- pieces --------------------------------------------------------------------------------
+def test_sigterm_releases_the_reprocess_lock(tmp_path):
+    """A scheduler's timeout sends SIGTERM: the process holding the reprocess lock must release it
+    (not die with the lock left behind, blocking the next runs until it is judged stale)."""
+    scores = tmp_path / "scores"
+    code = ("import sys, time\n"
+            "from galaxy_spark.estimate import reprocess as R\n"
+            "with R.run_lock(sys.argv[1], 'victim').hold():\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(300)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(scores)], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert p.stdout.readline().strip() == "held", p.stderr.read()
+        info = json.loads((scores / R.LOCK).read_text())
+        assert info["pid"] == p.pid and info["run_id"] == "victim"
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != -signal.SIGTERM, "the SIGTERM killed the process without running its clean-up"
+    assert not (scores / R.LOCK).exists(), "the lock survived the SIGTERM"
+    notes = []
+    nxt = R.run_lock(scores, "next", echo=notes.append)
+    nxt.acquire()                                     # taken at once: released, not broken as stale
+    assert nxt.held and not notes
+    nxt.release()
+    assert not (scores / R.LOCK).exists()
+
+
 def test_ledger_appends_whole_records(tmp_path):
-    led = R.Ledger(tmp_path)
+    led = R.open_ledger(tmp_path)
     assert led.read() == []
     for i in range(3):
         led.append({"run_id": "r", "field": i, "action": "skipped"})

@@ -16,6 +16,7 @@ import pytest
 from galaxy_spark.catalog import ingest as I
 from galaxy_spark.errors import InputError
 from galaxy_spark.io import commit as K
+from galaxy_spark.io.manifest import MANIFEST
 from galaxy_spark.io.paths import check_job_paths, manifest_kind
 from tests.conftest import write_csv
 
@@ -53,11 +54,11 @@ def good(good_template, tmp_path):
         src = good_template / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     return {"csv": tmp_path / "good.csv", "cat": tmp_path / "cat", "q": tmp_path / "q",
-            "manifest": (tmp_path / "cat" / I.MANIFEST).read_text(), "template": good_template}
+            "manifest": (tmp_path / "cat" / MANIFEST).read_text(), "template": good_template}
 
 
 def _unchanged(spark, good):
-    assert (good["cat"] / I.MANIFEST).read_text() == good["manifest"]
+    assert (good["cat"] / MANIFEST).read_text() == good["manifest"]
     assert _rows(spark, good["cat"]) == 40
     leftovers = [p.name for p in good["cat"].parent.iterdir()
                  if ".staging-" in p.name or p.name.startswith(("_old-", K.JOURNAL_PREFIX)) or ".old-" in p.name]
@@ -198,8 +199,8 @@ def test_utf8_bom_is_accepted_and_utf16_is_refused_clearly(spark, good, tmp_path
 # ---- the catalogue and its quarantine are one unit ------------------------------------------------
 def test_manifests_name_each_other_and_one_commit(good_template):
     d = good_template
-    cat = json.loads((d / "cat" / I.MANIFEST).read_text())
-    q = json.loads((d / "q" / I.MANIFEST).read_text())
+    cat = json.loads((d / "cat" / MANIFEST).read_text())
+    q = json.loads((d / "q" / MANIFEST).read_text())
     assert cat["kind"] == "catalog" and q["kind"] == "quarantine"
     assert cat["commit"] == q["commit"] and cat["quarantine"] == str(d / "q") and q["catalog"] == str(d / "cat")
 

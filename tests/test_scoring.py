@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +14,17 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from galaxy_spark.estimate import scoring as S
+from galaxy_spark.estimate import batch as B
+from galaxy_spark.estimate import coverage as C
+from galaxy_spark.estimate import job as J
+from galaxy_spark.features import in_test_split
+from galaxy_spark.io import commit as K
 from galaxy_spark.model.registry import resolve_model
 from galaxy_spark.survey import NOT_DETECTED, load_survey
 from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
-ESTIMATE_COLS = [c for c in S.ESTIMATES]
+ESTIMATE_COLS = [c for c in B.ESTIMATES]
 
 
 def _env(workdir):
@@ -71,10 +76,10 @@ def read_scores(path) -> pd.DataFrame:
 
 def score(env, out, **kw):
     after = kw.pop("after_commit", None)
-    opts = S.JobOptions(catalog=str(env["catalog"]), out=str(out), model=kw.pop("model", "models:/galaxy-ensemble@champion"),
+    opts = J.JobOptions(catalog=str(env["catalog"]), out=str(out), model=kw.pop("model", "models:/galaxy-ensemble@champion"),
                         **kw)
     lines = []
-    res = S.run_scoring(opts, spark=env["spark"], echo=lines.append, after_commit=after)
+    res = J.run_scoring(opts, spark=env["spark"], echo=lines.append, after_commit=after)
     return res, lines
 
 
@@ -88,7 +93,7 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
     sc = read_scores(out)
     assert len(sc) == len(cat) and sc["ID"].is_unique
     assert set(sc["ID"]) == set(cat["ID"])
-    assert set(S.output_columns()) == set(sc.columns)
+    assert set(B.output_columns()) == set(sc.columns)
 
     # exactly Ensemble.predict on the same batches (one file = one Arrow batch per Field here) and
     # the same BLAS threading (Spark gives each Python worker OMP_NUM_THREADS=1) ...
@@ -111,11 +116,11 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
 
     # the unscorable row: present, null estimates, flag 1
     bad = sc[sc["ID"] == cat.loc[0, "ID"]].iloc[0]
-    assert bad["quality_flags"] & S.FLAG_NOT_SCORABLE
+    assert bad["quality_flags"] & B.FLAG_NOT_SCORABLE
     assert pd.isna(bad["z_phot"]) and pd.isna(bad["p_star"]) and pd.isna(bad["star_class"])
     good = sc[sc["ID"] != cat.loc[0, "ID"]]
-    assert good["z_phot"].notna().all() and (good["quality_flags"] & S.FLAG_NOT_SCORABLE == 0).all()
-    assert ((good["star_class"] == 1) == ((good["quality_flags"] & S.FLAG_STAR) > 0)).all()
+    assert good["z_phot"].notna().all() and (good["quality_flags"] & B.FLAG_NOT_SCORABLE == 0).all()
+    assert ((good["star_class"] == 1) == ((good["quality_flags"] & B.FLAG_STAR) > 0)).all()
     assert ((good["star_class"] == 1) == (good["p_star"] >= 0.5)).all()
     np.testing.assert_allclose(good["z_phot_err"], (good["z_phot_hi68"] - good["z_phot_lo68"]) / 2)
 
@@ -159,6 +164,7 @@ def test_crash_after_one_field_keeps_previous_scores_and_rerun_completes(env, tm
     assert mid["scored_at"].nunique() == 2      # Field 2 is from the crashed job, the rest from the first
     assert not (out / "_SUCCESS").exists()
     assert not list(tmp_path.glob("scores.staging-*"))
+    assert not list(out.glob("_commit-*")) and not list(out.glob("_old-*"))   # each Field's commit finished
     res, _ = score(env, out)
     assert res["rows_out"] == len(before) and (out / "_SUCCESS").exists()
     assert read_scores(out)["scored_at"].nunique() == 1
@@ -171,10 +177,70 @@ def test_recover_restores_a_field_caught_between_renames(tmp_path):
     (out / "Field=3").mkdir()
     (out / "_old-def-Field=3").mkdir()
     (tmp_path / "scores.staging-999999999-tok").mkdir()
-    notes = S.recover(out)
+    notes = J.recover_scores(out)
     assert (out / "Field=2" / "part.parquet").exists()
     assert not (out / "_old-def-Field=3").exists() and not (tmp_path / "scores.staging-999999999-tok").exists()
     assert any("restored Field=2" in n for n in notes)
+
+
+def _field_commit_setup(tmp_path):
+    """Scores with Fields 2 and 3 ("old"), and a staged new Field 2, as score_fields leaves them."""
+    out = tmp_path / "scores"
+    for f in (2, 3):
+        (out / f"Field={f}").mkdir(parents=True)
+        (out / f"Field={f}" / "part.parquet").write_text("old")
+    staging = K.staging_dir(out, "tok")
+    (staging / "Field=2").mkdir(parents=True)
+    (staging / "Field=2" / "part.parquet").write_text("new")
+    return out, staging
+
+
+def _crash_on_rename(monkeypatch, crash) -> None:
+    """io.commit's n-th rename (to `dst`) raises KeyboardInterrupt, as a killed process would stop
+    there, where crash(n, dst) is true; monkeypatch.undo() ends it."""
+    real, calls = os.rename, {"n": 0}
+
+    def rename(a, b):
+        calls["n"] += 1
+        if crash(calls["n"], Path(b)):
+            raise KeyboardInterrupt("simulated crash")
+        real(a, b)
+
+    monkeypatch.setattr(K.os, "rename", rename)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_field_commit_interrupted_after_its_journal_is_rolled_forward(tmp_path, monkeypatch, fail_at):
+    """A crash once the journal is written (before any rename, or between the two) ends with the
+    new Field after recovery, however the staging directory of the dead job is cleaned."""
+    out, staging = _field_commit_setup(tmp_path)
+    _crash_on_rename(monkeypatch, lambda n, dst: n == fail_at)
+    with pytest.raises(KeyboardInterrupt):
+        J.commit_field(staging, out, 2, "tok")
+    monkeypatch.undo()
+    assert [p.name for p in out.glob("_commit-*")] == ["_commit-Field=2-tok.json"]   # inside the scores
+    assert (out / "Field=2").exists() == (fail_at == 1)
+    notes = J.recover_scores(out)          # this pid's staging counts as stale: recovery must use it first
+    assert (out / "Field=2" / "part.parquet").read_text() == "new"
+    assert (out / "Field=3" / "part.parquet").read_text() == "old"
+    assert sorted(p.name for p in out.iterdir()) == ["Field=2", "Field=3"] and not staging.exists()
+    assert any("finished the interrupted commit" in n for n in notes)
+
+
+def test_field_commit_never_deletes_the_only_copy(tmp_path, monkeypatch):
+    """Journal written, old Field renamed aside, and then the staged one lost: recovery puts the
+    old Field back instead of deleting it with the other leftovers."""
+    out, staging = _field_commit_setup(tmp_path)
+    _crash_on_rename(monkeypatch, lambda n, dst: not dst.name.startswith("_old-"))   # dies after the 1st
+    with pytest.raises(KeyboardInterrupt):
+        J.commit_field(staging, out, 2, "tok")
+    monkeypatch.undo()
+    assert not (out / "Field=2").exists() and (out / "_old-tok-Field=2").is_dir()
+    shutil.rmtree(staging)
+    notes = J.recover_scores(out)
+    assert (out / "Field=2" / "part.parquet").read_text() == "old"
+    assert sorted(p.name for p in out.iterdir()) == ["Field=2", "Field=3"]
+    assert any("restored" in n for n in notes)
 
 
 def test_fields_subset_with_monte_carlo_matches_pure_function(env, tmp_path):
@@ -185,7 +251,7 @@ def test_fields_subset_with_monte_carlo_matches_pure_function(env, tmp_path):
     sub = cat[cat["Field"].isin([2, 3])].sort_values("ID").reset_index(drop=True)
     sc = read_scores(out)
     assert res["rows_out"] == len(sub) == len(sc)
-    ref = S.score_frame(env["model"].ensemble, sub, S.ScoreOptions(mc_samples=6))
+    ref = B.score_frame(env["model"].ensemble, sub, B.ScoreOptions(mc_samples=6))
     for c in ("z_phot", "z_phot_lo95", "p_star_err", "log_stellar_mass_err"):
         np.testing.assert_allclose(sc[c], ref[c], rtol=1e-5, atol=1e-4, err_msg=c)
     assert sc.loc[sc["quality_flags"] & 1 == 0, "p_star_err"].notna().all()
@@ -195,14 +261,14 @@ def test_fields_subset_with_monte_carlo_matches_pure_function(env, tmp_path):
 def test_monte_carlo_is_reproducible_batch_independent_and_widens_with_errors(env):
     ens = env["model"].ensemble
     df = env["frame"].iloc[1:301].reset_index(drop=True)
-    opts = S.ScoreOptions(mc_samples=16, mc_seed=1)
-    a = S.score_frame(ens, df, opts)
-    b = S.score_frame(ens, df, opts)
+    opts = B.ScoreOptions(mc_samples=16, mc_seed=1)
+    a = B.score_frame(ens, df, opts)
+    b = B.score_frame(ens, df, opts)
     pd.testing.assert_frame_equal(a, b)
-    halves = pd.concat([S.score_frame(ens, df.iloc[:100], opts), S.score_frame(ens, df.iloc[100:], opts)],
+    halves = pd.concat([B.score_frame(ens, df.iloc[:100], opts), B.score_frame(ens, df.iloc[100:], opts)],
                        ignore_index=True)
     pd.testing.assert_frame_equal(halves, a, check_exact=True)
-    other_seed = S.score_frame(ens, df, S.ScoreOptions(mc_samples=16, mc_seed=2))
+    other_seed = B.score_frame(ens, df, B.ScoreOptions(mc_samples=16, mc_seed=2))
     assert not np.allclose(other_seed["log_stellar_mass"], a["log_stellar_mass"])
 
     noisy = df.copy()
@@ -210,23 +276,71 @@ def test_monte_carlo_is_reproducible_batch_independent_and_widens_with_errors(en
         col = ens.feature_spec.error_prefix + band
         noisy[col] = noisy[col] * 4
     # same error features as `noisy` but no resampling spread: isolates the MC contribution
-    w_mc = S.score_frame(ens, noisy, S.ScoreOptions(mc_samples=16, mc_seed=1))
-    base = S.score_frame(ens, noisy, S.ScoreOptions())
+    w_mc = B.score_frame(ens, noisy, B.ScoreOptions(mc_samples=16, mc_seed=1))
+    base = B.score_frame(ens, noisy, B.ScoreOptions())
     assert w_mc["log_stellar_mass_err"].mean() > base["log_stellar_mass_err"].mean()
     assert w_mc["p_star_err"].mean() > a["p_star_err"].mean()
     # (the 1-epoch test model's p(z) spans the whole z range, so z widths are not compared here)
+
+
+def test_monte_carlo_outputs_are_sane(env):
+    """Every draw's z_phot is >= 0; the intervals are ordered lo95 <= lo68 <= z <= hi68 <= hi95;
+    spreads are >= 0 and probabilities in [0, 1]; the same seed gives the same bits, another seed
+    other draws; an unscorable row stays null."""
+    ens, spec = env["model"].ensemble, env["model"].ensemble.feature_spec
+    df = env["frame"].iloc[:400].reset_index(drop=True)          # row 0: no detection-band magnitude
+    ids = df["ID"].to_numpy(np.int64)
+    # the draws themselves
+    rep = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3)
+    assert len(rep) == 800
+    per_draw = ens.predict(rep)
+    assert (per_draw.loc[per_draw["scorable"], ["z_phot", "z_phot_lo95", "z_phot_mode"]].to_numpy() >= 0).all()
+    same = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3)
+    other = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=4)
+    pd.testing.assert_frame_equal(rep, same, check_exact=True)
+    band = spec.detection_band
+    m0 = df[band].iloc[1:101].repeat(8).to_numpy(np.float64)
+    moved = np.isfinite(m0) & (rep[spec.error_prefix + band].to_numpy(np.float64) > 0)
+    assert moved.sum() > 700
+    assert (rep[band].to_numpy()[moved] != m0[moved]).all()                  # redrawn ...
+    assert (rep[band].to_numpy()[moved] != other[band].to_numpy()[moved]).all()   # ... per seed
+    # the combined estimates
+    opts = B.ScoreOptions(mc_samples=8, mc_seed=3)
+    a = B.score_frame(ens, df, opts)
+    ok = (a["quality_flags"] & B.FLAG_NOT_SCORABLE) == 0
+    assert not ok[0] and ok[1:].all()
+    assert a.loc[0, ["z_phot", "z_phot_lo95", "p_star", "p_star_err", "log_stellar_mass"]].isna().all()
+    g = a[ok]
+    z = g[["z_phot_lo95", "z_phot_lo68", "z_phot", "z_phot_hi68", "z_phot_hi95"]].to_numpy()
+    assert np.isfinite(z).all() and (z >= 0).all() and (np.diff(z, axis=1) >= 0).all()
+    assert (g["z_phot_err"] >= 0).all() and (g["z_phot_mode"] >= 0).all()
+    assert g["p_star"].between(0, 1).all() and (g["p_star_err"] >= 0).all()
+    assert (g["spectral_type_err"] >= 0).all() and (g["log_stellar_mass_err"] >= 0).all()
+    pd.testing.assert_frame_equal(B.score_frame(ens, df, opts), a, check_exact=True)
+    b = B.score_frame(ens, df, B.ScoreOptions(mc_samples=8, mc_seed=4))
+    for c in ("z_phot", "p_star", "spectral_type"):     # (the 1-epoch model's lo68 is 0 everywhere)
+        assert (b.loc[ok, c] != a.loc[ok, c]).any(), c
+
+
+def test_mc_normal_is_pinned_to_the_bit():
+    """The Monte Carlo draws are part of the output: any change of the counter-based generator
+    (SplitMix64 + Box–Muller) changes every MC estimate. Values from the generator as released."""
+    ids = np.array([0, 1, 81421100000, -5, 2**62], dtype=np.int64)
+    z = B.mc_normal(ids, np.array([0, 3, 1, 7, 2], np.uint64), 2, 5)
+    assert [float(v).hex() for v in z] == ["0x1.82f30096ea8afp-1", "0x1.1893e87ac6582p+1", "-0x1.02d31fea7eb02p-2",
+                                           "-0x1.bad55cdc54606p-2", "-0x1.397b3a2d68157p-1"]
 
 
 def test_estimates_do_not_depend_on_batching(env):
     """Bit-identical estimates whatever the batch sizes (1 row, 7 rows, uneven splits)."""
     ens = env["model"].ensemble
     df = env["frame"].reset_index(drop=True)
-    whole = S.score_frame(ens, df)
+    whole = B.score_frame(ens, df)
     for sizes in ([1] * 5 + [7] * 3 + [len(df)], [333, 1, 866]):
         parts, start = [], 0
         for n in sizes:
             if start < len(df):
-                parts.append(S.score_frame(ens, df.iloc[start:start + n]))
+                parts.append(B.score_frame(ens, df.iloc[start:start + n]))
             start += n
         pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole, check_exact=True)
 
@@ -249,24 +363,24 @@ def test_monte_carlo_redshifts_are_never_negative(env):
     ens = copy.deepcopy(env["model"].ensemble)
     ens.networks["redshift"].calibration = Calibration(1, [1.0, -0.5], [0.0, 1.0], [-0.5, 0.5])
     df = env["frame"].iloc[1:201].reset_index(drop=True)
-    for opts in (S.ScoreOptions(), S.ScoreOptions(mc_samples=4, mc_seed=1)):
-        out = S.score_frame(ens, df, opts)
+    for opts in (B.ScoreOptions(), B.ScoreOptions(mc_samples=4, mc_seed=1)):
+        out = B.score_frame(ens, df, opts)
         z = out[["z_phot", "z_phot_lo68", "z_phot_hi68", "z_phot_lo95", "z_phot_hi95", "z_phot_mode"]]
         assert (z.to_numpy() >= 0).all() and (z["z_phot_lo95"] == 0).any()
 
 
 def test_mc_normal_is_standard_and_keyed_by_id():
     ids = np.arange(20000, dtype=np.int64) + 81421100000
-    z = S.mc_normal(ids, np.zeros(len(ids), np.uint64), 3, 0)
+    z = B.mc_normal(ids, np.zeros(len(ids), np.uint64), 3, 0)
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
-    z2 = S.mc_normal(ids[::-1], np.zeros(len(ids), np.uint64), 3, 0)
+    z2 = B.mc_normal(ids[::-1], np.zeros(len(ids), np.uint64), 3, 0)
     np.testing.assert_array_equal(z, z2[::-1])
 
 
 def test_coverage_report(env):
     cat = env["frame"]
-    sc = S.score_frame(env["model"].ensemble, cat)
-    rep = S.coverage_report(sc, cat)
+    sc = B.score_frame(env["model"].ensemble, cat)
+    rep = C.coverage_report(sc, cat)
     assert rep["n_objects"] > 0 and 0 <= rep["zb_1"]["coverage68"] <= rep["zb_1"]["coverage95"] <= 1
     assert "z_true" in rep
 
@@ -285,10 +399,10 @@ def test_coverage_on_spark_filters_the_test_split_before_collecting(env, tmp_pat
         return out
 
     monkeypatch.setattr(DataFrame, "toPandas", spy)
-    rep = S.coverage_report_spark(env["spark"], env["catalog"], tmp_path / "scores", [2, 3, 4, 5, 6, 7, 8])
+    rep = C.coverage_report_spark(env["spark"], env["catalog"], tmp_path / "scores", [2, 3, 4, 5, 6, 7, 8])
     monkeypatch.undo()
-    assert seen and all(S.in_test_split(f["ID"].to_numpy(np.int64)).all() for f in seen)
-    expect = S.coverage_report(read_scores(tmp_path / "scores"), env["frame"])
+    assert seen and all(in_test_split(f["ID"].to_numpy(np.int64)).all() for f in seen)
+    expect = C.coverage_report(read_scores(tmp_path / "scores"), env["frame"])
     assert rep["n_objects"] == expect["n_objects"] and rep["zb_1"] == expect["zb_1"]
 
 
@@ -300,7 +414,7 @@ def _score_main():
     return mod.main
 
 
-@pytest.mark.parametrize("case", ["alias", "uri", "missing_column", "survey", "bands", "field"])
+@pytest.mark.parametrize("case", ["alias", "uri", "missing_column", "survey", "corrupt_manifest", "bands", "field"])
 def test_bad_input_is_a_clear_error(env, tmp_path, capsys, case):
     cat, model = env["catalog"], "models:/galaxy-ensemble@champion"
     extra, expect = [], ""
@@ -317,6 +431,11 @@ def test_bad_input_is_a_clear_error(env, tmp_path, capsys, case):
         write_partitioned(env["frame"].head(50), cat)
         (cat / "_manifest.json").write_text(json.dumps({"survey": "jpas", "fields": {}}))
         expect = "'jpas'"
+    elif case == "corrupt_manifest":        # unreadable: an error, never a skipped survey check
+        cat = tmp_path / "cat"
+        write_partitioned(env["frame"].head(50), cat)
+        (cat / "_manifest.json").write_text('{"survey": "jpas", "fields": {')
+        expect = f"catalogue manifest {cat / '_manifest.json'} is unreadable"
     elif case == "bands":
         cat = tmp_path / "cat"
         write_partitioned(env["frame"].drop(columns=["F365W", "F396W"]).head(50), cat)

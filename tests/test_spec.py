@@ -16,7 +16,7 @@ import yaml
 from galaxy_spark.catalog import spec
 from galaxy_spark.errors import InputError
 from galaxy_spark.mock import writer
-from galaxy_spark.survey import SURVEY_DIR, SurveyConfigError, parse_survey
+from galaxy_spark.survey import SurveyConfigError, parse_survey, survey_file
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs" / "mock.py"
@@ -180,7 +180,7 @@ def test_spec_paths(tmp_path):
 
 # ---- the survey's spectroscopy: section ---------------------------------------------------------
 def test_config_validation_names_the_key():
-    raw = yaml.safe_load((SURVEY_DIR / "alhambra.yaml").read_text())
+    raw = yaml.safe_load(survey_file("alhambra").read_text())
     cases = [(("deep_fields", 9), {"survey": "X", "fraction": 0.5, "mag_50": 22, "mag_width": 0.2},
               "spectroscopy.deep_fields.9"),
              (("deep_fields", 4, "fraction"), 1.5, "spectroscopy.deep_fields.4.fraction"),
@@ -312,7 +312,7 @@ def test_join_is_vectorised_at_full_scale(survey):
 
 
 def test_noise_depth_is_optional_and_checked():
-    raw = yaml.safe_load((SURVEY_DIR / "alhambra.yaml").read_text())
+    raw = yaml.safe_load(survey_file("alhambra").read_text())
     r = copy.deepcopy(raw)
     r["bands"][0]["noise_depth_5sigma"] = -1
     with pytest.raises(SurveyConfigError, match=r"x.yaml: bands\[0\].noise_depth_5sigma: expected a positive"):

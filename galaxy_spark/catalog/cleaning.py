@@ -23,12 +23,13 @@ Quarantine reasons (`REASONS`, in priority order; a row gets the first that appl
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
-from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey
+from galaxy_spark.features import ThesisClip
+from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, lim_column, state_column
 
 REASON = "reason"
 REASON_DETAIL = "reason_detail"
@@ -46,6 +47,7 @@ def typed(name: str) -> str:
 
 
 def thesis_column(band: str) -> str:
+    """Name of the optional thesis-clipped magnitude column of `band` (ingest --thesis-clip)."""
     return f"{band}{THESIS_SUFFIX}"
 
 
@@ -74,14 +76,17 @@ def dbl(x: float) -> str:
 
 
 def blank_sql(x: str) -> str:
+    """SQL: the string expression `x` is null or only whitespace."""
     return f"({x} IS NULL OR trim({x}) = '')"
 
 
 def finite_sql(d: str) -> str:
+    """SQL: the double expression `d` is neither NaN nor infinite."""
     return f"(NOT isnan({d}) AND abs({d}) != CAST('Infinity' AS DOUBLE))"
 
 
 def between_sql(x: str, lo: float, hi: float) -> str:
+    """SQL: lo <= x <= hi."""
     return f"({x} BETWEEN {dbl(lo)} AND {dbl(hi)})"
 
 
@@ -103,69 +108,14 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-# ---- small column helpers (Column API, for callers outside this module) ---------------------
-def is_blank(c: Column) -> Column:
-    return c.isNull() | (F.trim(c) == "")
-
-
-def parse_double(c: Column) -> Column:
-    """Trimmed string -> double; null when blank or not a number (never raises under ANSI)."""
-    return F.trim(c).try_cast("double")
-
-
-def is_finite(d: Column) -> Column:
-    return ~F.isnan(d) & (F.abs(d) != F.lit(float("inf")))
-
-
-# ---- the thesis' preprocessing, kept as a pure function --------------------------------------
-def thesis_clip_raw(mag: Column, survey: Survey) -> Column:
-    """What the thesis did to a raw (sentinel-coded) magnitude: clip it to thesis_clip."""
-    lo, hi = survey.thesis_clip
-    return F.least(F.greatest(mag, F.lit(lo)), F.lit(hi))
-
-
-def thesis_magnitude(mag: Column, state: Column, survey: Survey) -> Column:
-    """The thesis' clipped magnitude from canonical columns (B, B_state).
-
-    Detected -> clip(B); not detected -> clip(99) (= 27); not observed -> clip(-99) (= 0).
-    """
-    lo, hi = survey.thesis_clip
-    s = survey.sentinels
-    clip = lambda v: float(min(max(v, lo), hi))  # noqa: E731
-    return (F.when(state == DETECTED, F.least(F.greatest(mag, F.lit(lo)), F.lit(hi)))
-            .when(state == NOT_DETECTED, F.lit(clip(float(s["not_detected_magnitude"]))))
-            .otherwise(F.lit(clip(float(s["not_observed_magnitude"])))))
-
-
-def thesis_magnitude_sql(mag: str, state: str, survey: Survey) -> str:
-    """SQL text of `thesis_magnitude` (mag, state: SQL expressions)."""
-    lo, hi = survey.thesis_clip
-    s = survey.sentinels
-    clip = lambda v: float(min(max(v, lo), hi))  # noqa: E731
-    return (f"CASE WHEN {state} = {DETECTED} THEN least(greatest({mag}, {dbl(lo)}), {dbl(hi)}) "
-            f"WHEN {state} = {NOT_DETECTED} THEN {dbl(clip(float(s['not_detected_magnitude'])))} "
-            f"ELSE {dbl(clip(float(s['not_observed_magnitude'])))} END")
-
-
-def thesis_magnitude_array(mag, state, survey: Survey):
-    """numpy version of `thesis_magnitude` for pandas/Keras feature code (same numbers)."""
-    import numpy as np
-
-    lo, hi = survey.thesis_clip
-    s = survey.sentinels
-    mag = np.asarray(mag, dtype="float64")
-    state = np.asarray(state)
-    out = np.clip(np.where(state == DETECTED, mag, 0.0), lo, hi)
-    out = np.where(state == NOT_DETECTED, np.clip(float(s["not_detected_magnitude"]), lo, hi), out)
-    out = np.where(state == NOT_OBSERVED, np.clip(float(s["not_observed_magnitude"]), lo, hi), out)
-    return out
-
-
+# ---- the thesis' preprocessing ---------------------------------------------------------------
 def add_thesis_columns(df: DataFrame, survey: Survey) -> DataFrame:
-    """Append `B_thesis` for every band to a canonical frame."""
-    return df.selectExpr("*", *[
-        f"{thesis_magnitude_sql(q(b), q(S.state_column(b)), survey)} AS {q(thesis_column(b))}"
-        for b in survey.band_names])
+    """Append `B_thesis` for every band to a canonical frame: the thesis' clipped magnitude
+    (galaxy_spark.features.ThesisClip, the survey file's sentinels), as the thesis feature set
+    computes it."""
+    clip = ThesisClip.from_survey(survey)
+    return df.selectExpr("*", *[f"{clip.sql(q(b), q(state_column(b)))} AS {q(thesis_column(b))}"
+                                for b in survey.band_names])
 
 
 # ---- band decoding (SQL text) ----------------------------------------------------------------
@@ -335,8 +285,8 @@ def validate(raw: DataFrame, survey: Survey, convention: str = "sentinel") -> Da
             dec = decode_band_vizier(q(b), q(de), flag, d(b), d(de), survey, b)
         problems["bad_magnitude"].append((dec["bad"], dec["problem"]))
         out += [f"{dec['mag']} AS {q(typed(b))}", f"{dec['err']} AS {q(typed(de))}",
-                f"{dec['lim']} AS {q(typed(S.lim_column(b)))}",
-                f"{dec['state']} AS {q(typed(S.state_column(b)))}"]
+                f"{dec['lim']} AS {q(typed(lim_column(b)))}",
+                f"{dec['state']} AS {q(typed(state_column(b)))}"]
     typed_df = parsed.selectExpr("*", *out)
 
     # 4. layout and ID (on the typed columns)
@@ -413,6 +363,7 @@ def to_canonical(validated: DataFrame, survey: Survey, thesis_clip: bool = False
 
 
 def quarantine_columns(survey: Survey) -> list[str]:
+    """Columns of the quarantine table, in order: reason, detail, then the raw frame's columns."""
     return [REASON, REASON_DETAIL] + R.raw_columns(survey)
 
 

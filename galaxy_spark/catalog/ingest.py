@@ -34,10 +34,10 @@ from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover, staging_dir
+from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import Survey, load_survey
 
-MANIFEST = "_manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_MAX_ROW_DROP = 0.5     # a new catalogue may hold at most this fraction fewer rows
 
@@ -236,7 +236,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
 
     try:
         _check_shrink(out, rows_read, written, quarantined, qm, replace, max_row_drop)
-    except ShrinkRefused:
+    except (ShrinkRefused, InputError):        # InputError: its manifest became unreadable meanwhile
         _cleanup(st_out, st_q)
         raise
 
@@ -265,11 +265,11 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     }
     t0 = time.perf_counter()
     try:
-        (st_q / MANIFEST).write_text(json.dumps(
-            {**{k: manifest[k] for k in ("manifest_version", "created_utc", "survey", "options", "rows")},
-             "kind": "quarantine", "commit": token, "catalog": str(out)}, indent=2) + "\n")
+        write_manifest(st_q, {**{k: manifest[k] for k in ("manifest_version", "created_utc", "survey", "options",
+                                                          "rows")},
+                              "commit": token, "catalog": str(out)}, "quarantine")
         manifest["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-        (st_out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(st_out, manifest, "catalog")
         commit_together([(st_out, out), (st_q, quarantine)], token)
     except OSError as e:
         _cleanup(st_out, st_q)
@@ -285,13 +285,12 @@ class ShrinkRefused(GalaxySparkError):
 
 def _previous_rows(out: Path) -> tuple[int, dict] | None:
     """Rows of the catalogue now at `out` (from its manifest) and the manifest."""
-    p = out / MANIFEST
-    if not p.is_file():
+    m = read_manifest(out, "catalogue manifest")      # unreadable: an InputError, never "no catalogue"
+    if m is None:
         return None
     try:
-        m = json.loads(p.read_text())
         return int(m["rows"]["written"]), m
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -80,10 +80,6 @@ def _required(survey: Survey, fmt: str) -> list[str]:
     return [c.name for c in survey.public_columns()]
 
 
-def _optional(survey: Survey, fmt: str) -> list[str]:
-    return [c.name for c in list(survey.csv_extra) + list(survey.truth)]
-
-
 def _label_map(survey: Survey, fmt: str) -> dict[str, str]:
     """lower-cased file label -> canonical raw column name, for one format."""
     out: dict[str, str] = {}
@@ -521,6 +517,7 @@ def _quote(name: str) -> str:
 
 
 def group_layouts(layouts: list[FileLayout]) -> list[list[FileLayout]]:
+    """Files with the same format, field count and column positions, grouped (one scan each)."""
     groups: dict = {}
     for lay in layouts:
         groups.setdefault(lay.group_key, []).append(lay)

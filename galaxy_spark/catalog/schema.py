@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from galaxy_spark.survey import Survey, lim_column, state_column  # noqa: F401 (re-exported)
+from galaxy_spark.survey import Survey, lim_column, state_column
 
 _SPARK = {"long": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType()}
 
@@ -22,15 +22,13 @@ SOURCE_COLUMN = "source_file"
 
 
 def spark_type(name: str) -> T.DataType:
+    """The Spark type of a survey-file column type ('long', 'int', 'double', 'string')."""
     return _SPARK[name]
 
 
-def band_columns(survey: Survey, band: str) -> list[str]:
-    """The four canonical columns of one band, in table order."""
-    return [band, survey.error_column(band), lim_column(band), state_column(band)]
-
-
 def canonical_fields(survey: Survey) -> list[T.StructField]:
+    """The canonical table's columns in order: ID (not null), the other leading columns, the
+    four columns of every band, trailing, CSV extras, truth, source_file."""
     id_field = [T.StructField(survey.id_column, T.LongType(), False)]
     fields = id_field + [T.StructField(c.name, spark_type(c.type), True)
                          for c in survey.leading if c.name != survey.id_column]
@@ -49,8 +47,5 @@ def canonical_fields(survey: Survey) -> list[T.StructField]:
 
 
 def canonical_schema(survey: Survey) -> T.StructType:
+    """`canonical_fields` as a Spark schema."""
     return T.StructType(canonical_fields(survey))
-
-
-def canonical_column_names(survey: Survey) -> list[str]:
-    return [f.name for f in canonical_fields(survey)]

@@ -2,25 +2,28 @@
 
 A run, in order (docs/reprocess.md):
 
-1. **Input checks** (paths) and the **lock** ``<scores>/_reprocess.lock`` (`RunLock`): created with
-   ``O_CREAT|O_EXCL``, holding pid, host, process start time, run id and start time. A lock whose
-   process is gone (same host: pid dead, or the pid now belongs to another process) or, for a lock
-   taken on another host, older than ``--lock-max-age``, is stale and is broken under a `flock`
-   guard (so two runs can never both break it). A live lock → `LockHeldError` (exit 75), or poll
-   for ``--wait`` seconds first.
-2. The **ledger** ``<scores>/_ledger.jsonl`` is read and validated (`Ledger`): an unparseable line
-   is a `LedgerError` (exit 2) before anything is planned or rescored.
-3. `scoring.recover` restores any Field a killed run left between its two commit renames.
-4. The **plan** (`make_plan`, driver only, no Spark, no model download): the model URI is resolved
-   to a pinned name/version/run id through the MLflow client; for each catalogue Field the
+1. **Input checks** (paths) and the **lock** ``<scores>/_reprocess.lock`` (`run_lock`, a
+   `galaxy_spark.io.lock.RunLock`): created with ``O_CREAT|O_EXCL``, holding pid, host, process
+   start time, run id and start time. A lock whose process is gone (same host: pid dead, or the
+   pid now belongs to another process) or, for a lock taken on another host, older than
+   ``--lock-max-age``, is stale and is broken under a `flock` guard (so two runs can never both
+   break it). A live lock → `LockHeldError` (exit 75), or poll for ``--wait`` seconds first. The
+   lock is released when the run ends, on an error, SIGINT or SIGTERM.
+2. The **ledger** ``<scores>/_ledger.jsonl`` is read and validated (`open_ledger`, an
+   `io.lock.Ledger`): an unparseable line is a `LedgerError` (exit 2) before anything is planned
+   or rescored.
+3. `job.recover_scores` rolls forward any Field commit a killed run left journaled but unfinished.
+4. The **plan** (`plan.make_plan`, driver only, no Spark, no model download): the model URI is
+   resolved to a pinned name/version/run id through the MLflow client; for each catalogue Field the
    scores manifest entry is compared with now — model, scoring options, input fingerprint (the
    ingest manifest's content fingerprint, else a fingerprint of the Field's files), row counts
    from Parquet footers of the catalogue and of the scores. Fields in the scores but gone from the
    catalogue are kept with a warning, or removed with ``--prune``.
 5. **Execute**: Spark starts only if something needs rescoring; each Field is rescored on its own
-   by `scoring.score_fields` (staged, row-count and ID-checksum checked, committed by two
-   renames), then its manifest entry gets the input fingerprint and a ledger record is appended
-   with fsync. A Field that fails is recorded and the others still run (exit 1).
+   by `job.score_fields` (staged, row-count and ID-checksum checked, committed by the journaled
+   commit of `galaxy_spark.io.commit`), then its manifest entry gets the input fingerprint and a
+   ledger record is appended with fsync. A Field that fails is recorded and the others still run
+   (exit 1).
 
 Exit codes: 0 done or nothing to do, 1 a Field failed while rescoring, 2 bad input or
 configuration (including a corrupt ledger), 75 (EX_TEMPFAIL) the lock is held by a live run.
@@ -28,49 +31,36 @@ configuration (including a corrupt ledger), 75 (EX_TEMPFAIL) the lock is held by
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
-import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from galaxy_spark.io.procs import pid_alive
-from galaxy_spark.estimate import scoring as S
-from galaxy_spark.model.registry import ModelRef, ResolvedModel, pin_model, resolve_model
-from galaxy_spark.io.commit import fsync_dir
+from galaxy_spark.errors import InputError
+from galaxy_spark.estimate import job as J
+from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, ScoreOptions
+from galaxy_spark.estimate.plan import FieldPlan, Plan, make_plan, resolve_ref
+from galaxy_spark.io.lock import Ledger, RunLock
 from galaxy_spark.io.paths import check_job_paths
-from galaxy_spark.errors import GalaxySparkError, InputError
+from galaxy_spark.model.registry import ModelRef, resolve_model
 
 LEDGER = "_ledger.jsonl"
-LOCK = "_reprocess.lock"
-LOCK_GUARD = "_reprocess.lock.guard"
+LOCK = "_reprocess.lock"          # its flock guard: _reprocess.lock.guard
 LEDGER_VERSION = 1
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT = 2
-EXIT_LOCKED = 75            # EX_TEMPFAIL (sysexits.h): try again later
+# EXIT_LOCKED (75, EX_TEMPFAIL: try again later) comes with the lock (galaxy_spark.io.lock)
 
 DEFAULT_LOCK_MAX_AGE_S = 24 * 3600
-UNREADABLE_LOCK_GRACE_S = 30.0   # an empty/unparseable lock younger than this may be being written
 PAUSE_ENV = "GALAXY_SPARK_REPROCESS_PAUSE_AFTER_FIELD"   # test hook: seconds to sleep after each Field
 
 ACTIONS = ("rescored", "skipped", "failed", "kept", "pruned")
-
-
-class LockHeldError(GalaxySparkError):
-    exit_code = EXIT_LOCKED
-
-
-class LedgerError(InputError):
-    exit_code = EXIT_INPUT
 
 
 def _now() -> _dt.datetime:
@@ -81,319 +71,22 @@ def _iso(t: _dt.datetime) -> str:
     return t.isoformat(timespec="milliseconds")
 
 
-# =============================================================================================
-# ledger
-# =============================================================================================
-class Ledger:
-    """Append-only JSON lines, one record per Field per run; each append is one write + fsync."""
-
-    REQUIRED = ("run_id", "field", "action")
-
-    def __init__(self, scores: str | Path):
-        self.path = Path(scores) / LEDGER
-
-    def read(self) -> list[dict]:
-        """Every record; any line that is not a JSON record with run_id/field/action → LedgerError."""
-        if not self.path.exists():
-            return []
-        try:
-            raw = self.path.read_bytes()
-        except OSError as e:
-            raise LedgerError(f"ledger {self.path} cannot be read: {e}") from None
-        out = []
-        for n, line in enumerate(raw.split(b"\n"), 1):
-            if not line.strip():
-                continue
-            problem = None
-            try:
-                rec = json.loads(line.decode("utf-8"))
-                if not isinstance(rec, dict):
-                    problem = "not a JSON object"
-                else:
-                    miss = [k for k in self.REQUIRED if k not in rec]
-                    if miss:
-                        problem = f"missing {', '.join(miss)}"
-            except (UnicodeDecodeError, ValueError) as e:
-                problem = f"not valid JSON ({e})"
-            if problem:
-                snippet = line[:80].decode("utf-8", "replace")
-                raise LedgerError(
-                    f"ledger {self.path} is corrupt: line {n} is {problem}: {snippet!r}. Nothing was "
-                    f"planned or rescored (the scores are intact). Inspect that line and fix or delete it, "
-                    f"or move the ledger aside to start a new one, then rerun.")
-            out.append(rec)
-        return out
-
-    def append(self, rec: dict) -> None:
-        new = not self.path.exists()
-        line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode("utf-8")
-        fd = os.open(str(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.path.parent)
+def open_ledger(scores: str | Path) -> Ledger:
+    """The run ledger of a scores directory, ``<scores>/_ledger.jsonl``."""
+    return Ledger(Path(scores) / LEDGER,
+                  on_corrupt="Nothing was planned or rescored (the scores are intact).")
 
 
-# =============================================================================================
-# lock
-# =============================================================================================
-def _proc_start(pid: int) -> str | None:
-    """Start time of `pid` in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-class RunLock:
-    """Exclusive lock file in the scores directory (see the module docstring)."""
-
-    def __init__(self, scores: str | Path, run_id: str, max_age_s: float | None = DEFAULT_LOCK_MAX_AGE_S,
-                 echo=print):
-        self.dir = Path(scores)
-        self.path = self.dir / LOCK
-        self.run_id = run_id
-        self.max_age_s = max_age_s if max_age_s and max_age_s > 0 else None
-        self.echo = echo
-        self.held = False
-
-    def _content(self) -> bytes:
-        now = _now()
-        pid = os.getpid()
-        return (json.dumps({"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid),
-                            "run_id": self.run_id, "started_at": _iso(now), "started_unix": now.timestamp()},
-                           sort_keys=True) + "\n").encode()
-
-    def _try_create(self) -> bool:
-        try:
-            fd = os.open(str(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            os.write(fd, self._content())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self.dir)
-        self.held = True
-        return True
-
-    def read(self) -> tuple[dict | None, float | None]:
-        """(the lock's JSON or None when unreadable, its age in seconds) — (None, None) when absent."""
-        try:
-            st = self.path.stat()
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None, None
-        age = time.time() - st.st_mtime
-        try:
-            info = json.loads(data.decode())
-            if not isinstance(info, dict):
-                info = None
-        except (UnicodeDecodeError, ValueError):
-            info = None
-        if info and isinstance(info.get("started_unix"), (int, float)):
-            age = time.time() - info["started_unix"]
-        return info, age
-
-    def stale_reason(self, info: dict | None, age: float) -> str | None:
-        """Why this lock is stale, or None when it must be respected."""
-        if info is None:
-            if age > UNREADABLE_LOCK_GRACE_S:
-                return f"the lock file is unreadable and {age:.0f} s old"
-            return None
-        pid, host = info.get("pid"), info.get("host")
-        if host == socket.gethostname() and isinstance(pid, int):
-            if not pid_alive(pid):
-                return f"its process (pid {pid} on {host}) is not running"
-            if info.get("proc_start") and _proc_start(pid) not in (None, info["proc_start"]):
-                return f"pid {pid} on {host} now belongs to another process"
-            return None          # a live process on this host: never broken, whatever its age
-        if self.max_age_s is not None and age > self.max_age_s:
-            return (f"it was taken on another host ({host}) {age:.0f} s ago, more than the "
-                    f"{self.max_age_s:.0f} s maximum age")
-        return None
-
-    def _break_stale(self) -> bool:
-        """Under an flock guard: re-read, re-check, remove a stale lock and take it. True if taken."""
-        gfd = os.open(str(self.dir / LOCK_GUARD), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(gfd, fcntl.LOCK_EX)
-            info, age = self.read()
-            if age is None:                      # released meanwhile
-                return self._try_create()
-            reason = self.stale_reason(info, age)
-            if reason is None:
-                return False
-            self.path.unlink(missing_ok=True)
-            who = f"run {info.get('run_id')} (pid {info.get('pid')} on {info.get('host')}, " \
-                  f"started {info.get('started_at')})" if info else "an unknown run"
-            self.echo(f"reprocess: recovered a stale lock {self.path.name} from {who}: {reason}")
-            return self._try_create()
-        finally:
-            os.close(gfd)
-
-    def describe(self) -> str:
-        info, age = self.read()
-        if age is None:
-            return "no lock"
-        if not info:
-            return f"{self.path} (unreadable, {age:.0f} s old)"
-        return (f"{self.path} held by run {info.get('run_id')} (pid {info.get('pid')} on {info.get('host')}, "
-                f"started {info.get('started_at')}, {age:.0f} s ago)")
-
-    def acquire(self, wait_s: float = 0.0, poll_s: float = 1.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + max(0.0, wait_s)
-        announced = False
-        while True:
-            if self._try_create() or self._break_stale():
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LockHeldError(f"another reprocess run holds the lock: {self.describe()}"
-                                    f"{f' (waited {wait_s:g} s)' if wait_s else ''}; try again later "
-                                    f"(exit {EXIT_LOCKED})")
-            if not announced:
-                self.echo(f"reprocess: waiting up to {wait_s:g} s for the lock: {self.describe()}")
-                announced = True
-            time.sleep(min(poll_s, remaining))
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        info, _ = self.read()
-        if info and info.get("run_id") == self.run_id:
-            self.path.unlink(missing_ok=True)
-        self.held = False
-
-
-# =============================================================================================
-# fingerprints and row counts (driver, file metadata only)
-# =============================================================================================
-def _data_files(d: Path) -> list[Path]:
-    """Data files under a partition directory (names starting with `_` or `.` are not data)."""
-    if not d.is_dir():
-        return []
-    out = []
-    for p in sorted(d.rglob("*")):
-        rel = p.relative_to(d).parts
-        if p.is_file() and not any(part.startswith(("_", ".")) for part in rel):
-            out.append(p)
-    return out
-
-
-def files_fingerprint(field_dir: Path) -> str:
-    """Fingerprint of a Field's files without reading them: relative name, size and mtime (ns).
-    Any rewrite changes it (a rewrite with identical bytes too: that only costs a rescore)."""
-    h = hashlib.sha256()
-    for p in _data_files(field_dir):
-        st = p.stat()
-        h.update(f"{p.relative_to(field_dir).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return "files:" + h.hexdigest()[:32]
-
-
-def parquet_rows(field_dir: Path) -> int:
-    import pyarrow.parquet as pq
-
-    n = 0
-    for p in _data_files(field_dir):
-        try:
-            n += pq.ParquetFile(str(p)).metadata.num_rows
-        except Exception as e:  # noqa: BLE001 - any unreadable footer is an input error
-            raise InputError(f"{p} is not readable Parquet: {e}") from None
-    return n
-
-
-def read_catalogue_manifest(catalog: Path) -> dict | None:
-    """The ingest manifest, None when absent; present but unreadable is an error (falling back to
-    file fingerprints would silently rescore every Field)."""
-    p = catalog / S.MANIFEST
-    if not p.exists():
-        return None
-    try:
-        man = json.loads(p.read_text())
-        if not isinstance(man, dict):
-            raise ValueError("not a JSON object")
-        return man
-    except (OSError, ValueError) as e:
-        raise InputError(f"catalogue manifest {p} is unreadable ({e}); re-run jobs/ingest.py or remove it "
-                         f"(then the Fields' files are fingerprinted instead)") from None
-
-
-def input_fingerprint(catalog: Path, f: int, cat_manifest: dict | None) -> str:
-    fp = ((cat_manifest or {}).get("fields") or {}).get(str(f), {}).get("fingerprint")
-    if fp:
-        return f"ingest:{fp}"
-    return files_fingerprint(catalog / f"{S.PARTITION}={f}")
-
-
-def recorded_fingerprint(entry: dict) -> str | None:
-    if entry.get("input_fingerprint"):
-        return entry["input_fingerprint"]
-    if entry.get("catalog_fingerprint"):            # written by jobs/score.py
-        return f"ingest:{entry['catalog_fingerprint']}"
-    return None
-
-
-def scores_fields(scores: Path, manifest: dict) -> list[int]:
-    out = set(S.catalogue_fields(scores)) if scores.exists() else set()
-    for k in (manifest.get("fields") or {}):
-        try:
-            out.add(int(k))
-        except ValueError:
-            continue
-    return sorted(out)
-
-
-def resolve_ref(uri: str) -> tuple[ModelRef, ResolvedModel | None]:
-    """Pin the model (registry URIs without a download); other URI forms are resolved in full."""
-    ref = pin_model(uri)
-    if ref is not None:
-        return ref, None
-    m = resolve_model(uri)
-    return ModelRef(uri, m.name, str(m.version), m.run_id), m
-
-
-# =============================================================================================
-# plan
-# =============================================================================================
-@dataclass
-class FieldPlan:
-    field: int
-    action: str                    # rescore | skip | keep (gone from the catalogue) | prune
-    reason: str
-    fingerprint: str | None = None
-    recorded_fingerprint: str | None = None
-    rows_catalog: int | None = None
-    rows_scores: int | None = None
-    scored_by: dict | None = None
-
-
-@dataclass
-class Plan:
-    model: ModelRef
-    fields: list[FieldPlan]
-
-    def by_action(self, action: str) -> list[FieldPlan]:
-        return [p for p in self.fields if p.action == action]
-
-    def lines(self) -> list[str]:
-        out = []
-        for p in self.fields:
-            rows = f", {p.rows_catalog} rows" if p.rows_catalog is not None else ""
-            out.append(f"  Field {p.field}: {p.action.upper()} — {p.reason}{rows}")
-        return out
+def run_lock(scores: str | Path, run_id: str, max_age_s: float | None = DEFAULT_LOCK_MAX_AGE_S,
+             echo=print) -> RunLock:
+    """The lock that keeps two reprocess runs on one scores directory apart, ``<scores>/_reprocess.lock``."""
+    return RunLock(Path(scores) / LOCK, run_id, max_age_s, echo, job="reprocess")
 
 
 @dataclass
 class ReprocessOptions:
+    """jobs/reprocess.py's options (see its --help); seconds for `wait_s` and `lock_max_age_s`."""
+
     catalog: str
     scores: str
     model: str
@@ -404,86 +97,27 @@ class ReprocessOptions:
     lock_max_age_s: float | None = DEFAULT_LOCK_MAX_AGE_S
     mc_samples: int = 0
     mc_seed: int = 0
-    min_bands: int = S.DEFAULT_MIN_BANDS
+    min_bands: int = DEFAULT_MIN_BANDS
     master: str | None = None
-
-
-def _short(fp: str | None) -> str:
-    return "none" if not fp else (fp.split(":", 1)[0] + ":" + fp.split(":", 1)[-1][:10])
-
-
-def make_plan(catalog: Path, scores: Path, ref: ModelRef, opts: ReprocessOptions) -> Plan:
-    cat_manifest = read_catalogue_manifest(catalog)
-    manifest = S.read_manifest(scores)
-    entries = manifest.get("fields") or {}
-    cat_fields = S.catalogue_fields(catalog)
-    plans = []
-    for f in cat_fields:
-        fp = input_fingerprint(catalog, f, cat_manifest)
-        n_cat = parquet_rows(catalog / f"{S.PARTITION}={f}")
-        entry = entries.get(str(f))
-        sdir = scores / f"{S.PARTITION}={f}"
-        p = FieldPlan(f, "skip", "up to date", fp, None, n_cat)
-        reasons = []
-        if opts.force:
-            reasons.append("forced (--force)")
-        if entry is None or not sdir.is_dir():
-            reasons.append("no scores" if entry is None and not sdir.is_dir() else
-                           "scores directory present but not in the scores manifest" if entry is None else
-                           "in the scores manifest but its directory is missing")
-        else:
-            m = entry.get("model") or {}
-            p.scored_by = {k: m.get(k) for k in ("name", "version", "run_id")}
-            p.recorded_fingerprint = recorded_fingerprint(entry)
-            p.rows_scores = parquet_rows(sdir)
-            if (m.get("name"), str(m.get("version"))) != (ref.name, ref.version) or \
-                    (m.get("run_id") and ref.run_id and m["run_id"] != ref.run_id):
-                reasons.append(f"model changed: {m.get('name')} v{m.get('version')} → {ref.name} v{ref.version}")
-            opt_now = {"mc_samples": opts.mc_samples, "mc_seed": opts.mc_seed, "min_bands": opts.min_bands}
-            opt_then = {k: entry.get(k) for k in opt_now}
-            if opt_then != opt_now:
-                diff = ", ".join(f"{k} {opt_then[k]} → {v}" for k, v in opt_now.items() if opt_then[k] != v)
-                reasons.append(f"scoring options changed: {diff}")
-            if p.recorded_fingerprint is None:
-                reasons.append("no input fingerprint recorded with the scores")
-            elif p.recorded_fingerprint != fp:
-                reasons.append(f"input changed: {_short(p.recorded_fingerprint)} → {_short(fp)}")
-            if p.rows_scores != n_cat or entry.get("rows") != n_cat:
-                reasons.append(f"row counts differ: catalogue {n_cat}, scores {p.rows_scores} "
-                               f"(manifest {entry.get('rows')})")
-        if reasons:
-            p.action, p.reason = "rescore", "; ".join(reasons)
-        plans.append(p)
-    for f in scores_fields(scores, manifest):
-        if f in cat_fields:
-            continue
-        sdir = scores / f"{S.PARTITION}={f}"
-        rows = parquet_rows(sdir) if sdir.is_dir() else None
-        if opts.prune:
-            plans.append(FieldPlan(f, "prune", "not in the catalogue any more: removed (--prune)", rows_scores=rows))
-        else:
-            plans.append(FieldPlan(f, "keep", "not in the catalogue any more: scores kept (--prune removes them)",
-                                   rows_scores=rows))
-    return Plan(ref, sorted(plans, key=lambda p: p.field))
 
 
 def prune_field(scores: Path, f: int, token: str) -> None:
     """Drop the manifest entry, then move the directory aside and delete it. A crash in between
     leaves an orphan directory (pruned again next run) or a `_pruned-*` leftover (removed)."""
-    man = S.read_manifest(scores)
+    man = J.read_scores_manifest(scores)
     if str(f) in (man.get("fields") or {}):
         del man["fields"][str(f)]
-        S.write_manifest(scores, man)
-    d = scores / f"{S.PARTITION}={f}"
+        J.write_scores_manifest(scores, man)
+    d = scores / f"{PARTITION}={f}"
     if d.exists():
-        aside = scores / f"_pruned-{token}-{S.PARTITION}={f}"
+        aside = scores / f"_pruned-{token}-{PARTITION}={f}"
         os.rename(d, aside)
         shutil.rmtree(aside, ignore_errors=True)
 
 
 def _remove_prune_leftovers(scores: Path) -> list[str]:
     notes = []
-    for d in sorted(scores.glob(f"_pruned-*-{S.PARTITION}=*")):
+    for d in sorted(scores.glob(f"_pruned-*-{PARTITION}=*")):
         shutil.rmtree(d, ignore_errors=True)
         notes.append(f"removed {d.name} left by an interrupted --prune")
     return notes
@@ -494,6 +128,8 @@ def _remove_prune_leftovers(scores: Path) -> list[str]:
 # =============================================================================================
 @dataclass
 class RunResult:
+    """A run's plan and outcome: rows per rescored Field, error text per failed Field, seconds."""
+
     run_id: str
     plan: Plan
     rescored: dict = field(default_factory=dict)      # field -> rows
@@ -528,30 +164,13 @@ def _record(run_id, p: FieldPlan, ref: ModelRef, action: str, outcome: str, star
     return rec
 
 
-class _SigtermToInterrupt:
-    """SIGTERM (what schedulers send on timeout) → KeyboardInterrupt, so the lock is released."""
-
-    def __enter__(self):
-        self.prev = None
-        if threading.current_thread() is threading.main_thread():
-            def handler(signum, frame):
-                raise KeyboardInterrupt("SIGTERM")
-            self.prev = signal.signal(signal.SIGTERM, handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self.prev is not None:
-            signal.signal(signal.SIGTERM, self.prev)
-        return False
-
-
 def _check_paths(opts: ReprocessOptions) -> tuple[Path, Path]:
     catalog, scores = Path(opts.catalog).absolute(), Path(opts.scores).absolute()
     if not catalog.is_dir():
         raise InputError(f"catalogue not found: {catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": catalog}, {"--scores": (scores, "scores")})
-    if not S.catalogue_fields(catalog):
-        raise InputError(f"catalogue {catalog} has no {S.PARTITION}=N partitions")
+    if not J.catalogue_fields(catalog):
+        raise InputError(f"catalogue {catalog} has no {PARTITION}=N partitions")
     for name, v in (("--mc-samples", opts.mc_samples), ("--min-bands", opts.min_bands)):
         if v < 0:
             raise InputError(f"{name} must be >= 0, got {v}")
@@ -566,7 +185,7 @@ def run_reprocess(opts: ReprocessOptions, spark=None, echo=print) -> RunResult:
     t_all = time.perf_counter()
     catalog, scores = _check_paths(opts)
     run_id = _now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    ledger = Ledger(scores)
+    ledger = open_ledger(scores)
     if opts.dry_run:
         ledger.read()
         ref, _ = resolve_ref(opts.model)
@@ -576,17 +195,12 @@ def run_reprocess(opts: ReprocessOptions, spark=None, echo=print) -> RunResult:
                        "total": round(time.perf_counter() - t_all, 3)}
         echo(f"reprocess: DRY RUN (nothing is written) — model {opts.model} → {ref.name} v{ref.version}")
         if (scores / LOCK).exists():
-            echo(f"reprocess: note: {RunLock(scores, run_id).describe()}")
+            echo(f"reprocess: note: {run_lock(scores, run_id).describe()}")
         _print_plan(plan, echo)
         echo("reprocess-result: " + json.dumps(res.summary(), default=str))
         return res
-    lock = RunLock(scores, run_id, opts.lock_max_age_s, echo)
-    with _SigtermToInterrupt():
-        lock.acquire(opts.wait_s)
-        try:
-            return _run_locked(opts, catalog, scores, run_id, ledger, spark, echo, t_all)
-        finally:
-            lock.release()
+    with run_lock(scores, run_id, opts.lock_max_age_s, echo).hold(opts.wait_s):   # released on SIGTERM too
+        return _run_locked(opts, catalog, scores, run_id, ledger, spark, echo, t_all)
 
 
 def _print_plan(plan: Plan, echo) -> None:
@@ -602,7 +216,7 @@ def _print_plan(plan: Plan, echo) -> None:
 
 def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, spark, echo, t_all) -> RunResult:
     ledger.read()                                   # corrupt → LedgerError before any work
-    for note in S.recover(scores) + _remove_prune_leftovers(scores):
+    for note in J.recover_scores(scores) + _remove_prune_leftovers(scores):
         echo(f"reprocess: {note}")
     ref, full_model = resolve_ref(opts.model)
     plan = make_plan(catalog, scores, ref, opts)
@@ -614,8 +228,8 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     if todo:       # input checks for the work before any record is written (a bad input → exit 2)
         model = full_model or resolve_model(ref.pinned)
         model.uri = opts.model
-        id_column = S.survey_id_column(model.ensemble.feature_spec.survey)
-        checked = S.check_catalogue(catalog, model, ",".join(str(p.field) for p in todo), id_column)
+        id_column = J.survey_id_column(model.ensemble.feature_spec.survey)
+        checked = J.check_catalogue(catalog, model, ",".join(str(p.field) for p in todo), id_column)
         checked["id_column"] = id_column
     now = _now()
     for p in plan.by_action("skip"):
@@ -632,7 +246,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     res.seconds["spark_start"] = 0.0
     t_work = time.perf_counter()
     if todo:
-        sopts = S.ScoreOptions(opts.mc_samples, opts.mc_seed, opts.min_bands, checked["id_column"])
+        sopts = ScoreOptions(opts.mc_samples, opts.mc_seed, opts.min_bands, checked["id_column"])
         own = spark is None
         t0 = time.perf_counter()
         if own:
@@ -645,17 +259,17 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         completed = False
         try:
-            (scores / S.SUCCESS).unlink(missing_ok=True)
+            (scores / J.SUCCESS).unlink(missing_ok=True)
             for p in todo:
                 t0 = _now()
                 try:
-                    jr = S.score_fields(spark, catalog, scores, [p.field], model, checked["columns"], sopts,
+                    jr = J.score_fields(spark, catalog, scores, [p.field], model, checked["columns"], sopts,
                                         checked["manifest"], scored_at=scored_at,
                                         echo=lambda m: echo(m.replace("score: ", "reprocess: ", 1)))
-                    man = S.read_manifest(scores)
+                    man = J.read_scores_manifest(scores)
                     man["fields"][str(p.field)]["input_fingerprint"] = p.fingerprint
                     man["fields"][str(p.field)]["reprocess_run_id"] = run_id
-                    S.write_manifest(scores, man)
+                    J.write_scores_manifest(scores, man)
                 except KeyboardInterrupt:                  # SIGINT/SIGTERM mid-Field: say so, then stop
                     ledger.append(_record(run_id, p, ref, "failed", "interrupted", t0, _now(), p.rows_catalog,
                                           None, "interrupted (SIGINT/SIGTERM); previous scores kept"))
@@ -678,15 +292,15 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
             completed = True
         finally:
             if not completed:       # interrupted: score_fields' _SUCCESS of the last Field must not stand
-                (scores / S.SUCCESS).unlink(missing_ok=True)
+                (scores / J.SUCCESS).unlink(missing_ok=True)
             if own:
                 spark.stop()
     res.seconds["rescore"] = round(time.perf_counter() - t_work, 3)
     res.seconds["total"] = round(time.perf_counter() - t_all, 3)
     if res.failed:      # score_fields marks each of its own jobs; the run as a whole did not complete
-        (scores / S.SUCCESS).unlink(missing_ok=True)
+        (scores / J.SUCCESS).unlink(missing_ok=True)
     elif todo:
-        (scores / S.SUCCESS).write_text(json.dumps({"reprocess_run_id": run_id, "model": ref.as_dict(),
+        (scores / J.SUCCESS).write_text(json.dumps({"reprocess_run_id": run_id, "model": ref.as_dict(),
                                                     "rescored": sorted(res.rescored)}) + "\n")
     n = {a: len(plan.by_action(a)) for a in ("rescore", "skip", "keep", "prune")}
     echo(f"reprocess: summary: {len(plan.fields)} Fields — {len(res.rescored)} rescored "

@@ -12,7 +12,9 @@ it, and then calls `commit_together`:
 `recover(target)` (run by every job before it touches `target`) finishes a commit that a crash
 interrupted after step 1 (roll forward: every pair ends new, never a new catalogue with an old
 quarantine), and deletes staging directories of dead processes (a crash before step 1: every
-pair stays old). Names start with ``_`` (ignored by Spark and pyarrow) or carry ``.staging-``.
+pair stays old). `recover_children(parent)` does the roll-forward for a directory whose children
+are committed one at a time (the scores' ``Field=N``: their journals lie inside `parent`). Names
+start with ``_`` (ignored by Spark and pyarrow) or carry ``.staging-``.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _roll_forward(doc: dict) -> list[str]:
+    """Bring every pair of a journaled commit to its new state; never delete the only copy."""
     notes = []
     token = doc["token"]
     for pair in doc["pairs"]:
@@ -80,6 +83,10 @@ def _roll_forward(doc: dict) -> list[str]:
                 os.rename(target, old)
             os.rename(staging, target)
             notes.append(f"finished the interrupted commit of {target}")
+        elif not target.exists() and old.exists():
+            # the new copy is gone (removed by hand, or never staged): the old one is all there is
+            os.rename(old, target)
+            notes.append(f"restored {target} from {old.name}: its staged replacement {staging} is gone")
     for pair in doc["pairs"]:
         shutil.rmtree(_old(Path(pair["target"]), token), ignore_errors=True)
     for pair in doc["pairs"]:
@@ -126,11 +133,7 @@ def recover(target: Path) -> list[str]:
     target = Path(target).absolute()
     notes: list[str] = []
     for j in sorted(target.parent.glob(f"{JOURNAL_PREFIX}{target.name}-*.json")):
-        try:
-            doc = json.loads(j.read_text())
-            notes += _roll_forward(doc)
-        except (OSError, ValueError, KeyError) as e:
-            raise OSError(f"cannot finish the interrupted commit recorded in {j}: {e}") from None
+        notes += _recover_journal(j)
     # the protocol before journals renamed the target to <name>.old-<token>
     legacy = sorted(target.parent.glob(f"{target.name}.old-*"))
     if not target.exists() and legacy:
@@ -142,6 +145,37 @@ def recover(target: Path) -> list[str]:
         for o in legacy:
             shutil.rmtree(o, ignore_errors=True)
     return notes + remove_stale_staging(target)
+
+
+def recover_children(parent: Path) -> list[str]:
+    """Finish every interrupted commit whose targets are children of `parent` (the journals
+    ``<parent>/_commit-<name>-<token>.json``), then deal with ``_old-<token>-<name>`` children
+    that no journal names, left by the per-partition protocol before journals: restored as
+    ``<name>`` when that is missing, else deleted. Used on a directory whose children are
+    committed one by one (the scores' ``Field=N``). Returns notes."""
+    parent = Path(parent).absolute()
+    notes: list[str] = []
+    if not parent.is_dir():
+        return notes
+    for j in sorted(parent.glob(f"{JOURNAL_PREFIX}*.json")):
+        notes += _recover_journal(j)
+    for old in sorted(parent.glob("_old-*-*")):
+        if not old.is_dir():
+            continue
+        target = parent / old.name.split("-", 2)[2]
+        if not target.exists():
+            os.rename(old, target)
+            notes.append(f"restored {target.name} from {old.name} (an earlier run stopped mid-commit)")
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    return notes
+
+
+def _recover_journal(j: Path) -> list[str]:
+    try:
+        return _roll_forward(json.loads(j.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise OSError(f"cannot finish the interrupted commit recorded in {j}: {e}") from None
 
 
 def remove_stale_staging(target: Path) -> list[str]:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import fnmatch
 import glob as _glob
-import json
 import os
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
+from galaxy_spark.io.manifest import MANIFEST, read_manifest
 
-MANIFEST = "_manifest.json"
 KINDS = ("catalog", "quarantine", "scores", "report")
 KIND_WORDS = {"catalog": "catalogue", "quarantine": "quarantine", "scores": "scores directory",
               "report": "report directory", "file": "file",
@@ -31,19 +30,18 @@ KIND_WORDS = {"catalog": "catalogue", "quarantine": "quarantine", "scores": "sco
 def manifest_kind(directory: str | os.PathLike) -> str | None:
     """The kind of a galaxy_spark output directory, or None when it has no readable manifest.
 
-    Manifests written before the ``kind`` key existed are recognised by their keys."""
+    Manifests written before the ``kind`` key existed are recognised by their keys. A manifest
+    that exists but cannot be read is ``"unreadable"`` (not an error here: the guard then refuses
+    to replace the directory, whose owner is unknown)."""
     d = Path(directory)
-    p = d / MANIFEST
-    if not p.is_file():
+    try:
+        m = read_manifest(d)
+    except InputError:
+        return "unreadable"
+    if m is None:
         if (d / "report.html").is_file() and (d / "metrics.json").is_file():
             return "report"
         return None
-    try:
-        m = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return "unreadable"
-    if not isinstance(m, dict):
-        return "unreadable"
     if m.get("kind") in KINDS:
         return m["kind"]
     if "schema" in m and "inputs" in m:

@@ -188,118 +188,34 @@ def _colour_pairs(survey):
 
 
 def plots(survey, real, mock, out: Path) -> list[Path]:
-    import matplotlib
+    """The validation figures: the statistics are computed here at fixed F814W (as in ``compare``)
+    and drawn by ``galaxy_spark.report.validation_plots``; returns the PNG paths."""
+    from galaxy_spark.report import validation_plots as VP
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
     centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
     bands = [b for b in survey.band_names if b != survey.detection_band]
+    frames = {"real": real, "mock": mock}
 
-    def grid(title, fn, fname, ylabel):
-        n = len(bands)
-        nc = 6
-        nr = int(np.ceil(n / nc))
-        fig, axs = plt.subplots(nr, nc, figsize=(3 * nc, 2.4 * nr), sharex=True)
-        for ax, b in zip(axs.ravel(), bands):
-            fn(ax, b)
-            ax.set_title(b, fontsize=9)
-        for ax in axs.ravel()[n:]:
-            ax.axis("off")
-        axs.ravel()[0].legend(fontsize=7)
-        fig.suptitle(title)
-        fig.supxlabel("F814W" if "detection" in fname else "magnitude in the band")
-        fig.supylabel(ylabel)
-        fig.tight_layout()
-        p = out / fname
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        files.append(p)
+    def detected(s):
+        return (s == 0).mean()
 
-    def detfrac(ax, b):
-        st = f"{b}_state"
-        for d, lab, sty in ((real, "real", "ko-"), (mock, "mock", "r.-")):
-            ax.plot(centres, _binned(d[d[st] != 2], st, lambda s: (s == 0).mean()), sty, label=lab, ms=3)
-        ax.set_ylim(-0.05, 1.05)
-
-    grid("Detection fraction vs F814W", detfrac, "detection_fraction.png", "detected / observed")
-
-    def errmag(ax, b):
-        e = survey.error_column(b)
-        for d, lab, sty in ((real, "real", "ko-"), (mock, "mock", "r.-")):
-            ax.semilogy(centres, _binned(d, e, np.median, mag=b), sty, label=lab, ms=3)
-        ax.set_ylim(1e-3, 2)
-
-    grid("Median error vs magnitude", errmag, "error_magnitude.png", "median error (mag)")
-
-    pairs = _colour_pairs(survey)
-    fig, axs = plt.subplots(1, len(pairs), figsize=(3.3 * len(pairs), 3))
-    for ax, (a, c) in zip(axs, pairs):
-        cr = (real[a] - real[c])[(real["F814W"] < 23)].dropna()
-        cm = (mock[a] - mock[c])[(mock["F814W"] < 23)].dropna()
-        bins = np.linspace(-1.5, 3.5, 41)
-        ax.hist(cr, bins, density=True, histtype="step", color="k", label="real")
-        ax.hist(cm, bins, density=True, histtype="step", color="r", label="mock")
-        ax.set_xlabel(f"{a} - {c}")
-    axs[0].legend(fontsize=8)
-    fig.suptitle("Colour distributions, F814W < 23 (detected in both bands)")
-    fig.tight_layout()
-    p = out / "colours.png"
-    fig.savefig(p, dpi=80)
-    plt.close(fig)
-    files.append(p)
-
-    fig, axs = plt.subplots(2, 3, figsize=(14, 7.5))
-    sub = mock.sample(min(len(mock), 8000), random_state=0)
-    ax = axs[0, 0]
-    ax.scatter(sub["F814W"], sub["zb_1"], s=1, c="r", alpha=0.3, label="mock")
-    ax.scatter(real["F814W"], real["zb_1"], s=3, c="k", label="real")
-    ax.set_xlabel("F814W"); ax.set_ylabel("zb_1"); ax.set_ylim(0, 4); ax.legend(fontsize=8)
-    ax = axs[0, 1]
-    for d, lab, sty in ((real, "real", "ko-"), (mock, "mock", "r.-")):
-        ax.plot(centres, _binned(d, "stell", np.median), sty, label=f"{lab} median")
-        ax.plot(centres, _binned(d, "stell", lambda s: (s > 0.9).mean()), sty.replace("-", "--"), label=f"{lab} frac>0.9", alpha=0.6)
-    ax.set_xlabel("F814W"); ax.set_ylabel("stell"); ax.legend(fontsize=7)
-    ax = axs[0, 2]
-    for d, lab, sty in ((real, "real", "ko-"), (mock, "mock", "r.-")):
-        ax.plot(centres, _binned(d, "Odds_1", np.median), sty, label=lab)
-    ax.set_xlabel("F814W"); ax.set_ylabel("median Odds_1"); ax.legend(fontsize=8)
-    ax = axs[1, 0]
-    zb = np.linspace(0, 4, 41)
-    for lim in (22.5, 24.5):
-        ax.hist(real.loc[real["F814W"] < lim, "zb_1"], zb, density=True, histtype="step", color="k",
-                ls="-" if lim == 22.5 else "--", label=f"real zb, <{lim}")
-        g = mock[(mock["is_star"] == 0) & (mock["F814W"] < lim)]
-        ax.hist(g["z_true"], zb, density=True, histtype="step", color="r", ls="-" if lim == 22.5 else "--",
-                label=f"mock z_true, <{lim} (mean {g['z_true'].mean():.2f})")
-    ax.set_xlabel("z"); ax.legend(fontsize=7); ax.set_title("n(z | F814W limit)")
-    ax = axs[1, 1]
-    ax.scatter(sub["M_Abs_1"], sub["Stell_Mass_1"], s=1, c=sub["Tb_1"], cmap="coolwarm_r")
-    ax.scatter(real["M_Abs_1"], real["Stell_Mass_1"], s=4, facecolors="none", edgecolors="k")
-    ax.set_xlabel("M_Abs_1"); ax.set_ylabel("Stell_Mass_1"); ax.set_title("mass vs M_B (mock colour = Tb)")
-    ax = axs[1, 2]
-    g = sub[sub["is_star"] == 0]
-    ax.scatter(g["z_true"], g["zb_1"], s=1, c="r", alpha=0.3)
-    ax.plot([0, 4], [0, 4], "k-", lw=0.5)
-    ax.set_xlim(0, 4); ax.set_ylim(0, 4); ax.set_xlabel("z_true"); ax.set_ylabel("zb_1"); ax.set_title("mock labels vs truth")
-    fig.tight_layout()
-    p = out / "labels_morphology.png"
-    fig.savefig(p, dpi=80)
-    plt.close(fig)
-    files.append(p)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.arange(14, 27, 0.25)
-    ax.hist(real["F814W"], bins, density=True, histtype="step", color="k", label="real (biased sample)")
-    ax.hist(mock["F814W"], bins, density=True, histtype="step", color="r", label="mock")
-    ax.set_yscale("log"); ax.set_xlabel("F814W"); ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = out / "f814w_counts.png"
-    fig.savefig(p, dpi=80)
-    plt.close(fig)
-    files.append(p)
-    return files
+    det = {b: {who: _binned(d[d[f"{b}_state"] != 2], f"{b}_state", detected) for who, d in frames.items()}
+           for b in bands}
+    err = {b: {who: _binned(d, survey.error_column(b), np.median, mag=b) for who, d in frames.items()}
+           for b in bands}
+    colours = {f"{a} - {c}": {who: (d[a] - d[c])[d["F814W"] < 23].dropna() for who, d in frames.items()}
+               for a, c in _colour_pairs(survey)}
+    binned = {who: {"stell median": _binned(d, "stell", np.median),
+                    "stell frac>0.9": _binned(d, "stell", lambda s: (s > 0.9).mean()),
+                    "Odds_1 median": _binned(d, "Odds_1", np.median)} for who, d in frames.items()}
+    return [VP.band_grid(centres, det, "Detection fraction vs F814W", "F814W", "detected / observed",
+                         out / "detection_fraction.png", ylim=(-0.05, 1.05)),
+            VP.band_grid(centres, err, "Median error vs magnitude", "magnitude in the band", "median error (mag)",
+                         out / "error_magnitude.png", logy=True, ylim=(1e-3, 2)),
+            VP.colour_histograms(colours, "Colour distributions, F814W < 23 (detected in both bands)",
+                                 out / "colours.png"),
+            VP.labels_morphology(real, mock, centres, binned, out / "labels_morphology.png"),
+            VP.magnitude_counts(real["F814W"], mock["F814W"], "F814W", out / "f814w_counts.png")]
 
 
 def run_validation(survey, real_path, n_objects, seed, out_dir, progress=False) -> Path:

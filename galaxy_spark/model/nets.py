@@ -1,4 +1,5 @@
-"""Keras networks built from a preset in models/<name>.yaml.
+"""Keras networks built from a preset: presets/<name>.yaml (packaged in galaxy_spark/conf/presets/;
+see galaxy_spark.config for the GALAXY_SPARK_CONF_DIR override) or a path to a YAML file.
 
 Every network is a plain stack: [Normalization] → [input Dense] → hidden Dense (+Dropout) → output
 Dense. That shape is deliberately simple: the ensemble evaluates it with NumPy from the weights
@@ -11,24 +12,22 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from galaxy_spark.config import PRESETS, conf_names, find_conf, is_yaml_path
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import TARGETS
-from galaxy_spark.survey import REPO_ROOT
 
-PRESET_DIR = REPO_ROOT / "models"
 KINDS = ("regression", "classifier", "pdf")
 ACTIVATIONS = ("linear", "relu", "softmax", "tanh", "sigmoid", "elu")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
 def load_preset(name_or_path: str) -> dict:
-    """Load and validate models/<name>.yaml (or a path); errors name the key."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise InputError(f"preset {name_or_path!r} not found (known presets: {', '.join(known)})")
+    """Load and validate a preset: a packaged name ('default', 'paper'; presets/<name>.yaml from
+    $GALAXY_SPARK_CONF_DIR or the package) or a path to a YAML file. Errors name the key.
+    Defaults filled in: slope_correction {degree: 1}, regress_on 'all'; `_source` records the file."""
+    path = Path(name_or_path) if is_yaml_path(name_or_path) else find_conf(PRESETS, str(name_or_path))
+    if path is None or not path.is_file():
+        raise InputError(f"preset {name_or_path!r} not found (known presets: {', '.join(conf_names(PRESETS))})")
     preset = yaml.safe_load(path.read_text()) or {}
     src = path.name
 
@@ -75,6 +74,7 @@ def load_preset(name_or_path: str) -> dict:
 
 
 def z_bin_centres(cfg: dict) -> np.ndarray:
+    """Centres of the p(z) bins of a pdf network (`z_bins`: min, max, count; redshift units)."""
     zb = cfg["z_bins"]
     edges = np.linspace(zb["min"], zb["max"], zb["count"] + 1)
     return 0.5 * (edges[1:] + edges[:-1])
@@ -101,14 +101,36 @@ def build_network(cfg: dict, n_inputs: int, norm_mean: np.ndarray | None = None,
             x = layers.Dropout(h["dropout"], name=f"dropout_{i + 1}")(x)
     if cfg["kind"] == "pdf":
         out = layers.Dense(cfg["z_bins"]["count"], activation="softmax", name="p_z")(x)
-        loss = "categorical_crossentropy"
     else:
         o = cfg["output"]
         out = layers.Dense(o["units"], activation=o.get("activation", "linear"), name="output")(x)
-        loss = {"mse": "mean_squared_error", "huber": keras.losses.Huber(delta=1.0)}.get(cfg["loss"], cfg["loss"])
     model = keras.Model(inputs, out, name=name)
-    compile_network(model, cfg, loss)
+    compile_network(model, cfg, network_loss(cfg))
     return model
+
+
+def network_loss(cfg: dict):
+    """The Keras loss of a network: categorical cross-entropy over the p(z) bins for a pdf
+    network, else the preset's `loss` ('mse', 'huber' (delta 1) or any Keras loss name; 'mse'
+    when the preset names none)."""
+    import keras
+
+    if cfg["kind"] == "pdf":
+        return "categorical_crossentropy"
+    loss = cfg.get("loss", "mse")
+    return {"mse": "mean_squared_error", "huber": keras.losses.Huber(delta=1.0)}.get(loss, loss)
+
+
+def dense_layers(cfg: dict, n_inputs: int) -> list[tuple[int, str, float | None]]:
+    """The Dense layers `build_network` makes for `cfg`, in order: (units, activation, dropout rate
+    after the layer or None). `n_inputs` is the feature count (the optional input layer's width)."""
+    out = ([(n_inputs, cfg["input_layer"].get("activation", "linear"), None)] if cfg.get("input_layer") else [])
+    out += [(h["units"], h.get("activation", "linear"), h.get("dropout")) for h in cfg["hidden"]]
+    if cfg["kind"] == "pdf":
+        out.append((cfg["z_bins"]["count"], "softmax", None))
+    else:
+        out.append((cfg["output"]["units"], cfg["output"].get("activation", "linear"), None))
+    return out
 
 
 def compile_network(model, cfg: dict, loss, lr_factor: float = 1.0) -> None:

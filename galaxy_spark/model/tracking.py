@@ -1,4 +1,4 @@
-"""MLflow tracking URI: MLFLOW_TRACKING_URI wins, else conf/pipeline.yaml (sqlite:///mlflow.db)."""
+"""MLflow tracking URI: MLFLOW_TRACKING_URI wins, else pipeline.yaml's mlflow.tracking_uri (sqlite:///mlflow.db)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,8 @@ from galaxy_spark.config import load_pipeline_config
 
 
 def configure_tracking() -> str:
+    """Point MLflow at the tracking store (MLFLOW_TRACKING_URI, else pipeline.yaml's
+    mlflow.tracking_uri) and return its URI."""
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or load_pipeline_config()["mlflow"]["tracking_uri"]

@@ -1,26 +1,18 @@
-"""The evaluation report: ``report.html`` (self-contained: PNGs inlined as base64 data URIs, inline
-CSS, no scripts, no external references — it opens offline), ``metrics.json`` and the PNGs.
-
-``write_report(evaluation, out_dir)`` draws the plots (``galaxy_spark.report.plots``) from an
-``evaluation.Evaluation`` and writes the three kinds of file into ``out_dir``.
-"""
+"""The building blocks of every report directory: a self-contained HTML page (inline CSS, PNGs
+inlined as base64 data URIs, no scripts, no external references — it opens offline), number
+formatting, tables, strict-JSON metrics and the report manifest. The evaluation report
+(``report.evaluation``) and the real-data check's (``report.realdata``) are made of these."""
 from __future__ import annotations
 
 import base64
 import datetime as _dt
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from galaxy_spark.evaluate import metrics as M
-from galaxy_spark.report import plots as P
-
-SECTIONS = ("Summary", "Three comparisons", "Data", "Redshift", "Redshift: network vs BPZ", "Probabilistic redshift",
-            "Star/galaxy", "Stellar mass and spectral type", "The thesis side by side", "Training curves",
-            "Definitions")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -38,6 +30,9 @@ nav a{margin-right:1em}code{background:#f6f6f6;padding:0 .2em}
 
 
 def fmt(v, digits: int = 4) -> str:
+    """A value as short text for tables and the console: ``–`` for None/NaN/inf, integers with
+    thousands separators, floats to ``digits`` significant digits (very large or small ones in
+    e-notation), anything else HTML-escaped."""
     if v is None:
         return "–"
     if isinstance(v, (bool, np.bool_)):
@@ -55,7 +50,42 @@ def fmt(v, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def jsonable(x):
+    """numpy/pandas → plain Python, recursively (DataFrames → lists of records); NaN/inf → None, so
+    the result serialises as strict JSON."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [jsonable(v) for v in x.tolist()]
+    if isinstance(x, pd.DataFrame):
+        return [jsonable(r) for r in x.to_dict(orient="records")]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    return x
+
+
+def write_metrics_json(out: Path, metrics: dict) -> Path:
+    """``out/metrics.json``: every number of the report, strict JSON (NaN → null)."""
+    path = Path(out) / "metrics.json"
+    path.write_text(json.dumps(jsonable(metrics), indent=1, allow_nan=False))
+    return path
+
+
+def write_report_manifest(out: Path) -> None:
+    """Mark `out` as a report directory, so later jobs recognise it (galaxy_spark.io.paths)."""
+    (Path(out) / "_manifest.json").write_text(json.dumps(
+        {"kind": "report", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+
+
 def table_html(df: pd.DataFrame, index: bool = True) -> str:
+    """A DataFrame as an HTML table, values through ``fmt`` ('no data' when empty)."""
     if df is None or df.empty:
         return "<p class='muted'>no data</p>"
     d = df if index else df.reset_index(drop=True)
@@ -69,296 +99,24 @@ def table_html(df: pd.DataFrame, index: bool = True) -> str:
 
 
 def img_html(path: Path, alt: str) -> str:
+    """A PNG inlined as a base64 data URI, with ``alt`` as its caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption class="muted">' \
            f"{html.escape(alt)}</figcaption></figure>"
 
 
-def _section(title: str, body: str) -> str:
-    anchor = title.lower().replace(" ", "-").replace(":", "").replace("/", "-")
-    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{body}\n</section>'
+def anchor(title: str) -> str:
+    """The id of a section titled ``title`` (for the navigation links)."""
+    return title.lower().replace(" ", "-").replace(":", "").replace("/", "-")
 
 
-REDSHIFT_KEYS = ("n", "bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail", "sigma_iqr", "crps",
-                 "coverage68", "coverage95", "pit_ks")
-BIN_KEYS = ("lo", "hi", "count", "bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail")
+def section(title: str, body: str) -> str:
+    """A ``<section>`` with an ``<h2>`` heading and an id from ``anchor``."""
+    return f'<section id="{anchor(title)}"><h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
-def _overall_rows(rows: dict[str, dict], keys) -> pd.DataFrame:
-    df = pd.DataFrame({k: {kk: v.get(kk, np.nan) for kk in keys} for k, v in rows.items()}).T
-    df.index.name = "estimator / labels"
-    return df
-
-
-def _bins(df: pd.DataFrame, keys=BIN_KEYS) -> pd.DataFrame:
-    if df is None or not len(df):
-        return pd.DataFrame()
-    return df[[k for k in keys if k in df.columns]].set_index(["lo", "hi"]).reset_index()
-
-
-def _side_by_side(net: pd.DataFrame, bpz: pd.DataFrame) -> pd.DataFrame:
-    keys = ("count", "sigma_nmad", "bias", "outlier_frac", "outlier_frac_rail")
-    out = net[["lo", "hi"]].copy()
-    out["count"] = net["count"]
-    for k in keys[1:]:
-        out[f"network {k}"] = net[k]
-        out[f"BPZ {k}"] = bpz[k]
-    return out
-
-
-def make_plots(ev, out: Path) -> dict[str, tuple[Path, str]]:
-    """Draw every plot; returns {key: (path, caption)}."""
-    from galaxy_spark.evaluate.evaluation import detection_magnitude, label_sets, roc_curve
-    from galaxy_spark.survey import load_survey
-
-    m = ev.metrics
-    survey = load_survey(m["data"].get("survey", "alhambra"))
-    df = ev.frame
-    sets = label_sets(df, survey)
-    primary = m["headline"]["labels"]
-    mag = detection_magnitude(df, survey)
-    num = lambda c: pd.to_numeric(df[c], errors="coerce").to_numpy(float)  # noqa: E731
-    plots = {}
-
-    panels = []
-    for src, lab in sets.items():
-        gal = lab["star"] == 0
-        panels.append({"true": lab["redshift"][gal], "pred": num("z_phot")[gal], "label": "z",
-                       "title": f"redshift vs {src}"})
-        panels.append({"true": lab["spectral_type"][gal], "pred": num("spectral_type")[gal],
-                       "label": "spectral type", "title": f"spectral type vs {src}"})
-        panels.append({"true": lab["stellar_mass"][gal], "pred": num("log_stellar_mass")[gal],
-                       "label": "log M*", "title": f"stellar mass vs {src}"})
-    b = ev.bpz_frame
-    if b is not None and f"z_{primary}" in b:
-        g = b[f"galaxy_{primary}"].to_numpy(bool)
-        panels.append({"true": b[f"z_{primary}"].to_numpy(float)[g], "pred": b["zb"].to_numpy(float)[g],
-                       "label": "z", "title": f"BPZ zb vs {primary}"})
-    plots["pred_vs_true"] = (P.density_panels(panels, out / "pred_vs_true.png"),
-                             "Predicted vs true (galaxies; log density): every output, each label set, and BPZ")
-
-    lab = sets[primary]
-    gal = lab["star"] == 0
-    if b is not None and f"z_{primary}" in b:
-        g = b[f"galaxy_{primary}"].to_numpy(bool)
-        zt = b[f"z_{primary}"].to_numpy(float)[g]
-        series = {"network": M.ez(b["z_phot"].to_numpy(float)[g], zt), "BPZ": M.ez(b["zb"].to_numpy(float)[g], zt)}
-        xm = b["mag"].to_numpy(float)[g]
-        where = f"the {len(b):,} objects of the BPZ comparison"
-    else:
-        zt = lab["redshift"][gal]
-        series = {"network": M.ez(num("z_phot")[gal], zt)}
-        xm = mag[gal]
-        where = "the test split"
-    plots["residuals_mag"] = (P.residuals(xm, series, "F814W", out / "residuals_vs_mag.png"),
-                              f"Δz/(1+z) vs F814W against {primary} labels, {where}: running median ± NMAD")
-    plots["residuals_z"] = (P.residuals(zt, series, f"z ({primary})", out / "residuals_vs_z.png"),
-                            f"Δz/(1+z) vs redshift against {primary} labels, {where}")
-    preds = {"network": num("z_phot")[gal]}
-    if b is not None:
-        preds["BPZ"] = b["zb"].to_numpy(float)[b[f"galaxy_{primary}"].to_numpy(bool)]
-    plots["nz"] = (P.nz(lab["redshift"][gal], preds, out / "nz.png", true_label=f"{primary} z"),
-                   "n(z) of galaxies: labels vs network (test split) vs BPZ (its subsample)")
-    hists = {}
-    base = m.get("baseline")
-    if base and primary in base.get("bpz", {}):
-        hists["network"] = base["network"][primary]["redshift"].get("pit")
-        hists["BPZ"] = base["bpz"][primary]["redshift"].get("pit")
-    else:
-        hists["network"] = m["network"][primary]["redshift"].get("pit")
-    hists = {k: v for k, v in hists.items() if v}
-    plots["pit"] = (P.pit(hists, out / "pit.png"),
-                    f"PIT histograms against {primary} labels (network: from its five quantiles; BPZ: from p(z))")
-    roc = {}
-    for src, lab_s in sets.items():
-        fpr, tpr = roc_curve(lab_s["star"], num("p_star"))
-        roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
-    by_mag = m["network"][primary]["stellarity"]["by_mag"]
-    plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png"),
-                            f"Star/galaxy: ROC and purity/completeness vs F814W ({primary} labels, p_star ≥ 0.5)")
-    if base and primary in base.get("bpz", {}):
-        tabs_m = {"network": base["network"][primary]["redshift"]["by_mag"],
-                  "BPZ": base["bpz"][primary]["redshift"]["by_mag"]}
-        tabs_z = {"network": base["network"][primary]["redshift"]["by_z"],
-                  "BPZ": base["bpz"][primary]["redshift"]["by_z"]}
-    else:
-        tabs_m = {"network": m["network"][primary]["redshift"]["by_mag"]}
-        tabs_z = {"network": m["network"][primary]["redshift"]["by_z"]}
-    plots["binned_mag"] = (P.binned_compare(tabs_m, "F814W", out / "binned_vs_mag.png"),
-                           "σ_NMAD, bias and outlier fraction per F814W bin (same objects)")
-    plots["binned_z"] = (P.binned_compare(tabs_z, f"z ({primary})", out / "binned_vs_z.png"),
-                         "σ_NMAD, bias and outlier fraction per redshift bin (same objects)")
-    plots["loss"] = (P.loss_curves(ev.histories, out / "loss_curves.png"),
-                     "Loss per epoch of the model's four networks (MLflow metric history)")
-    return plots
-
-
-def _kpis(h: dict) -> str:
-    items = [("σ_NMAD", h.get("redshift_sigma_nmad")), ("bias", h.get("redshift_bias")),
-             ("outliers >0.15", h.get("redshift_outlier_frac")), ("CRPS", h.get("redshift_crps")),
-             ("star bal. accuracy", h.get("stellarity_balanced_accuracy")), ("star ROC AUC", h.get("stellarity_roc_auc")),
-             ("log M* NMAD", h.get("stellar_mass_nmad")), ("type NMAD", h.get("spectral_type_nmad"))]
-    if h.get("bpz_sigma_nmad") is not None:
-        items += [("BPZ σ_NMAD (same obj.)", h.get("bpz_sigma_nmad")),
-                  ("network σ_NMAD (same obj.)", h.get("network_sigma_nmad_same_objects")),
-                  ("throughput ratio", h.get("throughput_ratio"))]
-    return "".join(f"<div class='kpi'>{html.escape(k)}<b>{fmt(v)}</b></div>" for k, v in items)
-
-
-def render_html(ev, plots: dict, title: str) -> str:
-    m = ev.metrics
-    d = m["data"]
-    h = m["headline"]
-    primary = h["labels"]
-    parts = []
-    nav = "".join(f'<a href="#{s.lower().replace(" ", "-").replace(":", "").replace("/", "-")}">{html.escape(s)}</a>'
-                  for s in SECTIONS)
-    parts.append(_section("Summary", f"<p>Held-out test split, {fmt(d['n_test'])} objects; headline figures "
-                          f"against the <b>{html.escape(primary)}</b> labels (galaxies for the redshift, "
-                          f"mass and type; all objects for star/galaxy).</p>{_kpis(h)}"
-                          + ("".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in m.get("notes", [])))))
-    if m.get("comparisons"):
-        comp = pd.DataFrame(m["comparisons"]).set_index("comparison")
-        parts.append(_section("Three comparisons", (
-            "<p>Network and BPZ on the <b>same galaxies</b> of the test split. <i>Emulation</i>: against "
-            "the catalogue's own template-fit values (the thesis' task; on real data BPZ's answers). "
-            "<i>Spectroscopic</i>: against secure spectroscopic redshifts — what can be measured on "
-            "real data. <i>Truth</i>: the simulation's true redshifts, which exist only in the mock.</p>")
-            + table_html(comp)))
-    dtab = pd.DataFrame({"value": {k: d.get(k) for k in (
-        "model_run_id", "model_name", "model_version", "model_uri", "n_scores", "n_scores_run",
-        "n_scores_in_catalogue", "n_test", "test_split", "label_sets", "detection_band", "seconds")}})
-    dtab["value"] = dtab["value"].map(lambda v: ", ".join(v) if isinstance(v, list) else v)
-    dtab.index.name = "item"
-    parts.append(_section("Data", table_html(dtab)
-                          + f"<p class='muted'>Galaxies: catalogue {html.escape(d['galaxy_definition']['catalogue'])}; "
-                            f"truth {html.escape(d['galaxy_definition']['truth'])}.</p>"))
-
-    rows = {f"network / {src}": v["redshift"]["overall"] for src, v in m["network"].items()}
-    base = m.get("baseline")
-    if base:
-        for src in m["network"]:
-            if src in base["bpz"]:
-                rows[f"network, BPZ objects / {src}"] = base["network"][src]["redshift"]["overall"]
-                rows[f"BPZ / {src}"] = base["bpz"][src]["redshift"]["overall"]
-    body = table_html(_overall_rows(rows, REDSHIFT_KEYS))
-    body += img_html(*plots["pred_vs_true"])
-    for src, v in m["network"].items():
-        body += f"<h3>Network, by F814W ({html.escape(src)} labels, whole test split)</h3>" + table_html(
-            _bins(v["redshift"]["by_mag"]), index=False)
-        body += f"<h3>Network, by redshift ({html.escape(src)} labels)</h3>" + table_html(
-            _bins(v["redshift"]["by_z"]), index=False)
-    body += img_html(*plots["residuals_mag"]) + img_html(*plots["residuals_z"]) + img_html(*plots["nz"])
-    parts.append(_section("Redshift", body))
-
-    if base:
-        t = pd.DataFrame({
-            "network": {"objects": base["n"], "objects_per_s": base["network"]["timing"].get("objects_per_s"),
-                        "seconds": base["network"]["timing"].get("seconds")},
-            "BPZ": {"objects": base["n"], "objects_per_s": base["bpz"]["timing"]["objects_per_s"],
-                    "seconds": base["bpz"]["timing"]["seconds"]}}).T
-        t.index.name = "estimator"
-        body = (f"<p>BPZ (CWW+Kinney templates, ALHAMBRA responses, Madau IGM, HDF-N prior; "
-                f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
-                f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
-                f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
-                f"<code>Ensemble.predict</code>, features included, best of "
-                f"{base['network']['timing'].get('repeats', '–')}; BPZ: the timed fit with p(z); both one "
-                f"process on this machine; BPZ grid built once in {fmt(base['bpz']['timing']['grid_seconds'])} s, "
-                f"not counted).</p>" + table_html(t))
-        for src in m["network"]:
-            if src not in base["bpz"]:
-                continue
-            body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
-                _side_by_side(base["network"][src]["redshift"]["by_mag"], base["bpz"][src]["redshift"]["by_mag"]),
-                index=False)
-            body += f"<h3>By redshift ({html.escape(src)} labels)</h3>" + table_html(
-                _side_by_side(base["network"][src]["redshift"]["by_z"], base["bpz"][src]["redshift"]["by_z"]),
-                index=False)
-        body += img_html(*plots["binned_mag"]) + img_html(*plots["binned_z"])
-    else:
-        body = "<p class='muted'>BPZ baseline not run.</p>"
-    parts.append(_section("Redshift: network vs BPZ", body))
-
-    prow = {k: {kk: v.get(kk) for kk in ("n", "crps", "coverage68", "coverage95", "pit_ks")} for k, v in rows.items()}
-    body = ("<p>PIT and CRPS of the network come from the five quantiles in the scores (2.5, 16, 50, 84, "
-            "97.5%): PIT by linear interpolation between them, CRPS = 2∫ρ<sub>τ</sub> dτ with the quantile "
-            "function linear between them and extrapolated to τ = 0, 1 — an approximation. BPZ's come "
-            "from its full p(z). Nominal coverage: 0.68 and 0.95.</p>"
-            + table_html(_overall_rows(prow, ("n", "crps", "coverage68", "coverage95", "pit_ks")))
-            + img_html(*plots["pit"]))
-    parts.append(_section("Probabilistic redshift", body))
-
-    ckeys = ("n", "purity", "completeness", "specificity", "roc_auc", "balanced_accuracy", "accuracy", "tp", "fp",
-             "fn", "tn")
-    body = table_html(_overall_rows({f"network / {s}": v["stellarity"]["overall"] for s, v in m["network"].items()},
-                                    ckeys))
-    for src, v in m["network"].items():
-        body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
-            _bins(v["stellarity"]["by_mag"], ("lo", "hi", "count", "purity", "completeness", "roc_auc",
-                                             "balanced_accuracy", "accuracy")), index=False)
-    body += img_html(*plots["star_galaxy"])
-    parts.append(_section("Star/galaxy", "<p>Star = positive class, predicted star when p_star ≥ 0.5. Bare "
-                          "accuracy is not the figure of merit: a constant 'galaxy' answer scores the "
-                          "majority-class share.</p>" + body))
-
-    rk = ("n", "bias", "nmad", "std", "rmse", "r2", "slope")
-    rrows = {}
-    for s, v in m["network"].items():
-        rrows[f"stellar mass / {s}"] = v["stellar_mass"]["overall"]
-        rrows[f"spectral type / {s}"] = v["spectral_type"]["overall"]
-    body = table_html(_overall_rows(rrows, rk))
-    for s, v in m["network"].items():
-        body += f"<h3>Stellar mass by F814W ({html.escape(s)})</h3>" + table_html(
-            _bins(v["stellar_mass"]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
-    parts.append(_section("Stellar mass and spectral type",
-                          "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body))
-
-    th = m["thesis"]
-    tt = pd.DataFrame(th["table"]).set_index("network")
-    this = pd.DataFrame(th["this_model_test"])
-    this.index.name = "metric (this model, test split, all objects)"
-    runs = ", ".join(f"{k}: {v}" for k, v in th["runs"].items()) or "none found"
-    body = ("<p>The thesis' published train/validation figures next to the latest <code>paper</code> and "
-            "<code>default</code> training runs in the MLflow experiment (train/validation: the uncorrected "
-            "network's score as the thesis computed it, from <code>results/results_table.csv</code>; test: "
-            f"after slope correction, catalogue labels). Runs: {html.escape(runs)}.</p>"
-            + table_html(tt) + "<h3>This model on the evaluated test objects</h3>" + table_html(this))
-    parts.append(_section("The thesis side by side", body))
-    parts.append(_section("Training curves", img_html(*plots["loss"])))
-    defs = ("<ul><li>ez = (z_pred − z_true)/(1 + z_true); bias = median(ez); σ_NMAD = 1.4826·median(|ez − "
-            "median(ez)|); outlier fraction = share with |ez| &gt; 0.15; RAIL outliers: |ez| &gt; max(0.06, "
-            "3σ_IQR), σ_IQR = IQR(ez)/1.349.</li><li>PIT = CDF(z_true) (uniform when calibrated; KS = distance "
-            "to uniform); CRPS = ∫(F − H)² dz; coverage = share of z_true inside the 68%/95% interval.</li>"
-            "<li>Purity = TP/(TP+FP), completeness = TP/(TP+FN), balanced accuracy = (TPR+TNR)/2, ROC AUC by "
-            "ranks.</li><li>Regressions: r² = 1 − SS_res/SS_tot; NMAD of pred − true.</li><li>Test split: "
-            f"{html.escape(d['test_split'])} (SplitMix64 of the ID), never used for training, early stopping or "
-            "calibration.</li><li>Magnitude bins use the catalogue's detection-band magnitude (detected objects "
-            "only).</li></ul>")
-    parts.append(_section("Definitions", defs))
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def page(title: str, body: str) -> str:
+    """A whole HTML document: ``title`` as its title and ``<h1>``, inline CSS, ``body`` as is."""
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='muted'>written {stamp}; model run "
-            f"{html.escape(str(d.get('model_run_id')))}</p><nav>{nav}</nav>" + "\n".join(parts) + "</body></html>\n")
-
-
-def write_report_manifest(out: Path) -> None:
-    """Mark `out` as a report directory, so later jobs recognise it (galaxy_spark.io.paths)."""
-    import datetime as _dt
-
-    (Path(out) / "_manifest.json").write_text(json.dumps(
-        {"kind": "report", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
-
-
-def write_report(ev, out_dir: Path, title: str = "galaxy_spark evaluation") -> Path:
-    from galaxy_spark.evaluate.evaluation import jsonable
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(ev, out)
-    (out / "metrics.json").write_text(json.dumps(jsonable(ev.metrics), indent=1, allow_nan=False))
-    write_report_manifest(out)
-    path = out / "report.html"
-    path.write_text(render_html(ev, plots, title), encoding="utf-8")
-    return path
+            f"<h1>{html.escape(title)}</h1>" + body + "</body></html>\n")

@@ -1,31 +1,27 @@
-"""Evaluation plots (Matplotlib, Agg backend): each function draws one PNG and returns its path.
+"""The figures of the evaluation report, the real-data check and training (Matplotlib, Agg
+backend): each public function draws one PNG and returns its path; each kind of figure is drawn by
+one function (predicted vs true: ``density_panels``; per-epoch curves: ``epoch_curves``).
 
-Complements ``galaxy_spark.report.training_plots`` (training curves, predicted-vs-true during training).
 Every function copes with empty or all-NaN inputs (it draws an empty panel saying so).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from galaxy_spark.metrics import nmad
+from galaxy_spark.report.figure import COLORS, empty, plt, save
 
-from galaxy_spark.report.training_plots import _save  # noqa: E402
-
-COLORS = {"network": "C0", "BPZ": "C3", "bpz": "C3", "truth": "k", "catalogue": "C2"}
+LOSS_KEYS = (("train_loss", "train"), ("val_loss", "validation"))
 
 
-def _empty(ax, text="no data"):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-
-
-def density_panels(panels: list[dict], path: Path, ncols: int = 3) -> Path:
+def density_panels(panels: list[dict], path: Path, ncols: int = 3, gridsize: int = 50) -> Path:
     """Predicted vs true 2-D density (hexbin, log counts), one panel per dict
-    ``{true, pred, label, title, lims (optional)}``; the 1:1 line, and σ_NMAD-free stats in the title."""
+    ``{true, pred, label, title, lims (optional)}`` (values in the quantity's units); the 1:1 line,
+    and the object count and the least-squares slope of pred on true in each panel's title (a slope
+    below 1 is the regression to the mean that slope correction removes)."""
     n = max(len(panels), 1)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -36,21 +32,40 @@ def density_panels(panels: list[dict], path: Path, ncols: int = 3) -> Path:
         t, y = np.asarray(p["true"], float), np.asarray(p["pred"], float)
         ok = np.isfinite(t) & np.isfinite(y)
         if ok.sum() < 2:
-            _empty(ax)
+            empty(ax)
             ax.set_title(p.get("title", ""))
             continue
         lims = p.get("lims") or tuple(np.percentile(np.r_[t[ok], y[ok]], [0.5, 99.5]))
         if lims[1] <= lims[0]:
             lims = (lims[0] - 0.5, lims[1] + 0.5)
-        hb = ax.hexbin(t[ok], y[ok], gridsize=50, extent=(*lims, *lims), bins="log", mincnt=1, cmap="viridis")
-        fig.colorbar(hb, ax=ax, label="objects")
+        inside = ok & (t >= lims[0]) & (t <= lims[1]) & (y >= lims[0]) & (y <= lims[1])
+        if inside.sum() > 1:
+            hb = ax.hexbin(t[inside], y[inside], gridsize=gridsize, extent=(*lims, *lims), bins="log", mincnt=1,
+                           cmap="viridis")
+            fig.colorbar(hb, ax=ax, label="objects")
+        else:
+            empty(ax, "predictions outside the axes")
         ax.plot(lims, lims, "r--", lw=1)
         ax.set_xlim(lims)
         ax.set_ylim(lims)
         ax.set_xlabel(f"true {p['label']}")
         ax.set_ylabel(f"predicted {p['label']}")
-        ax.set_title(f"{p.get('title', '')} (n={int(ok.sum())})", fontsize=10)
-    return _save(fig, path)
+        slope = np.polyfit(t[ok], y[ok], 1)[0] if ok.sum() > 2 and np.ptp(t[ok]) > 0 else np.nan
+        ax.set_title(f"{p.get('title', '')} (n={int(ok.sum())}, slope {slope:.3f})", fontsize=10)
+    return save(fig, path)
+
+
+def pred_vs_true(true: np.ndarray, preds: dict[str, np.ndarray], label: str, path: Path,
+                 lims: tuple[float, float] | None = None) -> Path:
+    """Predicted vs true for several predictions of the same targets (e.g. before/after slope
+    correction), side by side on common axes (default: the 0.5–99.5 percentiles of ``true``)."""
+    true = np.asarray(true, float)
+    if lims is None:
+        ok = np.isfinite(true)
+        lo, hi = np.percentile(true[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0)
+        lims = (float(lo), float(hi))
+    panels = [{"true": true, "pred": p, "label": label, "title": name, "lims": lims} for name, p in preds.items()]
+    return density_panels(panels, path, ncols=len(panels), gridsize=60)
 
 
 def _running(x, y, edges):
@@ -60,7 +75,7 @@ def _running(x, y, edges):
         if s.sum() >= 5:
             centres.append(0.5 * (a + b))
             m = np.median(y[s])
-            d = 1.4826 * np.median(np.abs(y[s] - m))
+            d = nmad(y[s])
             med.append(m)
             lo.append(m - d)
             hi.append(m + d)
@@ -75,8 +90,8 @@ def residuals(x: np.ndarray, series: dict[str, np.ndarray], xlabel: str, path: P
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ok_x = np.isfinite(x)
     if not ok_x.any() or not series:
-        _empty(ax)
-        return _save(fig, path)
+        empty(ax)
+        return save(fig, path)
     lo, hi = xlims or tuple(np.percentile(x[ok_x], [0.5, 99.5]))
     if hi <= lo:
         hi = lo + 1
@@ -103,7 +118,7 @@ def residuals(x: np.ndarray, series: dict[str, np.ndarray], xlabel: str, path: P
     ax.set_ylabel("(z_pred − z_true)/(1 + z_true)")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def nz(true: np.ndarray, preds: dict[str, np.ndarray], path: Path, zmax: float | None = None,
@@ -113,8 +128,8 @@ def nz(true: np.ndarray, preds: dict[str, np.ndarray], path: Path, zmax: float |
     t = t[np.isfinite(t)]
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     if t.size == 0:
-        _empty(ax)
-        return _save(fig, path)
+        empty(ax)
+        return save(fig, path)
     zmax = zmax or float(np.percentile(t, 99.5)) * 1.1 + 0.05
     bins = np.linspace(0, zmax, 60)
     ax.hist(t, bins=bins, color="0.8", label=f"{true_label} (n={t.size})")
@@ -126,15 +141,15 @@ def nz(true: np.ndarray, preds: dict[str, np.ndarray], path: Path, zmax: float |
     ax.set_ylabel("objects")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def pit(hists: dict[str, dict], path: Path) -> Path:
     """PIT histograms (density; 1 = calibrated), one bar set per estimator with its KS distance."""
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     if not hists:
-        _empty(ax)
-        return _save(fig, path)
+        empty(ax)
+        return save(fig, path)
     k = len(hists)
     for i, (name, h) in enumerate(hists.items()):
         edges = np.asarray(h["edges"], float)
@@ -148,7 +163,7 @@ def pit(hists: dict[str, dict], path: Path) -> Path:
     ax.set_xlabel("PIT")
     ax.set_ylabel("density (1 = calibrated)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def star_galaxy(roc: dict[str, tuple[np.ndarray, np.ndarray, float]], by_mag: pd.DataFrame, path: Path) -> Path:
@@ -171,11 +186,11 @@ def star_galaxy(roc: dict[str, tuple[np.ndarray, np.ndarray, float]], by_mag: pd
         a2.set_ylim(-0.02, 1.02)
         a2.legend(fontsize=8, loc="lower left")
     else:
-        _empty(a2)
+        empty(a2)
     a2.set_xlabel("F814W")
     a2.set_title("stars: purity / completeness vs magnitude")
     a2.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def binned_compare(tables: dict[str, pd.DataFrame], xlabel: str, path: Path,
@@ -194,28 +209,39 @@ def binned_compare(tables: dict[str, pd.DataFrame], xlabel: str, path: Path,
         if key == "bias":
             ax.axhline(0, color="k", lw=0.6)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def loss_curves(histories: dict[str, dict], path: Path) -> Path:
-    """Train/validation loss per epoch, one panel per network (from the MLflow metric history)."""
+def epoch_curves(histories: dict[str, dict], path: Path, keys=LOSS_KEYS, ylabel: str = "loss",
+                 panel_size: tuple[float, float] = (3.8, 3.4)) -> Path:
+    """Per-epoch curves, one panel per entry of ``histories`` ({panel title: {metric key: values per
+    epoch}}), one line per ``(key, label)`` of ``keys`` (default: train and validation loss)."""
     names = list(histories) or ["(none)"]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.4), squeeze=False)
+    w, h = panel_size
+    fig, axes = plt.subplots(1, len(names), figsize=(w * len(names), h), squeeze=False)
     for ax, name in zip(axes[0], names):
-        h = histories.get(name, {})
-        for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-            v = h.get(key)
-            if v:
+        hist = histories.get(name, {})
+        drawn = False
+        for key, label in keys:
+            v = hist.get(key)
+            if v is not None and len(v):
                 ax.plot(np.arange(1, len(v) + 1), v, marker=".", label=label)
-        if not h:
-            _empty(ax, "no metric history")
+                drawn = True
+        if not drawn:
+            empty(ax, "no metric history")
         ax.set_title(name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if h:
+        if drawn:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def curves(history: dict, keys: list[tuple[str, str]], title: str, ylabel: str, path: Path) -> Path:
+    """One network's per-epoch curves in one panel, e.g. keys = [("train_loss", "train"),
+    ("val_loss", "validation")] (training's loss and metric plots)."""
+    return epoch_curves({title: history}, path, keys, ylabel, panel_size=(5.5, 3.8))
 
 
 def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, selected: np.ndarray,
@@ -227,8 +253,8 @@ def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, se
     ok = np.isfinite(zr) & np.isfinite(zp)
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     if not ok.any():
-        _empty(ax)
-        return _save(fig, path)
+        empty(ax)
+        return save(fig, path)
     top = float(max(np.nanpercentile(np.r_[zr[ok], zp[ok]], 99.5) * 1.05, 0.5))
     sc = ax.scatter(zr[ok], zp[ok], c=od[ok], s=9, cmap="viridis", vmin=0, vmax=1, alpha=0.8)
     fig.colorbar(sc, ax=ax, label="Odds_1")
@@ -244,4 +270,4 @@ def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, se
     ax.set_ylabel("z_phot (network)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save(fig, path)

@@ -24,11 +24,12 @@ the original ones. The redshift slope correction was fitted to the *original* ne
 on the mock, so once fine-tuning moves the network it no longer fits: by default (``"refit"``) it
 is fitted again on the fold's inner validation rows the way training does (never on the fold it
 predicts); ``"keep"`` keeps it (the new `Ensemble` then differs by the network's weights alone),
-``"identity"`` drops it. Targets are `training.network_target` of the
-label (soft p(z) bins for a pdf network). Training: the preset's optimizer at ``lr_factor`` × its
-learning rate, mini-batches of ``batch_size``, at most ``epochs`` epochs, early stopping on an inner
-validation part (patience ``patience``, best weights restored); when no epoch beats the original
-network's validation loss the original weights are kept.
+``"identity"`` drops it. Training is `train.fit.fit_network` in its fine-tuning mode (the
+targets are `fit.network_target` of the label: soft p(z) bins for a pdf network): the preset's
+optimizer at ``lr_factor`` × its learning rate, mini-batches of ``batch_size``, at most ``epochs``
+epochs, early stopping on an inner validation part (patience ``patience``, best weights
+restored); when no epoch beats the original network's validation loss the original weights are
+kept.
 
 Folds
 -----
@@ -48,11 +49,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.evaluate import metrics as M
-from galaxy_spark.model.ensemble import (CALIBRATION_METHODS, Calibration, DenseStack, Ensemble, Network,
-                                   pdf_quantiles)
 from galaxy_spark.errors import InputError
+from galaxy_spark import metrics as M
 from galaxy_spark.features import id_hash_unit
+from galaxy_spark.model.ensemble import CALIBRATION_METHODS, Calibration, DenseStack, Ensemble, Network
+from galaxy_spark.model.nets import compile_network, dense_layers, extract_layers, load_preset, network_loss
+from galaxy_spark.train.fit import fit_network, network_target, point_prediction, residual_quantiles
 
 FOLD_SALT = 0x2545F4914F6CDD1D     # salts of the fold and inner-validation hashes (independent of the
 INNER_SALT = 0x5851F42D4C957F2D    # training split hash, which is the unsalted one)
@@ -62,8 +64,9 @@ NETWORK = "redshift"               # the only network that is fine-tuned
 
 @dataclass
 class FinetuneSettings:
+    """How the real-data check fine-tunes the redshift network (jobs/realdata_check.py flags)."""
     epochs: int = 40                  # at most; early stopping usually ends sooner
-    lr_factor: float = 0.1            # × the preset's learning rate (as training.DEFAULT_FINETUNE)
+    lr_factor: float = 0.1            # × the preset's learning rate (as driver.DEFAULT_FINETUNE)
     patience: int = 6                 # early-stopping patience in epochs, on the inner validation loss
     batch_size: int = 32              # mini-batch (capped by the preset's); small: a few hundred rows
     validation_fraction: float = 0.15  # inner validation part of each fold's training rows
@@ -110,8 +113,6 @@ def keras_from_stack(stack: DenseStack, dropout: list | None = None, l2: float |
 def stack_from_keras(model, norm: dict | None) -> DenseStack:
     """The NumPy network of a (rebuilt, fine-tuned) Keras model; `norm` (the original, untrained
     normalisation) replaces the float32 round trip of the Normalization layer."""
-    from galaxy_spark.model.nets import extract_layers
-
     _, dense = extract_layers(model)
     norm = None if norm is None else {"mean": np.asarray(norm["mean"]), "std": np.asarray(norm["std"])}
     return DenseStack(dense, norm)
@@ -119,26 +120,15 @@ def stack_from_keras(model, norm: dict | None) -> DenseStack:
 
 # ---- training settings ---------------------------------------------------------------------------
 def _z_bins_cfg(centres: np.ndarray) -> dict:
+    """The preset's z_bins {min, max, count} of evenly spaced bin centres."""
     width = float(centres[1] - centres[0])
     return {"min": float(centres[0] - width / 2), "max": float(centres[-1] + width / 2), "count": int(len(centres))}
 
 
-def _preset_layers(cfg: dict, n_in: int) -> list[tuple[int, str]]:
-    out = [(n_in, cfg["input_layer"].get("activation", "linear"))] if cfg.get("input_layer") else []
-    out += [(h["units"], h.get("activation", "linear")) for h in cfg["hidden"]]
-    if cfg["kind"] == "pdf":
-        out.append((cfg["z_bins"]["count"], "softmax"))
-    else:
-        out.append((cfg["output"]["units"], cfg["output"].get("activation", "linear")))
-    return out
-
-
 def finetune_config(ensemble: Ensemble, name: str = NETWORK) -> tuple[dict, list | None, str]:
-    """(cfg for `nets.compile_network` / `training.network_target`, dropout rate per Dense layer or
+    """(cfg for `nets.compile_network` / `fit.network_target`, dropout rate per Dense layer or
     None, where the settings came from). The preset named in the ensemble's info is used when it
     loads and its network has exactly the stored layers; else neutral settings."""
-    from galaxy_spark.model.nets import load_preset
-
     net = ensemble.networks[name]
     stored = [(int(np.shape(la["W"])[1]), la["activation"]) for la in net.stack.layers]
     n_in = int(np.shape(net.stack.layers[0]["W"])[0])
@@ -149,12 +139,10 @@ def finetune_config(ensemble: Ensemble, name: str = NETWORK) -> tuple[dict, list
             pcfg = load_preset(str(preset_name))["networks"][name]
         except (InputError, KeyError, OSError):
             pcfg = None
-        if pcfg is not None and pcfg["kind"] == net.kind and _preset_layers(pcfg, n_in) == stored:
+        layers = dense_layers(pcfg, n_in) if pcfg is not None else []
+        if pcfg is not None and pcfg["kind"] == net.kind and [(u, a) for u, a, _ in layers] == stored:
             cfg = dict(pcfg)
-            off = 1 if pcfg.get("input_layer") else 0
-            dropout = [None] * len(stored)
-            for i, h in enumerate(pcfg["hidden"]):
-                dropout[off + i] = h.get("dropout")
+            dropout = [d for _, _, d in layers]
             source = f"preset {preset_name!r}"
         elif pcfg is not None:
             source += f"; preset {preset_name!r} no longer matches the stored layers"
@@ -166,24 +154,12 @@ def finetune_config(ensemble: Ensemble, name: str = NETWORK) -> tuple[dict, list
     return cfg, dropout, source
 
 
-def _loss(cfg: dict):
-    import keras
-
-    if cfg["kind"] == "pdf":
-        return "categorical_crossentropy"
-    return {"mse": "mean_squared_error", "huber": keras.losses.Huber(delta=1.0)}.get(cfg.get("loss", "mse"),
-                                                                                    cfg.get("loss", "mse"))
-
-
 # ---- fine-tuning one network ---------------------------------------------------------------------
 def finetune_network(ensemble: Ensemble, x_tr: np.ndarray, z_tr: np.ndarray, x_va: np.ndarray, z_va: np.ndarray,
                      settings: FinetuneSettings, seed: int | None = None) -> tuple[Ensemble, dict]:
     """A copy of `ensemble` whose redshift network is fine-tuned on (x_tr, z_tr) with early stopping
     on (x_va, z_va); every other network and all calibrations are kept. Returns (ensemble, info)."""
     import keras
-
-    from galaxy_spark.model.nets import compile_network
-    from galaxy_spark.train.driver import network_target
 
     if len(x_tr) == 0 or len(x_va) == 0:
         raise InputError(f"fine-tuning needs training and validation rows (got {len(x_tr)} and {len(x_va)})")
@@ -192,16 +168,17 @@ def finetune_network(ensemble: Ensemble, x_tr: np.ndarray, z_tr: np.ndarray, x_v
     cfg, dropout, source = finetune_config(ensemble)
     keras.utils.set_random_seed(seed)
     model = keras_from_stack(net.stack, dropout, cfg.get("l2"), name=NETWORK)
-    compile_network(model, cfg, _loss(cfg), settings.lr_factor)
-    t_tr = network_target(NETWORK, cfg, np.asarray(z_tr, np.float64))
-    t_va = network_target(NETWORK, cfg, np.asarray(z_va, np.float64))
+    compile_network(model, cfg, network_loss(cfg), settings.lr_factor)     # evaluate needs the loss
+    z_tr, z_va = np.asarray(z_tr, np.float64), np.asarray(z_va, np.float64)
     x_tr, x_va = np.asarray(x_tr, np.float32), np.asarray(x_va, np.float32)
+    t_va = network_target(NETWORK, cfg, z_va)
     batch = int(max(1, min(settings.batch_size, cfg.get("batch_size", settings.batch_size))))
     original = model.get_weights()
     val_before = float(model.evaluate(x_va, t_va, batch_size=batch, verbose=0))
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
-    hist = model.fit(x_tr, t_tr, validation_data=(x_va, t_va), epochs=settings.epochs, batch_size=batch,
-                     callbacks=[stop], shuffle=True, verbose=0)
+    model, hist = fit_network(NETWORK, cfg, x_tr, z_tr, x_va, z_va, None, seed, normalise=False, model=model,
+                              finetune={"epochs": settings.epochs, "lr_factor": settings.lr_factor,
+                                        "patience": settings.patience},
+                              batch_size=batch, verbose=0, reseed=False)
     val_after = float(model.evaluate(x_va, t_va, batch_size=batch, verbose=0))
     improved = val_after < val_before
     if not improved:
@@ -214,7 +191,7 @@ def finetune_network(ensemble: Ensemble, x_tr: np.ndarray, z_tr: np.ndarray, x_v
                                            "settings": dataclasses.asdict(settings), "seed": seed, "config": source}}
     new = Ensemble(ensemble.feature_spec, {**ensemble.networks, NETWORK: new_net}, info)
     return new, {"n_train": int(len(x_tr)), "n_validation": int(len(x_va)),
-                 "epochs_run": len(hist.history.get("loss", [])), "val_loss_before": val_before,
+                 "epochs_run": len(hist.get("train_loss", [])), "val_loss_before": val_before,
                  "val_loss_after": val_after if improved else val_before, "improved": bool(improved),
                  "config": source}
 
@@ -226,8 +203,7 @@ def recalibrated(net: Network, original: Calibration, x_va: np.ndarray, z_va: np
     quantiles (its intervals) are re-measured on the same rows."""
     if how not in CALIBRATION_CHOICES:
         raise InputError(f"calibration after fine-tuning must be one of {CALIBRATION_CHOICES}, got {how!r}")
-    out = net.stack(np.asarray(x_va, np.float32))
-    raw = (pdf_quantiles(out, net.z_bins, [0.5])[:, 0] if net.kind == "pdf" else out[:, 0]).astype(np.float64)
+    raw = point_prediction(net.kind, net.stack(np.asarray(x_va, np.float32)), net.z_bins).astype(np.float64)
     z_va = np.asarray(z_va, np.float64)
     if how == "identity":
         cal = Calibration.identity()
@@ -236,9 +212,7 @@ def recalibrated(net: Network, original: Calibration, x_va: np.ndarray, z_va: np
         cal = Calibration.fit(raw, z_va, max(int(original.degree), 1), method)
     new = dataclasses.replace(net, calibration=cal)
     if net.kind != "pdf" and net.residual_quantiles:
-        e = M.ez(cal.apply(raw), z_va)
-        new.residual_quantiles = {k: float(np.nanpercentile(e, q)) for k, q in
-                                  (("q16", 16), ("q84", 84), ("q02.5", 2.5), ("q97.5", 97.5))}
+        new.residual_quantiles = residual_quantiles(cal.apply(raw), z_va)
     return new
 
 
@@ -397,14 +371,13 @@ def realdata_labels(cat: pd.DataFrame, survey, label: str | None, spec: str | No
     spectra of a spectroscopic file (`galaxy_spark.catalog.spec.read_spec` format, joined on ID). NaN
     where a row has no usable label."""
     if spec is not None:
-        from galaxy_spark.catalog.spec import SECURE_QUALITY, Z_SPEC, join_spec, read_spec, secure
+        from galaxy_spark.catalog.spec import SECURE_QUALITY, Z_SPEC
+        from galaxy_spark.train.data import spec_label_set
 
-        table, report = read_spec(spec, survey)
-        aligned, joined = join_spec(cat[survey.id_column].to_numpy(np.int64), table)
-        good = secure(aligned["z_spec_quality"], SECURE_QUALITY) & (aligned["spec_class"] == "galaxy")
-        z = np.where(good, aligned[Z_SPEC], np.nan)
+        targets, report = spec_label_set(cat[survey.id_column].to_numpy(np.int64), spec, survey, SECURE_QUALITY)
+        z = targets["redshift"]
         desc = (f"{Z_SPEC} of {int(np.isfinite(z).sum())} secure galaxy spectra in {Path(spec).name} "
-                f"({joined['matched']} of {joined['spec_rows']} spectra matched an ingested row)")
+                f"({report['matched']} of {report['spec_rows']} spectra matched an ingested row)")
         return z, Z_SPEC, desc
     col = label or survey.labels["redshift"]
     if col not in cat.columns:
@@ -414,45 +387,3 @@ def realdata_labels(cat: pd.DataFrame, survey, label: str | None, spec: str | No
     own = col == survey.labels["redshift"]
     what = "the survey's own BPZ redshift" if own else "a column of the input"
     return z, col, f"{col} ({what})"
-
-
-def finetune_table(block: dict) -> pd.DataFrame:
-    """Before/after rows (sample × stage) with n, σ_NMAD, bias and outlier fraction."""
-    rows = {}
-    for entry in (block, block["all_galaxies"]):
-        for stage, key in (("before", "before"), (f"after fine-tuning ({block['folds']}-fold)", "after_finetune")):
-            rows[f"{entry['sample']}: {stage}"] = entry[key]
-    tab = pd.DataFrame(rows).T[["n", "sigma_nmad", "bias", "outlier_frac"]]
-    tab.index.name = f"vs {block['label']}"
-    return tab
-
-
-def finetune_html(block: dict | None) -> str:
-    """The report section of the fine-tuning check ('' when it did not run)."""
-    import html
-
-    from galaxy_spark.report.html import table_html
-
-    if not block:
-        return ""
-    s = block["settings"]
-    return ("<h2>Fine-tuning on real labels</h2>"
-            f"<p>The redshift network, fine-tuned on real galaxies labelled with {html.escape(block['label_description'])}"
-            f" with {block['folds']}-fold cross-validation: folds by a salted hash of ID; each fold is scored by a "
-            f"network fine-tuned on the other {block['folds'] - 1} folds ({block['n_labelled_galaxies']} labelled "
-            f"galaxies in all; {s['validation_fraction']:g} of each fold's training galaxies for early stopping; "
-            f"learning rate × {s['lr_factor']:g}, at most {s['epochs']} epochs; slope correction: "
-            f"{html.escape(s['calibration'])}), so no object is scored by a network that trained on it. Before = "
-            "the registered model, on the same objects.</p>" + table_html(finetune_table(block)))
-
-
-def finetune_lines(block: dict) -> list[str]:
-    """Console summary of the fine-tuning check."""
-    out = [f"fine-tuning ({block['folds']} folds, redshift network, label {block['label']}; "
-           f"{block['n_labelled_galaxies']} labelled galaxies):"]
-    for entry in (block, block["all_galaxies"]):
-        b, a = entry["before"], entry["after_finetune"]
-        out.append(f"  {entry['sample']}: n {b['n']}, sigma_nmad {b['sigma_nmad']:.4f} -> {a['sigma_nmad']:.4f}, "
-                   f"bias {b['bias']:+.4f} -> {a['bias']:+.4f}, outliers {b['outlier_frac']:.4f} -> "
-                   f"{a['outlier_frac']:.4f}")
-    return out

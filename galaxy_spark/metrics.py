@@ -11,20 +11,25 @@ Conventions shared by every function
 * Redshift error: ``ez = (z_pred - z_true) / (1 + z_true)``.
 
 Photo-z point estimates (``photoz_metrics``)
-    bias = median(ez); sigma_nmad = 1.4826 * median(|ez - median(ez)|);
+    bias = median(ez); sigma_nmad = nmad(ez) = 1.4826 * median(|ez - median(ez)|) (the exact normal
+    scale 1/Φ⁻¹(3/4) = 1.482602…, ``scipy.stats.median_abs_deviation(scale="normal")``);
     outlier_frac = mean(|ez| > 0.15);
-    sigma_iqr = IQR(ez) / 1.349; outlier_frac_rail = mean(|ez| > max(0.06, 3 sigma_iqr)) (LSST-DESC RAIL);
-    also mean and std of ez.
+    sigma_iqr = IQR(ez) / 1.349 (exactly 2Φ⁻¹(3/4) = 1.348979…, ``scipy.stats.iqr(scale="normal")``);
+    outlier_frac_rail = mean(|ez| > max(0.06, 3 sigma_iqr)) (LSST-DESC RAIL); also mean and std of ez.
 Probabilistic photo-z
     PIT = CDF_i(z_true_i) from a gridded pdf/CDF, from samples, or from quantiles; a calibrated
-    estimator gives a uniform PIT histogram. CRPS = ∫ (F(z) - H(z - z_true))² dz on the grid.
+    estimator gives a uniform PIT histogram; its KS distance to the uniform distribution is
+    ``scipy.stats.kstest``'s statistic. CRPS = ∫ (F(z) - H(z - z_true))² dz on the grid, or from a
+    few quantiles (``crps_from_quantiles``).
     Coverage = share of z_true inside [lower, upper] (nominal 0.68 / 0.95 for central intervals).
 Classification (positive class = 1 unless ``positive`` says otherwise)
-    purity = TP/(TP+FP) (precision); completeness = TP/(TP+FN) (recall); ROC AUC from ranks
-    (Mann-Whitney U, ties averaged); balanced accuracy = (TPR + TNR)/2; accuracy; confusion counts.
+    purity = TP/(TP+FP) (precision); completeness = TP/(TP+FN) (recall); ROC curve and AUC from
+    scikit-learn (the AUC equals Mann-Whitney U with ties averaged); balanced accuracy = (TPR + TNR)/2;
+    accuracy; confusion counts.
 Regression
-    r2 = 1 - SS_res/SS_tot; bias = median(pred - true); nmad = 1.4826 median(|d - median d|);
-    std = std(d); slope/intercept of pred = a + b * true by least squares.
+    r2 = 1 - SS_res/SS_tot (``sklearn.metrics.r2_score``; NaN for a constant truth);
+    bias = median(pred - true); nmad(pred - true); std = std(d); slope/intercept of pred = a + b * true
+    by least squares.
 """
 from __future__ import annotations
 
@@ -32,9 +37,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from sklearn import metrics as skm
 
-NMAD_SCALE = 1.4826
-IQR_SCALE = 1.349
 OUTLIER_CUT = 0.15
 
 
@@ -64,22 +69,25 @@ def drop_nan(*arrays) -> tuple[list[np.ndarray], int]:
 
 
 def nmad(x) -> float:
-    """1.4826 · median(|x − median(x)|) of the finite values (NaN when none)."""
+    """Normalised median absolute deviation of the finite values, in the units of x: 1.4826 ·
+    median(|x − median(x)|), the standard deviation of a Gaussian estimated robustly (catastrophic
+    outliers barely move it). The one NMAD of the project (photo-z σ_NMAD, NMAD of a regression's
+    residuals, running NMAD in the plots). NaN when no finite value."""
     x = _as_float(x)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan")
-    return float(NMAD_SCALE * np.median(np.abs(x - np.median(x))))
+    return float(stats.median_abs_deviation(x, scale="normal"))
 
 
 def iqr_sigma(x) -> float:
-    """IQR(x)/1.349 of the finite values (NaN when none)."""
+    """IQR(x)/1.349 of the finite values, in the units of x: the interquartile range scaled to a
+    Gaussian's σ (RAIL's σ_IQR). NaN when no finite value."""
     x = _as_float(x)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan")
-    q25, q75 = np.percentile(x, [25, 75])
-    return float((q75 - q25) / IQR_SCALE)
+    return float(stats.iqr(x, scale="normal"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,12 +165,15 @@ def binned(metric_fn: Callable[..., dict], x, bins: Sequence[float] | np.ndarray
 # ---------------------------------------------------------------------------------------------
 # probabilistic photo-z
 # ---------------------------------------------------------------------------------------------
-def _grid_cdf(pdf_or_cdf: np.ndarray, z_grid: np.ndarray, is_cdf: bool) -> np.ndarray:
+def _grid_cdf(pdf_or_cdf: np.ndarray, z_grid: np.ndarray, is_cdf: bool, n_obj: int) -> np.ndarray:
+    """(n_obj, n_z) CDF on the grid from a pdf (normalised here) or a CDF; checks the shapes."""
     p = np.asarray(pdf_or_cdf, float)
     if p.ndim == 1:
         p = p[None, :]
     if p.shape[1] != z_grid.size:
         raise ValueError(f"pdf grid has {p.shape[1]} points, z_grid {z_grid.size}")
+    if p.shape[0] != n_obj:
+        raise ValueError("one pdf row per z_true needed")
     if is_cdf:
         return p
     # trapezoid cumulative integral, normalised per object
@@ -179,13 +190,10 @@ def pit_from_grid(pdf_or_cdf, z_grid, z_true, is_cdf: bool = False) -> np.ndarra
     Objects with NaN ``z_true``, a NaN in their row or a zero-integral pdf get PIT NaN (drop them with
     ``pit_histogram``, which reports the count).
     """
-    zg = _as_float(z_grid)
-    zt = _as_float(z_true)
+    zg, zt = _as_float(z_grid), _as_float(z_true)
     if zt.size == 0:
         return np.empty(0)
-    cdf = _grid_cdf(pdf_or_cdf, zg, is_cdf)
-    if cdf.shape[0] != zt.size:
-        raise ValueError("pit_from_grid: one pdf row per z_true needed")
+    cdf = _grid_cdf(pdf_or_cdf, zg, is_cdf, zt.size)
     j = np.clip(np.searchsorted(zg, zt, side="right") - 1, 0, zg.size - 2)
     rows = np.arange(zt.size)
     z0, z1 = zg[j], zg[j + 1]
@@ -244,9 +252,7 @@ def pit_histogram(pit, n_bins: int = 10) -> dict:
         return dict(edges=edges, counts=counts, density=np.full(n_bins, np.nan), ks=float("nan"),
                     n=0, n_dropped=dropped)
     density = counts / (p.size / n_bins)
-    ps = np.sort(np.clip(p, 0, 1))
-    k = np.arange(1, ps.size + 1)
-    ks = float(max(np.max(k / ps.size - ps), np.max(ps - (k - 1) / ps.size)))
+    ks = float(stats.kstest(np.clip(p, 0.0, 1.0), "uniform").statistic)
     return dict(edges=edges, counts=counts, density=density, ks=ks, n=int(p.size), n_dropped=dropped)
 
 
@@ -256,18 +262,48 @@ def crps_from_grid(pdf, z_grid, z_true, is_cdf: bool = False) -> np.ndarray:
     The step function H is evaluated exactly at grid points (so the result is accurate to ~dz).
     NaN for NaN z_true or pdf rows with NaN / zero integral. Average with ``np.nanmean``.
     """
-    zg = _as_float(z_grid)
-    zt = _as_float(z_true)
+    zg, zt = _as_float(z_grid), _as_float(z_true)
     if zt.size == 0:
         return np.empty(0)
-    cdf = _grid_cdf(pdf, zg, is_cdf)
-    if cdf.shape[0] != zt.size:
-        raise ValueError("crps_from_grid: one pdf row per z_true needed")
+    cdf = _grid_cdf(pdf, zg, is_cdf, zt.size)
     step = (zg[None, :] >= zt[:, None]).astype(float)
     integrand = (cdf - step) ** 2
     crps = np.trapezoid(integrand, zg, axis=1)
     bad = ~np.isfinite(zt) | ~np.all(np.isfinite(cdf), axis=1)
     return np.where(bad, np.nan, crps)
+
+
+def crps_from_quantiles(quantile_values, quantile_levels, z_true, n_tau: int = 201,
+                        chunk: int = 20000) -> np.ndarray:
+    """Approximate per-object CRPS (in redshift units) from a few quantiles of each p(z), for scores
+    that keep only quantiles (the network's five points) rather than the whole p(z).
+
+    CRPS(F, y) = 2 ∫₀¹ ρ_τ(y − F⁻¹(τ)) dτ (the quantile-score form; ρ_τ(u) = u(τ − 1[u < 0]) is the
+    pinball loss); F⁻¹ linear between the given (level, value) points and linearly extrapolated to
+    τ = 0 and 1 (clipped at z = 0), integrated by the trapezoid rule on ``n_tau`` levels. It ignores the
+    shape of p(z) between the points. NaN where z_true or any quantile is NaN.
+    """
+    q = np.sort(np.atleast_2d(np.asarray(quantile_values, float)), axis=1)
+    lv = _as_float(quantile_levels)
+    zt = _as_float(z_true)
+    if zt.size == 0:
+        return np.empty(0)
+    lo = q[:, 0] - (q[:, 1] - q[:, 0]) * lv[0] / (lv[1] - lv[0])
+    hi = q[:, -1] + (q[:, -1] - q[:, -2]) * (1 - lv[-1]) / (lv[-1] - lv[-2])
+    qe = np.column_stack([np.maximum(lo, 0.0), q, hi])
+    le = np.concatenate([[0.0], lv, [1.0]])
+    taus = np.linspace(0.0, 1.0, n_tau)
+    j = np.clip(np.searchsorted(le, taus, side="right") - 1, 0, le.size - 2)
+    w = (taus - le[j]) / (le[j + 1] - le[j])
+    out = np.empty(zt.size)
+    for s in range(0, zt.size, chunk):
+        qq = qe[s:s + chunk]
+        qt = qq[:, j] * (1 - w) + qq[:, j + 1] * w
+        d = zt[s:s + chunk, None] - qt
+        rho = np.where(d >= 0, taus * d, (taus - 1.0) * d)
+        out[s:s + chunk] = 2.0 * np.trapezoid(rho, taus, axis=1)
+    bad = ~np.isfinite(zt) | ~np.all(np.isfinite(q), axis=1)
+    return np.where(bad, np.nan, out)
 
 
 def coverage(z_true, lower, upper) -> dict:
@@ -294,16 +330,26 @@ def interval_coverage(z_true, lower68=None, upper68=None, lower95=None, upper95=
 # classification
 # ---------------------------------------------------------------------------------------------
 def roc_auc(y_true, score, positive=1) -> float:
-    """ROC AUC from ranks (Mann-Whitney U; ties get the average rank). NaN rows dropped; NaN when
-    either class is absent."""
+    """Area under the ROC curve of ``score`` for the class ``y_true == positive``
+    (``sklearn.metrics.roc_auc_score``; equal to Mann-Whitney U with ties counted half). NaN rows
+    dropped; NaN when either class is absent."""
     (y, s), _ = drop_nan(y_true, score)
     pos = y == positive
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
+    if pos.all() or not pos.any():
         return float("nan")
-    from scipy.stats import rankdata
-    r = rankdata(s)  # average ranks for ties
-    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(skm.roc_auc_score(pos, s))
+
+
+def roc_curve(y_true, score, positive=1) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate), both in [0, 1], at every distinct threshold of
+    ``score`` for the class ``y_true == positive``, starting at (0, 0) (``sklearn.metrics.roc_curve``
+    without dropping collinear points). NaN rows dropped; the diagonal when either class is absent."""
+    (y, s), _ = drop_nan(y_true, score)
+    pos = y == positive
+    if pos.all() or not pos.any():
+        return np.array([0.0, 1.0]), np.array([0.0, 1.0])
+    fpr, tpr, _ = skm.roc_curve(pos, s, drop_intermediate=False)
+    return fpr, tpr
 
 
 def classification_metrics(y_true, score, threshold: float = 0.5, positive=1) -> dict:
@@ -343,7 +389,8 @@ def classification_metrics(y_true, score, threshold: float = 0.5, positive=1) ->
 # regression
 # ---------------------------------------------------------------------------------------------
 def regression_metrics(pred, true) -> dict:
-    """r2, bias (median of pred−true), nmad and std of pred−true, rmse, slope/intercept of pred vs true."""
+    """r2, bias (median of pred−true), nmad and std of pred−true, rmse (all in the units of the
+    target), slope/intercept of pred vs true, n, n_dropped. r2 and slope are NaN for a constant truth."""
     (p, t), dropped = drop_nan(pred, true)
     out = dict(n=int(p.size), n_dropped=dropped)
     keys = ("r2", "bias", "nmad", "std", "rmse", "slope", "intercept")
@@ -351,14 +398,13 @@ def regression_metrics(pred, true) -> dict:
         out.update({k: float("nan") for k in keys})
         return out
     d = p - t
-    ss_res = float(np.sum(d ** 2))
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
-    if p.size >= 2 and ss_tot > 0:
+    varies = p.size >= 2 and np.ptp(t) > 0         # r² and the slope need a truth that varies
+    if varies:
         slope, intercept = np.polyfit(t, p, 1)
     else:
         slope = intercept = float("nan")
     out.update(
-        r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        r2=float(skm.r2_score(t, p)) if varies else float("nan"),
         bias=float(np.median(d)),
         nmad=nmad(d),
         std=float(np.std(d)),

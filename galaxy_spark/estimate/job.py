@@ -1,0 +1,381 @@
+"""The Spark scoring job (jobs/score.py → `run_scoring`): resolve the model once on the driver,
+broadcast it, score with mapInPandas, commit per Field.
+
+1. *Before any work*: the model URI is resolved on the driver (`resolve_model`: alias → version
+   through the MLflow client, artifacts downloaded, the NumPy `Ensemble` loaded) and the catalogue
+   is checked against it (`check_catalogue`: survey, columns, `--fields`) from its manifest and
+   Parquet metadata alone. Every problem is an `InputError` (``error: …``, exit 2) before Spark
+   does anything; a catalogue manifest that exists but cannot be read is one of them.
+2. The ensemble travels to executors as a broadcast of `Ensemble.to_parts()` (plain arrays and a
+   JSON document); `galaxy_spark.estimate.batch.make_batch_scorer` rebuilds it once per Python
+   worker and scores Arrow batch by batch. Executors never contact MLflow and never import
+   TensorFlow.
+3. Output: Parquet partitioned by `Field` (`batch.output_columns`), one row per input object. A
+   row that cannot be scored keeps its ID, gets null estimates and quality flag 1.
+4. Commit (`score_fields`): Spark writes the chosen Fields into ``<out>.staging-<pid>-<token>/``
+   (a sibling); row counts and an order-independent ID checksum per Field are compared with the
+   input; then each Field is swapped in by the journaled commit of `galaxy_spark.io.commit`
+   (journal ``<out>/_commit-Field=N-<token>.json``) and the manifest ``<out>/_manifest.json`` is
+   rewritten atomically after each one. ``_SUCCESS`` marks a job that committed everything it set
+   out to. A crash leaves every Field either old or new, never half written; `recover_scores`
+   (run at the start of every job) rolls an interrupted Field commit forward and removes stale
+   staging directories. Names starting with ``_`` are ignored by Spark and pyarrow readers.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from galaxy_spark.errors import GalaxySparkError, InputError
+from galaxy_spark.estimate.coverage import coverage_report_spark
+from galaxy_spark.estimate.batch import (DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS,
+                                         ScoreOptions, make_batch_scorer, output_columns, udf_schema)
+from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
+from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
+from galaxy_spark.io.paths import check_job_paths
+from galaxy_spark.model.registry import ResolvedModel, resolve_model
+
+SUCCESS = "_SUCCESS"
+MANIFEST_VERSION = 1
+KIND = "scores"
+
+
+# =============================================================================================
+# catalogue checks (driver, manifest and Parquet metadata only)
+# =============================================================================================
+
+
+def catalogue_fields(catalog: str | Path) -> list[int]:
+    """The Field numbers of the ``Field=N`` partition directories under `catalog`, sorted."""
+    out = []
+    for d in Path(catalog).glob(f"{PARTITION}=*"):
+        if d.is_dir():
+            try:
+                out.append(int(d.name.split("=", 1)[1]))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
+def parse_fields(text: str | None, available: list[int], catalog) -> list[int]:
+    """The Fields named by ``--fields`` (comma-separated; None, "" or "all": every available one);
+    a Field not in `available` is an `InputError`."""
+    if text is None or str(text).strip() in ("", "all"):
+        return list(available)
+    chosen = []
+    for tok in str(text).split(","):
+        tok = tok.strip()
+        if not tok:
+            continue
+        try:
+            f = int(tok)
+        except ValueError:
+            raise InputError(f"--fields: {tok!r} is not a Field number") from None
+        if f not in available:
+            raise InputError(f"--fields: Field {tok} is not in the catalogue {catalog} "
+                             f"(it has Fields {', '.join(map(str, available))})")
+        chosen.append(f)
+    if not chosen:
+        raise InputError("--fields names no Field")
+    return sorted(set(chosen))
+
+
+def catalogue_columns(catalog: str | Path) -> list[str]:
+    """Column names of the catalogue's Parquet schema (partition column included), from metadata."""
+    import pyarrow.dataset as ds
+
+    try:
+        d = ds.dataset(str(catalog), format="parquet", partitioning="hive")
+    except (OSError, ValueError) as e:
+        raise InputError(f"catalogue {catalog} is not readable Parquet: {e}") from None
+    return list(d.schema.names)
+
+
+def check_catalogue(catalog: str | Path, model: ResolvedModel, fields_arg: str | None = None,
+                    id_column: str = "ID") -> dict:
+    """All input checks that need no Spark: the catalogue exists, is the model's survey, has the
+    columns the model needs, and the requested Fields. Returns {fields, columns, manifest}."""
+    catalog = Path(catalog)
+    spec = model.ensemble.feature_spec
+    if not catalog.exists():
+        raise InputError(f"catalogue not found: {catalog} (run jobs/ingest.py first)")
+    available = catalogue_fields(catalog)
+    if not available:
+        raise InputError(f"catalogue {catalog} has no {PARTITION}=N partitions")
+    man = read_manifest(catalog, "catalogue manifest")     # unreadable: an error, never "no survey check"
+    if man and man.get("survey") and man["survey"] != spec.survey:
+        raise InputError(f"catalogue {catalog} is from survey {man['survey']!r} but model {model.uri} "
+                         f"({model.name} v{model.version}) was trained on {spec.survey!r}")
+    cols = set(catalogue_columns(catalog))
+    missing_bands = [b for b in spec.bands if b not in cols]
+    if missing_bands:
+        raise InputError(f"catalogue {catalog} lacks {len(missing_bands)} band(s) of model {model.uri} "
+                         f"(survey {spec.survey!r}): {', '.join(missing_bands[:8])}"
+                         f"{' …' if len(missing_bands) > 8 else ''} — is it another survey's catalogue?")
+    needed = [id_column, *PASSTHROUGH] + spec.required_columns()
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        raise InputError(f"catalogue {catalog} lacks {len(missing)} column(s) model {model.uri} needs: "
+                         f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
+    fields = parse_fields(fields_arg, available, catalog)
+    return {"fields": fields, "columns": list(dict.fromkeys(needed)), "manifest": man}
+
+
+# =============================================================================================
+# the scores directory: recovery, per-Field commit, manifest
+# =============================================================================================
+def recover_scores(out: str | Path) -> list[str]:
+    """Undo what a killed job left in the scores directory `out`: roll every journaled Field
+    commit forward, restore a Field left as ``_old-<token>-Field=N`` by the protocol before
+    journals, delete staging directories of dead processes. Returns notes for the log."""
+    out = Path(out)
+    return recover_children(out) + remove_stale_staging(out)
+
+
+def commit_field(staging: str | Path, out: str | Path, field_value: int, token: str) -> Path:
+    """Swap ``<staging>/Field=N`` in as ``<out>/Field=N`` (`io.commit.commit_together`; its journal
+    lies in `out`). A Field with no staged rows (an empty input partition) ends as an empty
+    directory."""
+    name = f"{PARTITION}={field_value}"
+    src, dst = Path(staging) / name, Path(out) / name
+    src.mkdir(parents=True, exist_ok=True)
+    commit_together([(src, dst)], token)
+    return dst
+
+
+def read_scores_manifest(out: str | Path) -> dict:
+    """The scores manifest; an empty one when absent; `InputError` when unreadable (a job must
+    not take it for "nothing scored yet")."""
+    return read_manifest(out, "scores manifest") or {"manifest_version": MANIFEST_VERSION, "fields": {}}
+
+
+def write_scores_manifest(out: str | Path, manifest: dict) -> None:
+    """Replace the scores manifest atomically (readers see the old or the new one, never half)."""
+    write_manifest(out, manifest, KIND)
+
+
+# =============================================================================================
+# Spark parts
+# =============================================================================================
+def _field_accounting(df, id_column: str) -> dict[int, dict]:
+    """Per Field: row count and an order-independent checksum of the IDs (sum of xxhash64)."""
+    from pyspark.sql import functions as F
+
+    rows = (df.groupBy(PARTITION)
+            .agg(F.count(F.lit(1)).alias("rows"),
+                 F.sum(F.xxhash64(F.col(id_column)).cast("decimal(38,0)")).alias("idsum"))
+            .collect())
+    return {int(r[PARTITION]): {"rows": int(r["rows"]), "idsum": str(r["idsum"])} for r in rows}
+
+
+@dataclass
+class JobResult:
+    """What `score_fields` did: rows committed per Field, rows in/out, seconds per step, the
+    scores manifest as written."""
+
+    fields: dict = field(default_factory=dict)
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+def scored_dataframe(spark, catalog: str, columns: list[str], fields: list[int], model: ResolvedModel,
+                     opts: ScoreOptions, scored_at: _dt.datetime, parts_bc=None):
+    """The lazily scored DataFrame for `fields` (mapInPandas over the catalogue + provenance)."""
+    from pyspark.sql import functions as F
+
+    spec = model.ensemble.feature_spec
+    src = (spark.read.option("basePath", str(catalog)).parquet(str(catalog))
+           .where(F.col(PARTITION).isin(fields)).select(*columns))
+    if parts_bc is None:
+        parts_bc = spark.sparkContext.broadcast(model.ensemble.to_parts())
+    scorer = make_batch_scorer(model.key, parts_bc, opts)
+    scored = src.mapInPandas(scorer, udf_schema(opts.id_column, spec.detection_band))
+    return (scored.withColumn("model_name", F.lit(model.name))
+            .withColumn("model_version", F.lit(str(model.version)))
+            .withColumn("model_run_id", F.lit(model.run_id))
+            .withColumn("scored_at", F.lit(scored_at).cast("timestamp"))
+            .select(*output_columns(opts.id_column, spec.detection_band)))
+
+
+def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int], model: ResolvedModel,
+                 columns: list[str], opts: ScoreOptions = ScoreOptions(), catalog_manifest: dict | None = None,
+                 scored_at: _dt.datetime | None = None, echo=print, after_commit=None) -> JobResult:
+    """Score the chosen Fields of `catalog` into `out` (staged, checked, committed per Field; see
+    the module docstring). `columns`: the catalogue columns to read (`check_catalogue`);
+    `catalog_manifest`: the catalogue's manifest, whose per-Field fingerprints go into the scores
+    manifest.
+
+    Reusable by jobs/reprocess.py: pass the subset of Fields to (re)score. `after_commit(field)`
+    is called after each Field's commit (tests inject failures there)."""
+    catalog, out = Path(catalog).absolute(), Path(out).absolute()
+    scored_at = scored_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    res = JobResult()
+    out.mkdir(parents=True, exist_ok=True)
+    for note in recover_scores(out):
+        echo(f"score: {note}")
+    manifest = read_scores_manifest(out)          # unreadable: an InputError before any work
+    token = uuid.uuid4().hex[:12]
+    staging = staging_dir(out, token)
+    t0 = time.perf_counter()
+    try:
+        from pyspark.sql import functions as F
+
+        src = (spark.read.option("basePath", str(catalog)).parquet(str(catalog))
+               .where(F.col(PARTITION).isin(fields)))
+        acc_in = _field_accounting(src.select(PARTITION, opts.id_column), opts.id_column)
+        res.seconds["count_input"] = round(time.perf_counter() - t0, 3)
+        t1 = time.perf_counter()
+        df = scored_dataframe(spark, str(catalog), columns, fields, model, opts, scored_at)
+        df.write.mode("errorifexists").partitionBy(PARTITION).parquet(str(staging))
+        res.seconds["score_write"] = round(time.perf_counter() - t1, 3)
+        t1 = time.perf_counter()
+        acc_out = _field_accounting(spark.read.parquet(str(staging)).select(PARTITION, opts.id_column),
+                                    opts.id_column)
+        res.seconds["count_output"] = round(time.perf_counter() - t1, 3)
+        for f in fields:
+            a, b = acc_in.get(f, {"rows": 0, "idsum": None}), acc_out.get(f, {"rows": 0, "idsum": None})
+            if a != b:
+                raise GalaxySparkError(
+                    f"row accounting mismatch in Field {f}: {a['rows']} rows in, {b['rows']} scored "
+                    f"(ID checksums {'equal' if a['idsum'] == b['idsum'] else 'differ'}); nothing was committed")
+        t1 = time.perf_counter()
+        cat_fields = (catalog_manifest or {}).get("fields", {})
+        cat_sha = manifest_sha256(catalog)
+        (out / SUCCESS).unlink(missing_ok=True)
+        for f in fields:
+            commit_field(staging, out, f, token)
+            rows = acc_in.get(f, {"rows": 0})["rows"]
+            manifest.setdefault("fields", {})[str(f)] = {
+                "rows": rows, "scored_at": scored_at.isoformat(), "model": model.provenance(),
+                "mc_samples": opts.mc_samples, "mc_seed": opts.mc_seed, "min_bands": opts.min_bands,
+                "catalog": str(catalog), "catalog_fingerprint": (cat_fields.get(str(f)) or {}).get("fingerprint"),
+                "catalog_manifest_sha256": cat_sha,
+            }
+            manifest.update(manifest_version=MANIFEST_VERSION, updated_at=scored_at.isoformat(),
+                            quality_flags={str(k): v for k, v in QUALITY_FLAGS.items()})
+            write_scores_manifest(out, manifest)
+            res.fields[f] = rows
+            echo(f"score: committed Field {f}: {rows} rows")
+            if after_commit is not None:
+                after_commit(f)
+        manifest["last_job"] = {"scored_at": scored_at.isoformat(), "fields": fields, "model": model.provenance(),
+                                "rows": sum(res.fields.values())}
+        write_scores_manifest(out, manifest)
+        (out / SUCCESS).write_text(json.dumps(manifest["last_job"], default=str) + "\n")
+        res.seconds["commit"] = round(time.perf_counter() - t1, 3)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    res.rows_in = sum(v["rows"] for v in acc_in.values())
+    res.rows_out = sum(v["rows"] for v in acc_out.values())
+    res.manifest = manifest
+    return res
+
+
+# =============================================================================================
+# the job
+# =============================================================================================
+@dataclass
+class JobOptions:
+    """jobs/score.py's options (see its --help)."""
+
+    catalog: str
+    out: str
+    model: str
+    fields: str | None = None
+    mc_samples: int = 0
+    mc_seed: int = 0
+    min_bands: int = DEFAULT_MIN_BANDS
+    master: str | None = None
+    batch_size: int | None = None
+    coverage: bool = False
+
+
+def survey_id_column(survey_name: str) -> str:
+    """The ID column of the survey file `survey_name` ("ID" when the file cannot be loaded)."""
+    from galaxy_spark.survey import SurveyConfigError, load_survey
+
+    try:
+        return load_survey(survey_name).id_column
+    except (SurveyConfigError, FileNotFoundError, OSError):
+        return "ID"
+
+
+def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
+    """Every check that can fail on user input, before Spark starts."""
+    if opts.mc_samples < 0:
+        raise InputError(f"--mc-samples must be >= 0, got {opts.mc_samples}")
+    if opts.min_bands < 0:
+        raise InputError(f"--min-bands must be >= 0, got {opts.min_bands}")
+    if not Path(opts.catalog).exists():
+        raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
+    check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
+    model = resolve_model(opts.model)
+    id_column = survey_id_column(model.ensemble.feature_spec.survey)
+    checked = check_catalogue(opts.catalog, model, opts.fields, id_column)
+    checked["id_column"] = id_column
+    return model, checked
+
+
+def run_scoring(opts: JobOptions, spark=None, echo=print, after_commit=None) -> dict:
+    """The whole job: checks, Spark (started here unless `spark` is given), `score_fields`,
+    optional coverage. Returns the summary also printed as ``score-result: {…}``."""
+    t_all = time.perf_counter()
+    model, checked = prepare(opts)
+    id_column = checked["id_column"]
+    echo(f"score: model {model.uri} -> {model.name} version {model.version} (run {model.run_id}, "
+         f"preset {model.ensemble.info.get('preset')}, survey {model.ensemble.feature_spec.survey})")
+    echo(f"score: catalogue {opts.catalog}, Fields {','.join(map(str, checked['fields']))}; "
+         f"mc_samples={opts.mc_samples}")
+    t0 = time.perf_counter()
+    own = spark is None
+    if own:
+        from galaxy_spark.spark import get_spark
+
+        extra = {}
+        if opts.batch_size:
+            extra["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(opts.batch_size)
+        spark = get_spark("galaxy_spark-score", master=opts.master, extra_conf=extra)
+    prev_batch = None
+    if not own and opts.batch_size:
+        prev_batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(opts.batch_size))
+    t_spark = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        res = score_fields(spark, opts.catalog, opts.out, checked["fields"], model, checked["columns"],
+                           ScoreOptions(opts.mc_samples, opts.mc_seed, opts.min_bands, id_column),
+                           checked["manifest"], echo=echo, after_commit=after_commit)
+        t_job = time.perf_counter() - t0
+        coverage = None
+        if opts.coverage:
+            coverage = coverage_report_spark(spark, opts.catalog, opts.out, checked["fields"], id_column)
+    finally:
+        if own:
+            spark.stop()
+        elif prev_batch is not None:
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", prev_batch)
+    if res.rows_in != res.rows_out:  # score_fields already refused to commit; belt and braces
+        raise GalaxySparkError(f"row accounting mismatch: {res.rows_in} in, {res.rows_out} out")
+    summary = {
+        "model": model.provenance(), "catalog": str(opts.catalog), "out": str(opts.out),
+        "fields": {str(k): v for k, v in res.fields.items()}, "rows_in": res.rows_in, "rows_out": res.rows_out,
+        "mc_samples": opts.mc_samples, "seconds": {"spark_start": round(t_spark, 3), "job": round(t_job, 3),
+                                                  **res.seconds, "total": round(time.perf_counter() - t_all, 3)},
+        "rows_per_s": round(res.rows_out / t_job, 1) if t_job > 0 else None,
+    }
+    if coverage is not None:
+        summary["coverage"] = coverage
+    echo(f"score: {res.rows_in} rows in = {res.rows_out} rows scored "
+         f"({', '.join(f'Field {k}: {v}' for k, v in res.fields.items())}); "
+         f"job {t_job:.1f}s ({summary['rows_per_s']} rows/s) after Spark start {t_spark:.1f}s")
+    if coverage is not None:
+        echo("score: test-split coverage " + json.dumps(coverage))
+    echo("score-result: " + json.dumps(summary, default=str))
+    return summary

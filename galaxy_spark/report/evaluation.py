@@ -1,0 +1,294 @@
+"""The evaluation report: ``write_report(evaluation, out)`` draws the figures
+(``report.plots``) of a finished ``Evaluation`` (``galaxy_spark.evaluate.job``) and writes
+``report.html`` (self-contained), ``metrics.json`` and the PNGs into ``out``, replaced as a whole
+(``io.commit.staged_replace``: a failed write leaves the previous report in place)."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from galaxy_spark import metrics as M
+from galaxy_spark.evaluate.data import num
+from galaxy_spark.evaluate.job import Evaluation
+from galaxy_spark.io.commit import staged_replace
+from galaxy_spark.report import plots as P
+from galaxy_spark.report.html import (anchor, fmt, img_html, page, section, table_html, write_metrics_json,
+                                      write_report_manifest)
+
+SECTIONS = ("Summary", "Three comparisons", "Data", "Redshift", "Redshift: network vs BPZ", "Probabilistic redshift",
+            "Star/galaxy", "Stellar mass and spectral type", "The thesis side by side", "Training curves",
+            "Definitions")
+
+
+REDSHIFT_KEYS = ("n", "bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail", "sigma_iqr", "crps",
+                 "coverage68", "coverage95", "pit_ks")
+BIN_KEYS = ("lo", "hi", "count", "bias", "sigma_nmad", "outlier_frac", "outlier_frac_rail")
+
+
+def _overall_rows(rows: dict[str, dict], keys) -> pd.DataFrame:
+    df = pd.DataFrame({k: {kk: v.get(kk, np.nan) for kk in keys} for k, v in rows.items()}).T
+    df.index.name = "estimator / labels"
+    return df
+
+
+def _bins(df: pd.DataFrame, keys=BIN_KEYS) -> pd.DataFrame:
+    if df is None or not len(df):
+        return pd.DataFrame()
+    return df[[k for k in keys if k in df.columns]].set_index(["lo", "hi"]).reset_index()
+
+
+def _side_by_side(net: pd.DataFrame, bpz: pd.DataFrame) -> pd.DataFrame:
+    keys = ("count", "sigma_nmad", "bias", "outlier_frac", "outlier_frac_rail")
+    out = net[["lo", "hi"]].copy()
+    out["count"] = net["count"]
+    for k in keys[1:]:
+        out[f"network {k}"] = net[k]
+        out[f"BPZ {k}"] = bpz[k]
+    return out
+
+
+def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
+    """Draw every figure of the report into ``out``; returns {key: (path, caption)}."""
+    m = ev.metrics
+    df = ev.frame
+    sets = ev.labels
+    primary = m["headline"]["labels"]
+    mag = ev.mag
+
+    plots = {}
+
+    panels = []
+    for src, lab in sets.items():
+        gal = lab["star"] == 0
+        panels.append({"true": lab["redshift"][gal], "pred": num(df, "z_phot")[gal], "label": "z",
+                       "title": f"redshift vs {src}"})
+        panels.append({"true": lab["spectral_type"][gal], "pred": num(df, "spectral_type")[gal],
+                       "label": "spectral type", "title": f"spectral type vs {src}"})
+        panels.append({"true": lab["stellar_mass"][gal], "pred": num(df, "log_stellar_mass")[gal],
+                       "label": "log M*", "title": f"stellar mass vs {src}"})
+    b = ev.bpz_frame
+    if b is not None and f"z_{primary}" in b:
+        g = b[f"galaxy_{primary}"].to_numpy(bool)
+        panels.append({"true": b[f"z_{primary}"].to_numpy(float)[g], "pred": b["zb"].to_numpy(float)[g],
+                       "label": "z", "title": f"BPZ zb vs {primary}"})
+    plots["pred_vs_true"] = (P.density_panels(panels, out / "pred_vs_true.png"),
+                             "Predicted vs true (galaxies; log density): every output, each label set, and BPZ")
+
+    lab = sets[primary]
+    gal = lab["star"] == 0
+    if b is not None and f"z_{primary}" in b:
+        g = b[f"galaxy_{primary}"].to_numpy(bool)
+        zt = b[f"z_{primary}"].to_numpy(float)[g]
+        series = {"network": M.ez(b["z_phot"].to_numpy(float)[g], zt), "BPZ": M.ez(b["zb"].to_numpy(float)[g], zt)}
+        xm = b["mag"].to_numpy(float)[g]
+        where = f"the {len(b):,} objects of the BPZ comparison"
+    else:
+        zt = lab["redshift"][gal]
+        series = {"network": M.ez(num(df, "z_phot")[gal], zt)}
+        xm = mag[gal]
+        where = "the test split"
+    plots["residuals_mag"] = (P.residuals(xm, series, "F814W", out / "residuals_vs_mag.png"),
+                              f"Δz/(1+z) vs F814W against {primary} labels, {where}: running median ± NMAD")
+    plots["residuals_z"] = (P.residuals(zt, series, f"z ({primary})", out / "residuals_vs_z.png"),
+                            f"Δz/(1+z) vs redshift against {primary} labels, {where}")
+    preds = {"network": num(df, "z_phot")[gal]}
+    if b is not None:
+        preds["BPZ"] = b["zb"].to_numpy(float)[b[f"galaxy_{primary}"].to_numpy(bool)]
+    plots["nz"] = (P.nz(lab["redshift"][gal], preds, out / "nz.png", true_label=f"{primary} z"),
+                   "n(z) of galaxies: labels vs network (test split) vs BPZ (its subsample)")
+    hists = {}
+    base = m.get("baseline")
+    if base and primary in base.get("bpz", {}):
+        hists["network"] = base["network"][primary]["redshift"].get("pit")
+        hists["BPZ"] = base["bpz"][primary]["redshift"].get("pit")
+    else:
+        hists["network"] = m["network"][primary]["redshift"].get("pit")
+    hists = {k: v for k, v in hists.items() if v}
+    plots["pit"] = (P.pit(hists, out / "pit.png"),
+                    f"PIT histograms against {primary} labels (network: from its five quantiles; BPZ: from p(z))")
+    roc = {}
+    for src, lab_s in sets.items():
+        fpr, tpr = M.roc_curve(lab_s["star"], num(df, "p_star"))
+        roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
+    by_mag = m["network"][primary]["stellarity"]["by_mag"]
+    plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png"),
+                            f"Star/galaxy: ROC and purity/completeness vs F814W ({primary} labels, p_star ≥ 0.5)")
+    if base and primary in base.get("bpz", {}):
+        tabs_m = {"network": base["network"][primary]["redshift"]["by_mag"],
+                  "BPZ": base["bpz"][primary]["redshift"]["by_mag"]}
+        tabs_z = {"network": base["network"][primary]["redshift"]["by_z"],
+                  "BPZ": base["bpz"][primary]["redshift"]["by_z"]}
+    else:
+        tabs_m = {"network": m["network"][primary]["redshift"]["by_mag"]}
+        tabs_z = {"network": m["network"][primary]["redshift"]["by_z"]}
+    plots["binned_mag"] = (P.binned_compare(tabs_m, "F814W", out / "binned_vs_mag.png"),
+                           "σ_NMAD, bias and outlier fraction per F814W bin (same objects)")
+    plots["binned_z"] = (P.binned_compare(tabs_z, f"z ({primary})", out / "binned_vs_z.png"),
+                         "σ_NMAD, bias and outlier fraction per redshift bin (same objects)")
+    plots["loss"] = (P.epoch_curves(ev.histories, out / "loss_curves.png"),
+                     "Loss per epoch of the model's four networks (MLflow metric history)")
+    return plots
+
+
+def _kpis(h: dict) -> str:
+    items = [("σ_NMAD", h.get("redshift_sigma_nmad")), ("bias", h.get("redshift_bias")),
+             ("outliers >0.15", h.get("redshift_outlier_frac")), ("CRPS", h.get("redshift_crps")),
+             ("star bal. accuracy", h.get("stellarity_balanced_accuracy")), ("star ROC AUC", h.get("stellarity_roc_auc")),
+             ("log M* NMAD", h.get("stellar_mass_nmad")), ("type NMAD", h.get("spectral_type_nmad"))]
+    if h.get("bpz_sigma_nmad") is not None:
+        items += [("BPZ σ_NMAD (same obj.)", h.get("bpz_sigma_nmad")),
+                  ("network σ_NMAD (same obj.)", h.get("network_sigma_nmad_same_objects")),
+                  ("throughput ratio", h.get("throughput_ratio"))]
+    return "".join(f"<div class='kpi'>{html.escape(k)}<b>{fmt(v)}</b></div>" for k, v in items)
+
+
+def render_html(ev: Evaluation, plots: dict, title: str) -> str:
+    """The report page: every section of ``SECTIONS`` from the metrics, tables and ``plots``."""
+    m = ev.metrics
+    d = m["data"]
+    h = m["headline"]
+    primary = h["labels"]
+    parts = []
+    nav = "".join(f'<a href="#{anchor(s)}">{html.escape(s)}</a>' for s in SECTIONS)
+    parts.append(section("Summary", f"<p>Held-out test split, {fmt(d['n_test'])} objects; headline figures "
+                          f"against the <b>{html.escape(primary)}</b> labels (galaxies for the redshift, "
+                          f"mass and type; all objects for star/galaxy).</p>{_kpis(h)}"
+                          + ("".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in m.get("notes", [])))))
+    if m.get("comparisons"):
+        comp = pd.DataFrame(m["comparisons"]).set_index("comparison")
+        parts.append(section("Three comparisons", (
+            "<p>Network and BPZ on the <b>same galaxies</b> of the test split. <i>Emulation</i>: against "
+            "the catalogue's own template-fit values (the thesis' task; on real data BPZ's answers). "
+            "<i>Spectroscopic</i>: against secure spectroscopic redshifts — what can be measured on "
+            "real data. <i>Truth</i>: the simulation's true redshifts, which exist only in the mock.</p>")
+            + table_html(comp)))
+    dtab = pd.DataFrame({"value": {k: d.get(k) for k in (
+        "model_run_id", "model_name", "model_version", "model_uri", "n_scores", "n_scores_run",
+        "n_scores_in_catalogue", "n_test", "test_split", "label_sets", "detection_band", "seconds")}})
+    dtab["value"] = dtab["value"].map(lambda v: ", ".join(v) if isinstance(v, list) else v)
+    dtab.index.name = "item"
+    parts.append(section("Data", table_html(dtab)
+                          + f"<p class='muted'>Galaxies: catalogue {html.escape(d['galaxy_definition']['catalogue'])}; "
+                            f"truth {html.escape(d['galaxy_definition']['truth'])}.</p>"))
+
+    rows = {f"network / {src}": v["redshift"]["overall"] for src, v in m["network"].items()}
+    base = m.get("baseline")
+    if base:
+        for src in m["network"]:
+            if src in base["bpz"]:
+                rows[f"network, BPZ objects / {src}"] = base["network"][src]["redshift"]["overall"]
+                rows[f"BPZ / {src}"] = base["bpz"][src]["redshift"]["overall"]
+    body = table_html(_overall_rows(rows, REDSHIFT_KEYS))
+    body += img_html(*plots["pred_vs_true"])
+    for src, v in m["network"].items():
+        body += f"<h3>Network, by F814W ({html.escape(src)} labels, whole test split)</h3>" + table_html(
+            _bins(v["redshift"]["by_mag"]), index=False)
+        body += f"<h3>Network, by redshift ({html.escape(src)} labels)</h3>" + table_html(
+            _bins(v["redshift"]["by_z"]), index=False)
+    body += img_html(*plots["residuals_mag"]) + img_html(*plots["residuals_z"]) + img_html(*plots["nz"])
+    parts.append(section("Redshift", body))
+
+    if base:
+        t = pd.DataFrame({
+            "network": {"objects": base["n"], "objects_per_s": base["network"]["timing"].get("objects_per_s"),
+                        "seconds": base["network"]["timing"].get("seconds")},
+            "BPZ": {"objects": base["n"], "objects_per_s": base["bpz"]["timing"]["objects_per_s"],
+                    "seconds": base["bpz"]["timing"]["seconds"]}}).T
+        t.index.name = "estimator"
+        body = (f"<p>BPZ (CWW+Kinney templates, ALHAMBRA responses, Madau IGM, HDF-N prior; "
+                f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
+                f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
+                f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
+                f"<code>Ensemble.predict</code>, features included, best of "
+                f"{base['network']['timing'].get('repeats', '–')}; BPZ: the timed fit with p(z); both one "
+                f"process on this machine; BPZ grid built once in {fmt(base['bpz']['timing']['grid_seconds'])} s, "
+                f"not counted).</p>" + table_html(t))
+        for src in m["network"]:
+            if src not in base["bpz"]:
+                continue
+            body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
+                _side_by_side(base["network"][src]["redshift"]["by_mag"], base["bpz"][src]["redshift"]["by_mag"]),
+                index=False)
+            body += f"<h3>By redshift ({html.escape(src)} labels)</h3>" + table_html(
+                _side_by_side(base["network"][src]["redshift"]["by_z"], base["bpz"][src]["redshift"]["by_z"]),
+                index=False)
+        body += img_html(*plots["binned_mag"]) + img_html(*plots["binned_z"])
+    else:
+        body = "<p class='muted'>BPZ baseline not run.</p>"
+    parts.append(section("Redshift: network vs BPZ", body))
+
+    prow = {k: {kk: v.get(kk) for kk in ("n", "crps", "coverage68", "coverage95", "pit_ks")} for k, v in rows.items()}
+    body = ("<p>PIT and CRPS of the network come from the five quantiles in the scores (2.5, 16, 50, 84, "
+            "97.5%): PIT by linear interpolation between them, CRPS = 2∫ρ<sub>τ</sub> dτ with the quantile "
+            "function linear between them and extrapolated to τ = 0, 1 — an approximation. BPZ's come "
+            "from its full p(z). Nominal coverage: 0.68 and 0.95.</p>"
+            + table_html(_overall_rows(prow, ("n", "crps", "coverage68", "coverage95", "pit_ks")))
+            + img_html(*plots["pit"]))
+    parts.append(section("Probabilistic redshift", body))
+
+    ckeys = ("n", "purity", "completeness", "specificity", "roc_auc", "balanced_accuracy", "accuracy", "tp", "fp",
+             "fn", "tn")
+    body = table_html(_overall_rows({f"network / {s}": v["stellarity"]["overall"] for s, v in m["network"].items()},
+                                    ckeys))
+    for src, v in m["network"].items():
+        body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
+            _bins(v["stellarity"]["by_mag"], ("lo", "hi", "count", "purity", "completeness", "roc_auc",
+                                             "balanced_accuracy", "accuracy")), index=False)
+    body += img_html(*plots["star_galaxy"])
+    parts.append(section("Star/galaxy", "<p>Star = positive class, predicted star when p_star ≥ 0.5. Bare "
+                          "accuracy is not the figure of merit: a constant 'galaxy' answer scores the "
+                          "majority-class share.</p>" + body))
+
+    rk = ("n", "bias", "nmad", "std", "rmse", "r2", "slope")
+    rrows = {}
+    for s, v in m["network"].items():
+        rrows[f"stellar mass / {s}"] = v["stellar_mass"]["overall"]
+        rrows[f"spectral type / {s}"] = v["spectral_type"]["overall"]
+    body = table_html(_overall_rows(rrows, rk))
+    for s, v in m["network"].items():
+        body += f"<h3>Stellar mass by F814W ({html.escape(s)})</h3>" + table_html(
+            _bins(v["stellar_mass"]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
+    parts.append(section("Stellar mass and spectral type",
+                          "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body))
+
+    th = m["thesis"]
+    tt = pd.DataFrame(th["table"]).set_index("network")
+    this = pd.DataFrame(th["this_model_test"])
+    this.index.name = "metric (this model, test split, all objects)"
+    runs = ", ".join(f"{k}: {v}" for k, v in th["runs"].items()) or "none found"
+    body = ("<p>The thesis' published train/validation figures next to the latest <code>paper</code> and "
+            "<code>default</code> training runs in the MLflow experiment (train/validation: the uncorrected "
+            "network's score as the thesis computed it, from <code>results/results_table.csv</code>; test: "
+            f"after slope correction, catalogue labels). Runs: {html.escape(runs)}.</p>"
+            + table_html(tt) + "<h3>This model on the evaluated test objects</h3>" + table_html(this))
+    parts.append(section("The thesis side by side", body))
+    parts.append(section("Training curves", img_html(*plots["loss"])))
+    defs = ("<ul><li>ez = (z_pred − z_true)/(1 + z_true); bias = median(ez); σ_NMAD = 1.4826·median(|ez − "
+            "median(ez)|); outlier fraction = share with |ez| &gt; 0.15; RAIL outliers: |ez| &gt; max(0.06, "
+            "3σ_IQR), σ_IQR = IQR(ez)/1.349.</li><li>PIT = CDF(z_true) (uniform when calibrated; KS = distance "
+            "to uniform); CRPS = ∫(F − H)² dz; coverage = share of z_true inside the 68%/95% interval.</li>"
+            "<li>Purity = TP/(TP+FP), completeness = TP/(TP+FN), balanced accuracy = (TPR+TNR)/2, ROC AUC by "
+            "ranks.</li><li>Regressions: r² = 1 − SS_res/SS_tot; NMAD of pred − true.</li><li>Test split: "
+            f"{html.escape(d['test_split'])} (SplitMix64 of the ID), never used for training, early stopping or "
+            "calibration.</li><li>Magnitude bins use the catalogue's detection-band magnitude (detected objects "
+            "only).</li></ul>")
+    parts.append(section("Definitions", defs))
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return page(title, f"<p class='muted'>written {stamp}; model run {html.escape(str(d.get('model_run_id')))}</p>"
+                       f"<nav>{nav}</nav>" + "\n".join(parts))
+
+
+def write_report(ev: Evaluation, out: Path, title: str = "galaxy_spark evaluation") -> Path:
+    """Write the report directory ``out`` (figures, metrics.json, report.html, the report manifest),
+    replacing any previous one atomically; returns the path of report.html."""
+    out = Path(out)
+    with staged_replace(out) as staging:
+        plots = make_plots(ev, staging)
+        write_metrics_json(staging, ev.metrics)
+        write_report_manifest(staging)
+        (staging / "report.html").write_text(render_html(ev, plots, title), encoding="utf-8")
+    return out / "report.html"

@@ -1,0 +1,94 @@
+"""Survey files (galaxy_spark/survey.py): validation errors name the file and the offending key;
+the packaged files and the GALAXY_SPARK_CONF_DIR override (galaxy_spark/config.py)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from galaxy_spark.config import CONF_DIR_ENV, PRESETS, find_conf, load_pipeline_config
+from galaxy_spark.errors import InputError
+from galaxy_spark.model.nets import load_preset
+from galaxy_spark.survey import SurveyConfigError, load_survey, parse_survey, survey_file
+
+RAW = yaml.safe_load(survey_file("alhambra").read_text())
+
+
+def _set(raw: dict, path: tuple, value):
+    """A copy of `raw` with the key at `path` set to `value` (or deleted when value is ...)."""
+    r = copy.deepcopy(raw)
+    d = r
+    for k in path[:-1]:
+        d = d[k]
+    if value is ...:
+        del d[path[-1]]
+    else:
+        d[path[-1]] = value
+    return r
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("name",), ..., r"name: missing required key"),
+    (("bands", 3, "pivot_aa"), -1, r"bands\[3\]\.pivot_aa: expected a positive number, got -1"),
+    (("bands", 0, "response", "scale"), "per-mille", r"bands\[0\]\.response\.scale: expected 'percent' or 'fraction'"),
+    (("bands", 1, "name"), "F365W", r"bands: duplicate band names \['F365W'\]"),
+    (("sentinels", "thesis_clip"), [27.0, 0.0], r"sentinels\.thesis_clip: expected \[low, high\] with low < high"),
+    (("sentinels", "not_detected_magnitude"), "99", r"sentinels\.not_detected_magnitude: expected a number"),
+    (("sentinels", "valid_error_range"), ..., r"sentinels\.valid_error_range: missing required key"),
+    (("detection", "band"), "XYZ", r"detection\.band: 'XYZ' is not one of the bands"),
+    (("layout", "pointings", 2), "one", r"layout\.pointings\.2: expected field number -> list of pointing numbers"),
+    (("layout", "ccds"), [1, "2"], r"layout\.ccds: expected a list of integers"),
+    (("columns", "leading", 1, "type"), "float", r"columns\.leading\[1\]\.type: expected one of"),
+    (("id", "column"), "OBJID", r"id\.column: 'OBJID' is not among columns\.leading"),
+    (("id", "digits"), "11", r"id\.digits: expected an integer"),
+    (("labels", "redshift"), "zb_9", r"labels\.redshift: 'zb_9' is not a column of the survey"),
+    (("columns", "csv_extra"), [{"name": "id", "type": "string"}], r"columns: column names clash"),
+])
+def test_malformed_survey_names_the_key(path, value, message):
+    with pytest.raises(SurveyConfigError, match=f"^x.yaml: {message}"):
+        parse_survey(_set(RAW, path, value), "x.yaml")
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    with pytest.raises(SurveyConfigError, match=r"x.yaml: : expected a mapping, got list"):
+        parse_survey([1, 2], "x.yaml")
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SurveyConfigError, match="broken.yaml: not valid YAML"):
+        load_survey(str(bad))
+    with pytest.raises(SurveyConfigError, match="survey definition not found: .*missing.yaml"):
+        load_survey(str(tmp_path / "missing.yaml"))
+    with pytest.raises(SurveyConfigError, match=r"known surveys: alhambra"):
+        load_survey("no_such_survey")
+
+
+def test_the_shipped_survey_is_valid():
+    s = parse_survey(RAW, "alhambra.yaml")
+    assert s.name == "alhambra" and len(s.bands) == 24 and s.thesis_clip == (0.0, 27.0)
+
+
+def test_conf_dir_override(tmp_path, monkeypatch):
+    """GALAXY_SPARK_CONF_DIR: a survey, pipeline.yaml or preset found there wins; what it lacks
+    comes from the package; explicit paths are used as given."""
+    (tmp_path / "surveys").mkdir()
+    (tmp_path / "presets").mkdir()
+    other = _set(RAW, ("name",), "othersurvey")
+    (tmp_path / "surveys" / "othersurvey.yaml").write_text(yaml.safe_dump(other))
+    preset = yaml.safe_load(find_conf(PRESETS, "default").read_text())
+    preset["name"] = "mine"
+    (tmp_path / "presets" / "mine.yaml").write_text(yaml.safe_dump(preset))
+    pipeline = {**load_pipeline_config(), "survey": "othersurvey"}
+    monkeypatch.setenv(CONF_DIR_ENV, str(tmp_path))
+    assert load_survey("othersurvey").name == "othersurvey"
+    assert load_survey("alhambra").name == "alhambra"                  # not overridden: the packaged one
+    assert load_preset("mine")["name"] == "mine" and load_preset("paper")["name"] == "paper"
+    assert load_pipeline_config()["survey"] == "alhambra"             # no pipeline.yaml there yet
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    assert load_pipeline_config()["survey"] == "othersurvey"
+    with pytest.raises(InputError, match="known presets: default, mine, paper"):
+        load_preset("nope")
+    monkeypatch.delenv(CONF_DIR_ENV)
+    with pytest.raises(SurveyConfigError, match="survey definition not found"):
+        load_survey("othersurvey")
+    assert load_survey(str(tmp_path / "surveys" / "othersurvey.yaml")).name == "othersurvey"
