@@ -16,13 +16,15 @@ class InputError(GalaxySparkError):
 
 
 def cli_main(fn):
-    """Wrap a job's main(): known errors -> 'error: …' on stderr and their exit code, no traceback."""
+    """Wrap a job's main(): logging to stdout (galaxy_spark.log.setup); known errors -> 'error: …' on stderr and their exit code, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from galaxy_spark.log import setup
         from galaxy_spark.spark import JavaMissingError
         from galaxy_spark.survey import SurveyConfigError
 
+        setup()
         try:
             return fn(*args, **kwargs)
         except (GalaxySparkError, SurveyConfigError, JavaMissingError) as e:

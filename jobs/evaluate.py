@@ -53,8 +53,7 @@ def main(argv=None):
     from galaxy_spark.errors import InputError
     from galaxy_spark.evaluate.job import EvalOptions, run_evaluation
     from galaxy_spark.evaluate.tracking import log_evaluation
-    from galaxy_spark.report.evaluation import write_report
-    from galaxy_spark.report.html import fmt
+    from galaxy_spark.report.evaluation import console_lines, write_report
     from galaxy_spark.spark import get_spark
 
     if args.bpz_max_objects < 1:
@@ -81,28 +80,8 @@ def main(argv=None):
         spark.stop()
     report = write_report(ev, out, title=f"galaxy_spark evaluation: {name}")
     n_logged = None if args.no_mlflow else log_evaluation(ev.metrics, out, name)
-    h = ev.metrics["headline"]
-    print(f"report: {os.path.abspath(report)}")
-    print(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
-    print(f"test split: {h['n_test']} objects; labels: {h['labels']}")
-    print("network: " + ", ".join(f"{k} {fmt(h.get(k))}" for k in (
-        "redshift_sigma_nmad", "redshift_bias", "redshift_outlier_frac", "redshift_crps", "redshift_coverage68",
-        "stellarity_balanced_accuracy", "stellarity_roc_auc", "stellar_mass_nmad", "spectral_type_nmad")))
-    if h.get("bpz_sigma_nmad") is not None:
-        print(f"same {h['same_objects_n']} objects: network sigma_nmad {fmt(h['network_sigma_nmad_same_objects'])} "
-              f"outliers {fmt(h['network_outlier_frac_same_objects'])} | BPZ sigma_nmad {fmt(h['bpz_sigma_nmad'])} "
-              f"outliers {fmt(h['bpz_outlier_frac'])} | objects/s network {fmt(h.get('network_objects_per_s'))} "
-              f"BPZ {fmt(h['bpz_objects_per_s'])} ratio {fmt(h['throughput_ratio'])}x")
-    comparisons = ev.metrics.get("comparisons") or []
-    if comparisons:
-        print("same galaxies, network vs BPZ (sigma_nmad / outlier fraction):")
-        for r in comparisons:
-            print(f"  {r['comparison']:<52s} F814W {r['mag']:<9s} n {r['n']:>6d}  network "
-                  f"{fmt(r['network_sigma_nmad'])} / {fmt(r['network_outlier_frac'])}  BPZ "
-                  f"{fmt(r['bpz_sigma_nmad'])} / {fmt(r['bpz_outlier_frac'])}")
-    if n_logged is not None:
-        print(f"logged {n_logged} metrics and the report to MLflow run {ev.metrics['data']['model_run_id']} "
-              f"(artifacts evaluation/{name}/)")
+    for line in console_lines(ev, report, out, n_logged):
+        print(line)
     return 0
 
 

@@ -61,8 +61,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
     from galaxy_spark.evaluate.realdata import RealDataOptions, run_realdata_check
-    from galaxy_spark.report.html import fmt
-    from galaxy_spark.report.realdata import write_realdata_report
+    from galaxy_spark.report.realdata import console_lines, write_realdata_report
     from galaxy_spark.spark import get_spark
     from galaxy_spark.model.tracking import configure_tracking
 
@@ -89,17 +88,8 @@ def main(argv=None):
     finally:
         spark.stop()
     report = write_realdata_report(check, args.out)
-    m = check.metrics
-    print(f"report: {os.path.abspath(report)}")
-    print(f"rows: {m['rows']}")
-    for name, r in m["samples"].items():
-        print(f"  {name}: n {r['n']}, sigma_nmad {fmt(r['sigma_nmad'])}, bias {fmt(r['bias'])}, "
-              f"outliers {fmt(r['outlier_frac'])}, coverage68 {fmt(r.get('coverage68'))}")
-    if "finetune" in m:
-        from galaxy_spark.report.realdata import finetune_lines
-
-        for line in finetune_lines(m["finetune"]):
-            print(line)
+    for line in console_lines(check, report):
+        print(line)
     return 0
 
 

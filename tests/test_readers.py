@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_spark.catalog import readers as R
+from galaxy_spark.catalog import scan as Sc
 from galaxy_spark.errors import InputError
 from tests.conftest import write_ascii, write_csv
 
@@ -98,8 +99,8 @@ def test_read_ascii_directory_and_glob(spark, tmp_path, public_frame, survey):
     p1, p2 = _ccd_files(public_frame, survey, tmp_path / "cats")
     n1 = int(((public_frame["Pointing"] == "1") & (public_frame["CCD"] == "1")).sum())
     n2 = int(((public_frame["Pointing"] == "1") & (public_frame["CCD"] == "2")).sum())
-    raw, layouts, stats = R.read_catalogue(spark, str(tmp_path / "cats"), survey)
-    assert len(R.group_layouts(layouts)) == 1          # spelling variants: one layout, one scan
+    raw, layouts, stats = Sc.read_catalogue(spark, str(tmp_path / "cats"), survey)
+    assert len(Sc.group_layouts(layouts)) == 1          # spelling variants: one layout, one scan
     rows = raw.select(R.SOURCE_FILE, R.LINE_NUMBER, "ID", "zb_Min_1", "Tb_1", "M_Abs_1",
                       R.N_FIELDS, R.EXPECTED_FIELDS).collect()
     assert len(rows) == n1 + n2
@@ -113,12 +114,12 @@ def test_read_ascii_directory_and_glob(spark, tmp_path, public_frame, survey):
     assert (hit[0]["zb_Min_1"], hit[0]["Tb_1"], hit[0]["M_Abs_1"]) == \
         (first["zb_Min_1"], first["Tb_1"], first["M_Abs_1"])
     assert stats[str(p1)]["data_lines"] == n1 and stats[str(p2)]["lines"] == header + n2
-    raw_g, _, _ = R.read_catalogue(spark, str(tmp_path / "cats" / "*C01*"), survey)
+    raw_g, _, _ = Sc.read_catalogue(spark, str(tmp_path / "cats" / "*C01*"), survey)
     assert raw_g.count() == n1
 
 
 def test_read_vizier_real_rows(spark, real_rows_path, survey):
-    raw, layouts, stats = R.read_catalogue(spark, str(real_rows_path), survey)
+    raw, layouts, stats = Sc.read_catalogue(spark, str(real_rows_path), survey)
     assert layouts[0].format == "vizier"
     assert stats[str(real_rows_path)]["data_lines"] == 817
     r = raw.where("ID = '81421106512'").first()

@@ -31,12 +31,16 @@ from pathlib import Path
 
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
+from galaxy_spark.catalog import scan as Sc
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover, staging_dir
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import Survey, load_survey
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 MANIFEST_VERSION = 1
 DEFAULT_MAX_ROW_DROP = 0.5     # a new catalogue may hold at most this fraction fewer rows
@@ -89,7 +93,7 @@ def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
 # ---- the job -------------------------------------------------------------------------------
 def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.PathLike,
                fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey = "alhambra",
-               spark=None, one_file_per_field: bool = True, echo=print, replace: bool = False,
+               spark=None, one_file_per_field: bool = True, echo=log.info, replace: bool = False,
                max_row_drop: float = DEFAULT_MAX_ROW_DROP) -> dict:
     """Ingest `input` (file, directory or glob) into `out` (Parquet by Field) and `quarantine`.
 
@@ -149,16 +153,16 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     try:
         # -- one light pass: line offsets, line counts, duplicate IDs -------------------
         t0 = time.perf_counter()
-        groups = R.group_layouts(layouts)
+        groups = Sc.group_layouts(layouts)
         saved_split = _balance_splits(spark, [lay.path for lay in layouts])
-        index = R.scan_index(spark, groups, sv)
+        index = Sc.scan_index(spark, groups, sv)
         rows_read = sum(s["data_lines"] for s in index.stats.values())
         lap("line_index_duplicates", t0)
 
         # -- read + validate, one scan per file layout -----------------------------------
         validated = None
         for group in groups:
-            raw, _ = R.read_group(spark, group, sv, index)
+            raw, _ = Sc.read_group(spark, group, sv, index)
             v = C.validate(raw, sv, C.convention_for(group[0].format))
             validated = v if validated is None else validated.unionByName(v)
         idc = C.typed(sv.id_column)
@@ -412,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("no --input given")
     if not 0.0 <= a.max_row_drop <= 1.0:
         raise InputError(f"--max-row-drop must be in [0, 1], got {a.max_row_drop}")
-    echo = (lambda s: print(s.split("\n{", 1)[0])) if a.quiet else print
+    echo = (lambda s: log.info(s.split("\n{", 1)[0])) if a.quiet else log.info
     run_ingest(a.input, a.out, a.quarantine, fmt=a.format, thesis_clip=a.thesis_clip,
                survey=a.survey, echo=echo, replace=a.replace, max_row_drop=a.max_row_drop)
     sys.stdout.flush()

@@ -39,6 +39,9 @@ from galaxy_spark.io.commit import commit_together, recover_children, remove_sta
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import ResolvedModel, resolve_model
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 SUCCESS = "_SUCCESS"
 MANIFEST_VERSION = 1
@@ -206,7 +209,7 @@ def scored_dataframe(spark, catalog: str, columns: list[str], fields: list[int],
 
 def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int], model: ResolvedModel,
                  columns: list[str], opts: ScoreOptions = ScoreOptions(), catalog_manifest: dict | None = None,
-                 scored_at: _dt.datetime | None = None, echo=print, after_commit=None) -> JobResult:
+                 scored_at: _dt.datetime | None = None, echo=log.info, after_commit=None) -> JobResult:
     """Score the chosen Fields of `catalog` into `out` (staged, checked, committed per Field; see
     the module docstring). `columns`: the catalogue columns to read (`check_catalogue`);
     `catalog_manifest`: the catalogue's manifest, whose per-Field fingerprints go into the scores
@@ -323,7 +326,7 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
     return model, checked
 
 
-def run_scoring(opts: JobOptions, spark=None, echo=print, after_commit=None) -> dict:
+def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) -> dict:
     """The whole job: checks, Spark (started here unless `spark` is given), `score_fields`,
     optional coverage. Returns the summary also printed as ``score-result: {…}``."""
     t_all = time.perf_counter()

@@ -47,6 +47,9 @@ from galaxy_spark.estimate.plan import FieldPlan, Plan, make_plan, resolve_ref
 from galaxy_spark.io.lock import Ledger, RunLock
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import ModelRef, resolve_model
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 LEDGER = "_ledger.jsonl"
 LOCK = "_reprocess.lock"          # its flock guard: _reprocess.lock.guard
@@ -78,7 +81,7 @@ def open_ledger(scores: str | Path) -> Ledger:
 
 
 def run_lock(scores: str | Path, run_id: str, max_age_s: float | None = DEFAULT_LOCK_MAX_AGE_S,
-             echo=print) -> RunLock:
+             echo=log.info) -> RunLock:
     """The lock that keeps two reprocess runs on one scores directory apart, ``<scores>/_reprocess.lock``."""
     return RunLock(Path(scores) / LOCK, run_id, max_age_s, echo, job="reprocess")
 
@@ -179,7 +182,7 @@ def _check_paths(opts: ReprocessOptions) -> tuple[Path, Path]:
     return catalog, scores
 
 
-def run_reprocess(opts: ReprocessOptions, spark=None, echo=print) -> RunResult:
+def run_reprocess(opts: ReprocessOptions, spark=None, echo=log.info) -> RunResult:
     """The whole job. Raises LockHeldError (75), LedgerError/InputError (2); returns a RunResult
     whose exit_code is 1 when some Field failed (the others are committed and recorded)."""
     t_all = time.perf_counter()

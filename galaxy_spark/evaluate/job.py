@@ -39,6 +39,9 @@ from galaxy_spark.evaluate.data import attach_spec, detection_magnitude, label_s
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import model_uri_for, resolve_model
 from galaxy_spark.survey import Survey, load_survey
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _throughput_model(opts: EvalOptions, info: dict):
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - report without the throughput figure
-        print(f"warning: could not load {uri} for the throughput timing: {str(e).splitlines()[0]}")
+        log.warning(f"could not load {uri} for the throughput timing: {str(e).splitlines()[0]}")
         return None
     if opts.model and resolved.run_id and resolved.run_id != info["model_run_id"]:
         raise InputError(f"--model {opts.model} comes from run {resolved.run_id}, but the scores were "

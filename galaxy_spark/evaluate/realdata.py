@@ -25,6 +25,9 @@ from galaxy_spark.evaluate.data import detection_magnitude, num
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import resolve_model
 from galaxy_spark.survey import Survey, load_survey
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 ODDS_MIN = 0.9            # "high Odds": P(|z - zb| < 0.02(1+zb)) > 0.9, the survey's secure-BPZ cut
 STELLAR_FLAG_MAX = 0.7    # the survey's galaxy cut on Stellar_Flag
@@ -157,7 +160,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
         label, label_name, label_desc = FT.realdata_labels(cat, survey, opts.finetune_label, opts.finetune_spec)
         block, _ = FT.finetune_check(ensemble, cat, cat[survey.id_column].to_numpy(np.int64), zp, label, label_name,
                                      samples["all galaxies"], (f"F814W < {BRIGHT_MAG:g} galaxies", samples[bright_name]),
-                                     opts.finetune_folds, ft_settings, echo=lambda s: print(s, flush=True))
+                                     opts.finetune_folds, ft_settings, echo=log.info)
         metrics["finetune"] = {**block, "label_description": label_desc}
         metrics["seconds"] = round(time.time() - t0, 1)
     odds = num(cat, survey.labels.get("redshift_odds", "Odds_1"))

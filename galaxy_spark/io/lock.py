@@ -31,6 +31,9 @@ from typing import Iterator
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import fsync_dir
 from galaxy_spark.io.procs import pid_alive
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 EXIT_LOCKED = 75                 # EX_TEMPFAIL (sysexits.h): try again later
 UNREADABLE_LOCK_GRACE_S = 30.0   # an empty/unparseable lock younger than this may be being written
@@ -128,7 +131,7 @@ class RunLock:
     `max_age_s`: a lock taken on another host older than this (seconds) is stale; None or 0:
     never. Messages go through `echo`, prefixed with ``<job>:``."""
 
-    def __init__(self, path: str | Path, run_id: str, max_age_s: float | None = None, echo=print,
+    def __init__(self, path: str | Path, run_id: str, max_age_s: float | None = None, echo=log.info,
                  job: str = "job"):
         self.path = Path(path)
         self.dir = self.path.parent

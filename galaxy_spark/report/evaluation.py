@@ -292,3 +292,35 @@ def write_report(ev: Evaluation, out: Path, title: str = "galaxy_spark evaluatio
         write_report_manifest(staging)
         (staging / "report.html").write_text(render_html(ev, plots, title), encoding="utf-8")
     return out / "report.html"
+
+
+def console_lines(ev, report: Path, out, n_logged: int | None) -> list[str]:
+    """The evaluation job's console summary: where the report is, the headline metrics, the
+    network-vs-BPZ comparisons on the same galaxies and what was logged to MLflow."""
+    import os
+
+    name = os.path.basename(os.path.abspath(out))
+    lines = []
+    h = ev.metrics["headline"]
+    lines.append(f"report: {os.path.abspath(report)}")
+    lines.append(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
+    lines.append(f"test split: {h['n_test']} objects; labels: {h['labels']}")
+    lines.append("network: " + ", ".join(f"{k} {fmt(h.get(k))}" for k in (
+        "redshift_sigma_nmad", "redshift_bias", "redshift_outlier_frac", "redshift_crps", "redshift_coverage68",
+        "stellarity_balanced_accuracy", "stellarity_roc_auc", "stellar_mass_nmad", "spectral_type_nmad")))
+    if h.get("bpz_sigma_nmad") is not None:
+        lines.append(f"same {h['same_objects_n']} objects: network sigma_nmad {fmt(h['network_sigma_nmad_same_objects'])} "
+              f"outliers {fmt(h['network_outlier_frac_same_objects'])} | BPZ sigma_nmad {fmt(h['bpz_sigma_nmad'])} "
+              f"outliers {fmt(h['bpz_outlier_frac'])} | objects/s network {fmt(h.get('network_objects_per_s'))} "
+              f"BPZ {fmt(h['bpz_objects_per_s'])} ratio {fmt(h['throughput_ratio'])}x")
+    comparisons = ev.metrics.get("comparisons") or []
+    if comparisons:
+        lines.append("same galaxies, network vs BPZ (sigma_nmad / outlier fraction):")
+        for r in comparisons:
+            lines.append(f"  {r['comparison']:<52s} F814W {r['mag']:<9s} n {r['n']:>6d}  network "
+                  f"{fmt(r['network_sigma_nmad'])} / {fmt(r['network_outlier_frac'])}  BPZ "
+                  f"{fmt(r['bpz_sigma_nmad'])} / {fmt(r['bpz_outlier_frac'])}")
+    if n_logged is not None:
+        lines.append(f"logged {n_logged} metrics and the report to MLflow run {ev.metrics['data']['model_run_id']} "
+              f"(artifacts evaluation/{name}/)")
+    return lines

@@ -87,3 +87,21 @@ def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
                 "σ_NMAD, bias, outliers |ez| &gt; 0.15 as in the evaluation report.</p>")
         (staging / "report.html").write_text(page("Real-data check", body), encoding="utf-8")
     return out / "report.html"
+
+
+def console_lines(check: RealDataCheck, report: Path) -> list[str]:
+    """The real-data job's console summary: the report path, each sample's figures and the
+    fine-tuning before/after when it ran."""
+    import os
+
+    lines = []
+    m = check.metrics
+    lines.append(f"report: {os.path.abspath(report)}")
+    lines.append(f"rows: {m['rows']}")
+    for name, r in m["samples"].items():
+        lines.append(f"  {name}: n {r['n']}, sigma_nmad {fmt(r['sigma_nmad'])}, bias {fmt(r['bias'])}, "
+              f"outliers {fmt(r['outlier_frac'])}, coverage68 {fmt(r.get('coverage68'))}")
+    if "finetune" in m:
+        for line in finetune_lines(m["finetune"]):
+            lines.append(line)
+    return lines

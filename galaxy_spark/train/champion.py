@@ -13,6 +13,9 @@ import numpy as np
 
 from galaxy_spark.model.ensemble import Ensemble
 from galaxy_spark.train.heldout import field_metrics, spec_metrics
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 SELECTION_KEYS = {               # champion vs challenger: lower/higher is better
     "sel_redshift_sigma_nmad": "lower", "sel_stellarity_balanced_accuracy": "higher",
@@ -88,8 +91,8 @@ def set_alias(name: str, version: str | int, sel: dict, promote: bool, sel_label
     alias, reason = decide_alias(sel, old, old_labels, sel_labels, promote)
     client.set_registered_model_alias(name, alias, version)
     if alias == "challenger":
-        print(f"registered {name} version {version} as challenger (champion v{champ.version} is better "
-              f"on the selection metrics)", flush=True)
+        log.info(f"registered {name} version {version} as challenger (champion v{champ.version} is better "
+              f"on the selection metrics)")
     else:
-        print(f"registered {name} version {version} as champion ({reason})", flush=True)
+        log.info(f"registered {name} version {version} as champion ({reason})")
     return {"name": name, "version": version, "alias": alias}

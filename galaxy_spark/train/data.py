@@ -22,6 +22,9 @@ from galaxy_spark.features import (SELECTION_SPLIT, TARGETS, TRUTH_COLUMNS, Feat
 from galaxy_spark.io.manifest import manifest_sha256
 from galaxy_spark.survey import Survey
 from galaxy_spark.train.fit import Phase
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 # What each network learns from, per label mode (phases in order; the last one is calibrated).
 # Spectroscopy measures redshift and class only: type and mass always come from the catalogue
@@ -145,7 +148,7 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
                                  + (truth_cols if has_truth else [])))
     t0 = time.time()
     df = read_catalogue(spark, catalog, columns)
-    print(f"read {len(df):,} catalogue rows in {time.time() - t0:.1f}s", flush=True)
+    log.info(f"read {len(df):,} catalogue rows in {time.time() - t0:.1f}s")
     if df.empty:
         raise InputError(f"catalogue {catalog} has no rows")
 
@@ -159,7 +162,7 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
     spec_report = None
     if spec:
         label_sets["spec"], spec_report = spec_label_set(ids, spec, survey, spec_min_quality)
-        print(f"spectroscopic sample {spec}: {json.dumps(spec_report)}", flush=True)
+        log.info(f"spectroscopic sample {spec}: {json.dumps(spec_report)}")
     data = TrainingData(ids, x, ok, split, label_sets, feature_spec, preset["regress_on"] == "galaxies", spec_report)
-    print("split by ID hash:", data.counts(), f"(unscorable rows: {int((~ok).sum())})", flush=True)
+    log.info(f"split by ID hash: {data.counts()} (unscorable rows: {int((~ok).sum())})")
     return data

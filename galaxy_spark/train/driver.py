@@ -29,6 +29,9 @@ from galaxy_spark.train.data import LABEL_PHASES, LABEL_SOURCES, SPLIT_DESCRIPTI
     catalogue_fingerprint, load_training_data
 from galaxy_spark.train.fit import FittedNetwork, fit_and_calibrate
 from galaxy_spark.train.heldout import field_metrics, spec_metrics
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_FINETUNE = {"epochs": 40, "lr_factor": 0.1, "patience": 6}
 TEST_FRACTION = 0.2
@@ -155,7 +158,7 @@ def _train_network(name: str, preset: dict, opts: TrainOptions, data: TrainingDa
         for p in plots:
             mlflow.log_artifact(str(p), "plots")
         mlflow.log_metrics(_finite(fitted.table))
-    print(f"   {name}: {fitted.table}", flush=True)
+    log.info(f"   {name}: {fitted.table}")
     return fitted
 
 
@@ -200,7 +203,7 @@ def _write_results(preset_name: str, results: dict[str, FittedNetwork], test_met
     tests_df.to_csv(artifacts / "test_metrics.csv")
     for f in ("results_table.md", "results_table.csv", "test_metrics.csv"):
         mlflow.log_artifact(str(artifacts / f), "results")
-    print(f"\nResults (preset {preset_name}):\n{table_txt}\n\nTest split:\n{tests_txt}\n", flush=True)
+    log.info(f"\nResults (preset {preset_name}):\n{table_txt}\n\nTest split:\n{tests_txt}\n")
     return table
 
 

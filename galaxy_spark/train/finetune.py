@@ -55,6 +55,9 @@ from galaxy_spark.features import id_hash_unit
 from galaxy_spark.model.ensemble import CALIBRATION_METHODS, Calibration, DenseStack, Ensemble, Network
 from galaxy_spark.model.nets import compile_network, dense_layers, extract_layers, load_preset, network_loss
 from galaxy_spark.train.fit import fit_network, network_target, point_prediction, residual_quantiles
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 FOLD_SALT = 0x2545F4914F6CDD1D     # salts of the fold and inner-validation hashes (independent of the
 INNER_SALT = 0x5851F42D4C957F2D    # training split hash, which is the unsalted one)
@@ -272,7 +275,7 @@ def fold_plan(ids, labelled: np.ndarray, k: int, seed: int = 42,
 
 
 def crossval_predict(ensemble: Ensemble, x: np.ndarray, ok: np.ndarray, z: np.ndarray, ids,
-                     labelled: np.ndarray, k: int, settings: FinetuneSettings, echo=print) -> tuple[pd.DataFrame, list]:
+                     labelled: np.ndarray, k: int, settings: FinetuneSettings, echo=log.info) -> tuple[pd.DataFrame, list]:
     """Out-of-fold predictions of fine-tuned ensembles for every row (same columns as
     `Ensemble.predict`) and the per-fold training summaries."""
     plan = fold_plan(ids, labelled & ok & np.isfinite(z), k, settings.seed, settings.validation_fraction)
@@ -308,7 +311,7 @@ def _summary(z_pred: np.ndarray, z_true: np.ndarray) -> dict:
 
 def finetune_check(ensemble: Ensemble, cat: pd.DataFrame, ids, z_before: np.ndarray, label: np.ndarray,
                    label_name: str, galaxies: np.ndarray, primary: tuple[str, np.ndarray], k: int,
-                   settings: FinetuneSettings, echo=print) -> tuple[dict, np.ndarray]:
+                   settings: FinetuneSettings, echo=log.info) -> tuple[dict, np.ndarray]:
     """K-fold fine-tuning on the labelled galaxies of `cat` (rows aligned with `ids`, `z_before`,
     `label`, `galaxies`) and the metrics block: σ_NMAD, bias, outlier fraction and n of the
     original `z_before` ("before") and of the out-of-fold fine-tuned z_phot ("after_finetune")

@@ -16,6 +16,9 @@ from galaxy_spark.errors import InputError
 from galaxy_spark import metrics as M
 from galaxy_spark.model.ensemble import Calibration, DenseStack, Network, pdf_quantiles
 from galaxy_spark.model.nets import build_network, compile_network, extract_layers, network_loss, z_bin_centres
+from galaxy_spark.log import get_logger
+
+log = get_logger(__name__)
 
 EPOCH_METRIC_SAMPLE = 20000      # rows used for the per-epoch train/validation metric
 NUMPY_TOLERANCE = 1e-4           # largest |NumPy − Keras| output difference accepted
@@ -136,8 +139,8 @@ def fit_network(name: str, cfg: dict, x_tr, y_tr, x_va, y_va, max_epochs: int | 
     epochs = finetune["epochs"] if finetune is not None else cfg["epochs"]
     epochs = epochs if max_epochs is None else min(epochs, max_epochs)
     if verbose:
-        print(f"\n== {name}{' (fine-tuning)' if finetune else ''}: {len(x_tr):,} train / {len(x_va):,} "
-              f"validation rows, up to {epochs} epochs", flush=True)
+        log.info(f"\n== {name}{' (fine-tuning)' if finetune else ''}: {len(x_tr):,} train / {len(x_va):,} "
+              f"validation rows, up to {epochs} epochs")
     model.fit(x_tr, t_tr, validation_data=(x_va, t_va), epochs=epochs, batch_size=batch_size or cfg["batch_size"],
               callbacks=callbacks, class_weight=class_weight, verbose=verbose, shuffle=True)
     return model, history
