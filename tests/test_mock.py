@@ -252,7 +252,7 @@ def test_truth_and_photometry_stay_aligned(survey):
 
     orig = ph.observe
     try:
-        ph.observe = lambda rng, f, m5, ap, scale=1.0: (f.copy(), orig(rng, f, m5, ap, scale)[1])
+        ph.observe = lambda rng, f, m5, ap: (f.copy(), orig(rng, f, m5, ap)[1])
         t = generate_table(survey, 6000, 21)
     finally:
         ph.observe = orig
