@@ -1,9 +1,11 @@
-"""Shared fixtures: one local Spark session for the whole run, MLflow pointed into tmp, and small
+"""Shared fixtures: one local Spark session for the whole run, MLflow pointed into tmp, one tiny
+trained model for the whole run (each module works on its own copy of its store), and small
 catalogue fixtures built from the 817 real ALHAMBRA rows (tests/data)."""
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,24 @@ def _mlflow_tracking_in_tmp(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _galaxy_spark_logging_restored():
+    """Each test starts from the same `galaxy_spark` logger. A job's main() run in process calls
+    galaxy_spark.log.setup(), which adds a handler bound to sys.stdout as it is then (under pytest:
+    that test's capture) and stops propagation; left in place, the next tests' in-process jobs
+    would write into the first one's capture. Handlers, level and propagation are put back."""
+    import logging
+
+    root = logging.getLogger("galaxy_spark")
+    state = (list(root.handlers), root.level, root.propagate)
+    yield
+    handlers, level, propagate = state
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+    root.setLevel(level)
+    root.propagate = propagate
 
 
 def _test_spark(warehouse):
@@ -59,9 +79,10 @@ def _spark_warehouse(tmp_path_factory):
 def spark(_spark_warehouse):
     """A small local SparkSession (local[2], 2 shuffle partitions, no UI), shared by the tests.
 
-    Per module, through getOrCreate: the running session when there is one, a new one when an
-    earlier module stopped it (modules that start their own session for in-process jobs stop it
-    on teardown, and getOrCreate had handed them this one). Stopped once, at the end.
+    One for the whole run: no module starts or stops its own (in-process jobs are given this one;
+    a module that needs a runtime setting sets it and puts it back). Fetched per module through
+    getOrCreate, so a test that stopped it anyway (a job's main() run in process stops the session
+    it started) costs the next module a restart, not a failure. Stopped once, at the end.
 
     Whole-stage code generation is off: on tiny test frames, compiling the generated code of the
     wide validation plans costs far more than interpreting them (jobs keep it on)."""
@@ -95,6 +116,53 @@ def public_frame(vizier_frame, survey):
     from galaxy_spark.catalog.readers import vizier_frame_to_public
 
     return vizier_frame_to_public(vizier_frame, survey)
+
+
+# ---- one trained model per session ---------------------------------------------------------------
+# The canonical synthetic training catalogue (tests/synthetic.py) and the model trained on it.
+MODEL_TRAIN_ROWS, MODEL_TRAIN_SEED = 1500, 3
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The session's tiny model: its store directory (``mlflow.db``, ``mlruns/``, the training
+    catalogue ``train_catalog/``), the training job's stdout and its MLflow run id."""
+    dir: Path
+    catalog: Path
+    stdout: str
+    run_id: str
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> TrainedModel:
+    """ONE tiny model for the whole run: jobs/train.py (a real subprocess: Spark, Keras, MLflow),
+    default preset, 1 epoch, on ``canonical_frame(load_survey(), n=1500, seed=3)``, into a SQLite
+    store of its own; registered as galaxy-ensemble version 1, alias champion.
+
+    Read only: tests never point MLflow at this store, they take a private copy with
+    `model_store` (so versions registered, aliases moved or evaluations logged in one module are
+    not seen by another)."""
+    from galaxy_spark.survey import load_survey
+    from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
+
+    d = tmp_path_factory.mktemp("model-store")
+    write_partitioned(canonical_frame(load_survey(), n=MODEL_TRAIN_ROWS, seed=MODEL_TRAIN_SEED), d / "train_catalog")
+    p = train_tiny_model(d / "train_catalog", d, job_env(d))
+    run_id = p.stdout.split("MLflow run ", 1)[1].split()[0]
+    return TrainedModel(dir=d, catalog=d / "train_catalog", stdout=p.stdout, run_id=run_id)
+
+
+@pytest.fixture(scope="session")
+def model_store(trained_model):
+    """``model_store(dest)``: a private copy of the trained model's store in the directory `dest`
+    (``dest/mlflow.db``, ``dest/mlruns``, ``dest/train_catalog``; artifact paths rewritten to
+    `dest`), in milliseconds; returns `dest`. ``job_env(dest)`` points a job at it."""
+    from synthetic import copy_store
+
+    def make(dest: Path) -> Path:
+        return copy_store(trained_model.dir, dest)
+
+    return make
 
 
 # ---- writers for fixtures --------------------------------------------------------------------

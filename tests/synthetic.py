@@ -1,4 +1,6 @@
-"""Tiny synthetic catalogues in the canonical schema, for unit and end-to-end tests.
+"""Tiny synthetic catalogues in the canonical schema, for unit and end-to-end tests, and the
+plumbing around them: the jobs' subprocess environment, the tiny training, private copies of an
+MLflow store, pointing this process at one store for a while.
 
 Not the mock (jobs/mock.py): just enough structure (colours that move with redshift, stars with
 flat colours, labels tied to the truth) for training mechanics to be testable in seconds.
@@ -96,3 +98,69 @@ def train_tiny_model(catalog, workdir, env: dict, *extra_args: str, timeout: int
     if p.returncode != 0:
         raise AssertionError(f"training failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+def copy_store(src, dst):
+    """A private copy of the MLflow store directory `src` (``mlflow.db`` + ``mlruns/`` artifacts +
+    whatever else is there, e.g. the training catalogue) in `dst` (created, or empty); returns `dst`.
+
+    MLflow records absolute artifact locations (experiments, runs, logged models, model versions;
+    the catalogue path in the params): every path under `src` written in the database, and in the
+    MLmodel files, is rewritten to `dst`, so whatever is logged, registered or re-aliased in the
+    copy (new runs, evaluation artifacts logged to the model's run, new versions) stays in it."""
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    old, new = f"{src}/", f"{dst}/"
+    con = sqlite3.connect(dst / "mlflow.db")
+    try:
+        with con:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for t in tables:
+                for col in con.execute(f'PRAGMA table_info("{t}")').fetchall():
+                    name, kind = col[1], (col[2] or "").upper()
+                    if any(k in kind for k in ("CHAR", "TEXT", "CLOB")):
+                        con.execute(f'UPDATE "{t}" SET "{name}" = replace("{name}", ?, ?) '
+                                    f'WHERE instr("{name}", ?) > 0', (old, new, old))
+    finally:
+        con.close()
+    for mlmodel in (dst / "mlruns").rglob("MLmodel"):
+        text = mlmodel.read_text()
+        if old in text:
+            mlmodel.write_text(text.replace(old, new))
+    return dst
+
+
+class use_tracking_uri:
+    """``with use_tracking_uri(uri):`` this process's MLflow (``MLFLOW_TRACKING_URI`` and MLflow's
+    own global, which ``mlflow.set_tracking_uri`` sets and which wins over the variable) points at
+    `uri`; both are put back on exit, so no test module leaves the next one on its store."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def __enter__(self):
+        import os
+
+        import mlflow
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        self._env = os.environ.get("MLFLOW_TRACKING_URI")
+        self._global = getattr(tracking_utils, "_tracking_uri", None)   # None unless set_tracking_uri ran
+        mlflow.set_tracking_uri(self.uri)                 # sets the variable too
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        import mlflow
+
+        mlflow.set_tracking_uri(self._global)             # None: unset (and the variable with it)
+        if self._env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = self._env
+        return False

@@ -1,5 +1,6 @@
 """A real Spark standalone cluster on 127.0.0.1 (master + one worker from the installed pyspark):
-jobs/score.py submitted with --master spark://… writes the same scores as local[*]."""
+jobs/score.py submitted with --master spark://… writes the same scores as local Spark (the scoring
+job's code on the shared local[2] session, run while the master starts)."""
 import os
 import signal
 import socket
@@ -75,16 +76,13 @@ def read(path):
 
 
 @pytest.mark.timeout(1200)
-def test_standalone_cluster_scores_equal_local(tmp_path):
+def test_standalone_cluster_scores_equal_local(tmp_path, model_store, spark):
+    from galaxy_spark.estimate.job import JobOptions, run_scoring
     from galaxy_spark.survey import load_survey
-    from synthetic import canonical_frame, write_partitioned
+    from synthetic import canonical_frame, use_tracking_uri, write_partitioned
 
-    env = env_for(tmp_path)
+    env = env_for(model_store(tmp_path))    # the session's tiny model, in a private copy of its store
     write_partitioned(canonical_frame(load_survey(), n=1500, seed=11), tmp_path / "catalog")
-    run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(tmp_path / "catalog"), "--preset",
-         "default", "--max-epochs", "1"], tmp_path, env, timeout=900)
-    run([str(BIN / "spark-submit"), "--master", "local[*]", str(REPO / "jobs/score.py"), "--catalog",
-         str(tmp_path / "catalog"), "--out", str(tmp_path / "local"), "--mc-samples", "4"], tmp_path, env)
 
     spark_class = str(Path(spark_home()) / "bin" / "spark-class")
     port, ui, wport, wui = free_port(), free_port(), free_port(), free_port()
@@ -92,6 +90,11 @@ def test_standalone_cluster_scores_equal_local(tmp_path):
     try:
         master = start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                         "--port", str(port), "--webui-port", str(ui)], env, tmp_path / "master.log")
+        # the local reference while the master starts: the scoring job's code on the local session
+        with use_tracking_uri(env["MLFLOW_TRACKING_URI"]):
+            run_scoring(JobOptions(catalog=str(tmp_path / "catalog"), out=str(tmp_path / "local"),
+                                   model="models:/galaxy-ensemble@champion", mc_samples=4),
+                        spark=spark, echo=lambda s: None)
         wait_for(lambda: "I have been elected leader" in (tmp_path / "master.log").read_text(), 90, "the master")
         worker = start([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
                         "--port", str(wport), "--webui-port", str(wui), "--cores", "1", "--memory", "1g",

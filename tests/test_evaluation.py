@@ -1,6 +1,7 @@
-"""Evaluation end to end: a tiny trained model (SQLite MLflow in tmp), scored with jobs/score.py,
-evaluated with jobs/evaluate.py → report.html (self-contained), metrics.json, PNGs, logged to the
-model's MLflow run. Plus the clear errors, and the pure helpers on known inputs."""
+"""Evaluation end to end: the session's tiny model (a private copy of its SQLite MLflow store),
+scored with jobs/score.py, evaluated with jobs/evaluate.py → report.html (self-contained),
+metrics.json, PNGs, logged to the model's MLflow run. Plus the clear errors, and the pure helpers on known inputs."""
+import importlib.util
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, write_partitioned
+from synthetic import canonical_frame, use_tracking_uri, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,18 +29,24 @@ def run(cmd, cwd, check=True, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """Train (2 epochs) → score → evaluate once; the tests below inspect the result."""
-    d = tmp_path_factory.mktemp("evaluate")
+def evaluated(tmp_path_factory, model_store, spark):
+    """The session's tiny model (a private copy of its store: the evaluation is logged to the
+    model's run) → score a 3,000-row catalogue (the scoring job's code, in this process on the
+    shared Spark session; tests/test_scoring.py and test_cluster.py run jobs/score.py itself) →
+    jobs/evaluate.py once; the tests below inspect the result."""
+    from galaxy_spark.estimate.job import JobOptions, run_scoring
+
+    d = model_store(tmp_path_factory.mktemp("evaluate"))
     frame = canonical_frame(load_survey(), n=3000, seed=3)
     write_partitioned(frame, d / "catalog")
     # a spectroscopic sample (secure z = truth) with 2 IDs that are not in the catalogue
     spec = frame.loc[frame["is_star"] == 0, ["ID", "z_true"]].head(900).rename(columns={"z_true": "z_spec"})
     spec = pd.concat([spec, pd.DataFrame({"ID": [11, 12], "z_spec": [0.5, 0.6]})])
     spec.to_csv(d / "specz.csv", index=False)
-    run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "catalog"), "--preset", "default",
-         "--max-epochs", "2"], d)
-    run([sys.executable, str(REPO / "jobs/score.py"), "--catalog", str(d / "catalog"), "--out", str(d / "scores")], d)
+    with use_tracking_uri(f"sqlite:///{d}/mlflow.db"):
+        res = run_scoring(JobOptions(catalog=str(d / "catalog"), out=str(d / "scores"),
+                                     model="models:/galaxy-ensemble@champion"), spark=spark, echo=lambda s: None)
+    assert res["rows_in"] == res["rows_out"] == len(frame)
     p = run([sys.executable, str(REPO / "jobs/evaluate.py"), "--scores", str(d / "scores"), "--catalog",
              str(d / "catalog"), "--out", str(d / "reports" / "tiny"), "--bpz-max-objects", "400",
              "--spec", str(d / "specz.csv")], d)
@@ -131,7 +138,7 @@ def test_logged_to_the_model_run(evaluated):
     assert {"evaluation/tiny/report.html", "evaluation/tiny/metrics.json", "evaluation/tiny/pit.png"} <= arts
 
 
-def test_clear_errors(evaluated, tmp_path, spark):
+def test_clear_errors(evaluated, tmp_path, spark, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -139,9 +146,14 @@ def test_clear_errors(evaluated, tmp_path, spark):
     from galaxy_spark.evaluate.data import read_test_join
 
     d, _ = evaluated
-    p = run([sys.executable, str(REPO / "jobs/evaluate.py"), "--scores", str(tmp_path / "nope"), "--catalog",
-             str(d / "catalog"), "--out", str(tmp_path / "r")], d, check=False)
-    assert p.returncode == 2 and "error: scores not found" in p.stderr and "Traceback" not in p.stderr
+    # the job's main() in this process (its checks run before Spark or MLflow are touched)
+    spec_ = importlib.util.spec_from_file_location("evaluate_job", REPO / "jobs" / "evaluate.py")
+    job = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(job)
+    rc = job.main(["--scores", str(tmp_path / "nope"), "--catalog", str(d / "catalog"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: scores not found" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
     s = pd.read_parquet(d / "scores").drop(columns=["scored_at"])
     s["Field"] = s["Field"].astype(int)
     other = s.copy()

@@ -1,10 +1,9 @@
 """Sim-to-real fine-tuning (galaxy_spark/train/finetune.py, jobs/realdata_check.py --finetune-folds K):
 the Keras rebuild of a NumPy network, the fold scheme (no object scored by a network that trained
 on it), that fine-tuning moves predictions toward its labels, and the job end to end on the 817
-real rows. One tiny model trained once (module fixture) into a SQLite MLflow store."""
+real rows. The session's tiny model, in a private copy of its SQLite MLflow store."""
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,32 +17,20 @@ from galaxy_spark.model.ensemble import DenseStack, Ensemble, pdf_quantiles
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import build_features
 from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
+from synthetic import canonical_frame, job_env, use_tracking_uri
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("finetune")
+def tiny(tmp_path_factory, model_store):
+    """The session's tiny model, in a private copy of its store (the job below runs against it)."""
+    d = model_store(tmp_path_factory.mktemp("finetune"))
     env = job_env(d)
-    write_partitioned(canonical_frame(load_survey(), n=1500, seed=3), d / "train_catalog")
-    train_tiny_model(d / "train_catalog", d, env)
-    import mlflow
-
     from galaxy_spark.model.registry import resolve_model
 
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    try:
+    with use_tracking_uri(env["MLFLOW_TRACKING_URI"]):
         ens = resolve_model("models:/galaxy-ensemble@champion").ensemble
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
-        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
     yield {"dir": d, "env": env, "ensemble": ens}
 
 

@@ -1,6 +1,7 @@
 """The ingest job: real rows, a broken file, atomic commit, CLI errors, mock end to end."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -245,13 +246,20 @@ def test_cli_missing_column_and_unreadable(tmp_path, public_frame):
 
 
 # ---- mock -> ingest, end to end through real Spark -------------------------------------------
+@pytest.fixture(scope="module")
+def mock_main():
+    """jobs/mock.py's main() in this process (the mock's model set-up is then made once per
+    process, not once per run; tests/test_mock.py runs the command itself in a fresh process)."""
+    spec = importlib.util.spec_from_file_location("mock_job", REPO / "jobs" / "mock.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
 @pytest.mark.parametrize("fmt", ["csv", "ascii"])
-def test_mock_to_ingest(spark, tmp_path, fmt, survey):
-    mock = REPO / "jobs" / "mock.py"
+def test_mock_to_ingest(spark, tmp_path, fmt, survey, mock_main):
     out = tmp_path / ("mock.csv" if fmt == "csv" else "mock_ascii")
-    p = subprocess.run([sys.executable, str(mock), "--objects", "300", "--seed", "3", "--format", fmt,
-                        "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
+    assert mock_main(["--objects", "300", "--seed", "3", "--format", fmt, "--out", str(out), "--quiet"]) == 0
     m = I.run_ingest(str(out), tmp_path / "cat", tmp_path / "q", spark=spark, echo=_quiet)
     assert m["rows"]["read"] == 300
     assert m["rows"]["written"] + m["rows"]["quarantined"] == 300

@@ -1,5 +1,5 @@
 """The MLflow UI in a real browser: `mlflow server` on a free loopback port over a SQLite store made
-by a small training, opened in headless Debian Chromium driven by Playwright. Asserts that the
+by a small training (the session's tiny model, a private copy of its store), opened in headless Debian Chromium driven by Playwright. Asserts that the
 parent run and its nested runs, their metrics and the registered model are shown; saves screenshots
 (tmp dir, and reports/ui-screenshot.png when reports/ exists). The server is always stopped.
 
@@ -18,9 +18,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -50,16 +47,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ui")
-    write_partitioned(canonical_frame(load_survey(), n=2000, seed=11), d / "catalog")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "PYTHONPATH": str(REPO),
-           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    p = subprocess.run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(d / "catalog"),
-                        "--preset", "default", "--max-epochs", "1"], cwd=d, env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    return d
+def store(tmp_path_factory, model_store):
+    """The session's tiny model: a private copy of its store (the server may write to it)."""
+    return model_store(tmp_path_factory.mktemp("ui"))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Real-data check on the 817 shared ALHAMBRA rows (VizieR CSV): ingest → score with a model trained
-on a tiny synthetic catalogue → compare with the survey's zb_1. Mechanics and finiteness only: a
-2-epoch model on synthetic data says nothing about quality."""
+"""Real-data check on the 817 shared ALHAMBRA rows (VizieR CSV): ingest → score with the session's
+tiny model (trained on a synthetic catalogue) → compare with the survey's zb_1. Mechanics and
+finiteness only: a 1-epoch model on synthetic data says nothing about quality."""
 import json
 import math
 import os
@@ -8,9 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,14 +21,20 @@ def run(cmd, cwd, check=True):
     return p
 
 
-def test_realdata_check_on_shared_rows(tmp_path, real_rows_path):
-    write_partitioned(canonical_frame(load_survey(), n=2000, seed=5), tmp_path / "catalog")
-    run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(tmp_path / "catalog"), "--preset", "default",
-         "--max-epochs", "1"], tmp_path)
+def test_realdata_check_on_shared_rows(tmp_path, real_rows_path, model_store, spark):
+    """What jobs/realdata_check.py does (check, report, console summary), in this process on the
+    shared Spark session; the job itself runs as a process in tests/test_finetune.py (with
+    --finetune-folds) and below (its input errors)."""
+    from galaxy_spark.evaluate.realdata import RealDataOptions, run_realdata_check
+    from galaxy_spark.report.realdata import console_lines, write_realdata_report
+    from synthetic import use_tracking_uri
+
+    model_store(tmp_path)           # the session's tiny model, in a private copy of its store
     out = tmp_path / "reports" / "realdata"
-    p = run([sys.executable, str(REPO / "jobs/realdata_check.py"), "--input", str(real_rows_path), "--out", str(out)],
-            tmp_path)
-    assert f"report: {out / 'report.html'}" in p.stdout
+    with use_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db"):
+        check = run_realdata_check(RealDataOptions(input=str(real_rows_path), out=str(out)), spark)
+    report = write_realdata_report(check, out)
+    assert f"report: {out / 'report.html'}" in console_lines(check, report)
     m = json.loads((out / "metrics.json").read_text())
     assert m["rows"]["read"] == 817 and m["rows"]["ingested"] + m["rows"]["quarantined"] == 817
     assert m["model"] == "models:/galaxy-ensemble@champion" and m["model_run_id"]

@@ -1,7 +1,7 @@
-"""Scheduled reprocessing (jobs/reprocess.py): one tiny model trained once per module into a SQLite
-MLflow store (version 2 = the same artifacts registered again, so estimates stay comparable), a
-~2,000-row synthetic catalogue over 3 Fields with an ingest-style manifest, real Spark in process,
-and real subprocesses for SIGKILL and the lock."""
+"""Scheduled reprocessing (jobs/reprocess.py): the session's tiny model in a private copy of its
+SQLite MLflow store (version 2 = the same artifacts registered again, so estimates stay
+comparable), a ~2,000-row synthetic catalogue over 3 Fields with an ingest-style manifest, real
+Spark in process (the shared session), and real subprocesses for SIGKILL and the lock."""
 import importlib.util
 import json
 import os
@@ -24,7 +24,7 @@ from galaxy_spark.estimate import job as J
 from galaxy_spark.estimate import plan as P
 from galaxy_spark.io import lock as L
 from galaxy_spark.survey import load_survey
-from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
+from synthetic import canonical_frame, job_env, use_tracking_uri, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = (2, 3, 6)
@@ -56,42 +56,27 @@ def write_ingest_manifest(catalog: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    d = tmp_path_factory.mktemp("reprocess")
-    write_partitioned(canonical_frame(load_survey(), n=1500, seed=3), d / "train_catalog")
+def env(tmp_path_factory, model_store, spark):
+    d = model_store(tmp_path_factory.mktemp("reprocess"))       # a private copy: version 2 and alias moves stay here
     cat = canonical_frame(load_survey(), n=4000, seed=11)
     cat = cat[cat["Field"].isin(FIELDS)].reset_index(drop=True)
     write_partitioned(cat, d / "catalog")
     write_ingest_manifest(d / "catalog")
-    train_tiny_model(d / "train_catalog", d, _env(d))
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    os.environ.update({k: v for k, v in _env(d).items() if k in old})
-    import mlflow
-    from mlflow import MlflowClient
+    with use_tracking_uri(_env(d)["MLFLOW_TRACKING_URI"]):
+        from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    client = MlflowClient()
-    v1 = client.get_model_version_by_alias("galaxy-ensemble", "champion")
-    v2 = client.create_model_version("galaxy-ensemble", source=v1.source, run_id=v1.run_id,
-                                     model_id=getattr(v1, "model_id", None))
-    assert (str(v1.version), str(v2.version)) == ("1", "2")
-    from galaxy_spark.spark import get_spark
-    spark = get_spark("test-reprocess", master="local[2]", extra_conf={
-        "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
-    e = {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "client": client}
-    # the first run: no scores at all → every Field rescored
-    res, lines = run(e, d / "base_scores")
-    assert sorted(res.rescored) == list(FIELDS) and not res.failed, "\n".join(lines)
-    assert all("no scores" in p.reason for p in res.plan.fields)
-    e["base"] = d / "base_scores"
-    yield e
-    spark.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        client = MlflowClient()
+        v1 = client.get_model_version_by_alias("galaxy-ensemble", "champion")
+        v2 = client.create_model_version("galaxy-ensemble", source=v1.source, run_id=v1.run_id,
+                                         model_id=getattr(v1, "model_id", None))
+        assert (str(v1.version), str(v2.version)) == ("1", "2")
+        e = {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "client": client}
+        # the first run: no scores at all → every Field rescored
+        res, lines = run(e, d / "base_scores")
+        assert sorted(res.rescored) == list(FIELDS) and not res.failed, "\n".join(lines)
+        assert all("no scores" in p.reason for p in res.plan.fields)
+        e["base"] = d / "base_scores"
+        yield e
 
 
 def run(env, scores, catalog=None, **kw):
