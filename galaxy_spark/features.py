@@ -142,35 +142,48 @@ def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
     raise InputError(f"unknown feature set {kind!r}: expected 'thesis' or 'default'")
 
 
-def check_columns(df: pd.DataFrame, spec: FeatureSpec) -> None:
-    """InputError naming the columns `spec` needs that `df` lacks."""
-    missing = [c for c in spec.required_columns() if c not in df.columns]
+def numeric(values) -> np.ndarray:
+    """A column as float64 (NaN for null or non-numeric): a pandas Series, or a NumPy array as
+    Arrow batches give them (`estimate.batch` scores those without going through pandas)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(np.float64, na_value=np.nan)
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+
+
+def check_columns(df, spec: FeatureSpec) -> None:
+    """InputError naming the columns `spec` needs that `df` (a DataFrame or a mapping of column
+    name → array) lacks."""
+    have = df.columns if isinstance(df, pd.DataFrame) else df.keys()
+    missing = [c for c in spec.required_columns() if c not in have]
     if missing:
         raise InputError(f"catalogue lacks {len(missing)} column(s) the model needs: "
                          f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
 
 
-def _band_arrays(df: pd.DataFrame, spec: FeatureSpec, band: str):
+def _band_arrays(df, spec: FeatureSpec, band: str):
     """(magnitude, error, limit, state) of one band as arrays; a state that claims a value the row
     lacks becomes NOT_OBSERVED."""
-    mag = pd.to_numeric(df[band], errors="coerce").to_numpy(np.float64)
-    err = pd.to_numeric(df[f"{spec.error_prefix}{band}"], errors="coerce").to_numpy(np.float64)
-    lim = pd.to_numeric(df[lim_column(band)], errors="coerce").to_numpy(np.float64)
-    state = pd.to_numeric(df[state_column(band)], errors="coerce").fillna(NOT_OBSERVED).to_numpy(np.int8)
+    mag = numeric(df[band])
+    err = numeric(df[f"{spec.error_prefix}{band}"])
+    lim = numeric(df[lim_column(band)])
+    state = np.nan_to_num(numeric(df[state_column(band)]), nan=NOT_OBSERVED).astype(np.int8)
     # A state that claims a value the row lacks is treated as not observed.
     state = np.where((state == DETECTED) & ~np.isfinite(mag), NOT_OBSERVED, state)
     state = np.where((state == NOT_DETECTED) & ~np.isfinite(lim), NOT_OBSERVED, state)
     return mag, err, lim, state
 
 
-def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [n, len(spec.names)], scorable bool [n]).
+def build_features(df, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [n, len(spec.names)], scorable bool [n]) from canonical catalogue rows:
+    a pandas DataFrame or a mapping of column name → array.
 
     A row is not scorable when its detection-band magnitude is missing; its features are zeros
     and the caller flags it (never drops it).
     """
     check_columns(df, spec)
-    n = len(df)
+    n = len(df) if isinstance(df, pd.DataFrame) else len(next(iter(df.values()), ()))
     if spec.kind == "thesis":
         clip = spec.thesis_clip()
         cols = []
@@ -196,7 +209,7 @@ def build_features(df: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.
                      np.where(state == NOT_DETECTED, NONDETECTION_ERROR, 0.0))
         cols += [colour, e, (state == NOT_DETECTED).astype(float), (state == NOT_OBSERVED).astype(float)]
     for m in spec.morphology:
-        v = pd.to_numeric(df[m], errors="coerce").to_numpy(np.float64)
+        v = numeric(df[m])
         if MORPHOLOGY.get(m) == "log":
             v = np.log10(np.clip(v, 1e-3, None))
         cols.append(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))

@@ -1,5 +1,5 @@
-"""Scoring: one tiny model trained once (module fixture) into a SQLite MLflow store, then real Spark
-(in-process local[2] session) and the CLI for the bad-input paths."""
+"""Scoring: the session's tiny model (a private copy of its SQLite MLflow store), real Spark (the
+shared in-process local[2] session) and the CLI for the bad-input paths."""
 import importlib.util
 import json
 import os
@@ -21,7 +21,7 @@ from galaxy_spark.features import in_test_split
 from galaxy_spark.io import commit as K
 from galaxy_spark.model.registry import resolve_model
 from galaxy_spark.survey import NOT_DETECTED, load_survey
-from synthetic import canonical_frame, job_env, train_tiny_model, write_partitioned
+from synthetic import canonical_frame, job_env, use_tracking_uri, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 ESTIMATE_COLS = [c for c in B.ESTIMATES]
@@ -44,29 +44,24 @@ def catalogue_frame(n=1200, seed=5) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    d = tmp_path_factory.mktemp("score")
-    write_partitioned(canonical_frame(load_survey(), n=1500, seed=3), d / "train_catalog")
+def env(tmp_path_factory, model_store, spark):
+    """A private copy of the session's model store, a 1,200-row catalogue, the shared Spark session
+    (one catalogue file per task while this module runs, so each Field is one known Arrow batch)."""
+    d = model_store(tmp_path_factory.mktemp("score"))
     cat = catalogue_frame()
     write_partitioned(cat, d / "catalog")
-    train_tiny_model(d / "train_catalog", d, _env(d))
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    os.environ.update({k: v for k, v in _env(d).items() if k in old})
-    import mlflow
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    from galaxy_spark.spark import get_spark
-    spark = get_spark("test-scoring", master="local[2]", extra_conf={"spark.ui.enabled": "false",
-                      # one catalogue file per task, so each Field is one known Arrow batch
-                      "spark.sql.files.openCostInBytes": str(1 << 30),
-                                                                    "spark.ui.showConsoleProgress": "false"})
-    model = resolve_model("models:/galaxy-ensemble@champion")
-    yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
-    spark.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
+    key = "spark.sql.files.openCostInBytes"
+    prev = spark.conf.get(key, None)
+    spark.conf.set(key, str(1 << 30))
+    try:
+        with use_tracking_uri(_env(d)["MLFLOW_TRACKING_URI"]):
+            model = resolve_model("models:/galaxy-ensemble@champion")
+            yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
+    finally:
+        if prev is None:
+            spark.conf.unset(key)
         else:
-            os.environ[k] = v
+            spark.conf.set(key, prev)
 
 
 def read_scores(path) -> pd.DataFrame:
@@ -291,12 +286,12 @@ def test_monte_carlo_outputs_are_sane(env):
     df = env["frame"].iloc[:400].reset_index(drop=True)          # row 0: no detection-band magnitude
     ids = df["ID"].to_numpy(np.int64)
     # the draws themselves
-    rep = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3)
+    rep = pd.DataFrame(B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3))
     assert len(rep) == 800
     per_draw = ens.predict(rep)
     assert (per_draw.loc[per_draw["scorable"], ["z_phot", "z_phot_lo95", "z_phot_mode"]].to_numpy() >= 0).all()
-    same = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3)
-    other = B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=4)
+    same = pd.DataFrame(B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=3))
+    other = pd.DataFrame(B.resample_photometry(df.iloc[1:101], spec, ids[1:101], 8, seed=4))
     pd.testing.assert_frame_equal(rep, same, check_exact=True)
     band = spec.detection_band
     m0 = df[band].iloc[1:101].repeat(8).to_numpy(np.float64)

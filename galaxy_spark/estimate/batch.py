@@ -1,27 +1,31 @@
-"""Batch estimation, pure pandas/NumPy: canonical catalogue rows → estimates, Monte Carlo
-uncertainties and quality flags — what every Spark worker runs on each Arrow batch.
+"""Batch estimation, pure NumPy: canonical catalogue rows → estimates, Monte Carlo uncertainties
+and quality flags — what every Spark worker runs on each Arrow batch.
 
-- `score_frame(ens, df, opts)`: passthrough columns + `ESTIMATES`, one row per input row, in
-  input order. Without Monte Carlo it is exactly `Ensemble.predict(df)` (the same code path).
+- `estimate_columns(ens, cols, opts)`: the one scoring path, on a mapping of column → array.
+  Its two faces: `score_record_batch` (Arrow in, Arrow out: the Spark job, no pandas) and
+  `score_frame` (pandas in and out: tests, in-process use). Without Monte Carlo the estimates are
+  exactly `Ensemble.predict`'s (the same code path).
 - Monte Carlo (`ScoreOptions.mc_samples = N`): every detected magnitude is redrawn N times from
   its catalogue error (`resample_photometry`) with counter-based normal deviates keyed by
   (object ID, sample, band, seed) (`mc_normal`), so any batching, partitioning or rerun gives the
   same draws; `mc_estimates` combines them with each network's own uncertainty.
 - Quality flags (`FLAG_*`, a bitmask): not scorable, few detected bands, outside the training
   domain, star.
-- `make_batch_scorer`: the iterator function for ``DataFrame.mapInPandas``; it rebuilds the
-  broadcast ensemble once per Python worker (`worker_ensemble`).
+- `make_batch_scorer`: the iterator function for ``DataFrame.mapInArrow``; it rebuilds the
+  broadcast ensemble once per Python worker (`worker_ensemble`) and accounts, per Field, the rows
+  and ID checksums of what it read and what it wrote (`account`), in the same pass.
 
 Nothing here imports Spark, MLflow or TensorFlow: the Spark job is `galaxy_spark.estimate.job`.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.features import MAX_ERROR, FeatureSpec, _band_arrays, build_features, splitmix64
+from galaxy_spark.features import MAX_ERROR, FeatureSpec, _band_arrays, build_features, numeric, splitmix64
 from galaxy_spark.model.ensemble import Ensemble, read_pdf
 from galaxy_spark.survey import DETECTED
 
@@ -92,27 +96,53 @@ class ScoreOptions:
     id_column: str = "ID"
 
 
-def detected_band_count(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+def columns_of(df) -> dict[str, np.ndarray]:
+    """Canonical rows as a mapping of column name → array: a pandas DataFrame's columns, or a
+    `pyarrow.RecordBatch`'s (float64/int arrays; null → NaN) without a pandas round-trip."""
+    if isinstance(df, pd.DataFrame):
+        return {c: df[c] for c in df.columns}
+    return {name: col.to_numpy(zero_copy_only=False) for name, col in zip(df.schema.names, df.columns)}
+
+
+def detected_band_count(cols, spec: FeatureSpec) -> np.ndarray:
     """Per row, how many of the model's bands are detected with a finite magnitude (int32)."""
-    n = np.zeros(len(df), dtype=np.int32)
+    n = None
     for b in spec.bands:
-        mag, _, _, state = _band_arrays(df, spec, b)
-        n += ((state == DETECTED) & np.isfinite(mag)).astype(np.int32)
+        mag, _, _, state = _band_arrays(cols, spec, b)
+        det = ((state == DETECTED) & np.isfinite(mag)).astype(np.int32)
+        n = det if n is None else n + det
     return n
 
 
 def out_of_domain(ens: Ensemble, x: np.ndarray, ok: np.ndarray, sigma: float = DOMAIN_SIGMA) -> np.ndarray:
     """True where any standardised feature exceeds `sigma` for any network that normalises its
     inputs (default preset: the training mean/std live in the network). Networks without a
-    normalisation (the thesis preset) have no recorded domain: never flagged."""
-    bad = np.zeros(len(x), dtype=bool)
-    for net in ens.networks.values():
-        norm = net.stack.norm
-        if norm is None:
-            continue
-        z = (x.astype(np.float64) - norm["mean"]) / norm["std"]
-        bad |= (np.abs(z) > sigma).any(axis=1)
-    return bad & ok
+    normalisation (the thesis preset) have no recorded domain: never flagged.
+
+    |x − mean| > sigma·std for some network ⇔ x lies outside the intersection of the networks'
+    [mean − sigma·std, mean + sigma·std]: one comparison per feature instead of one per network."""
+    lo, hi = domain_bounds(ens, sigma)
+    if lo is None:
+        return np.zeros(len(x), dtype=bool)
+    return ((x < lo) | (x > hi)).any(axis=1) & ok
+
+
+def domain_bounds(ens: Ensemble, sigma: float = DOMAIN_SIGMA):
+    """(lower, upper) per feature (float64), or (None, None) without normalised networks; cached
+    on the ensemble."""
+    key = ("_domain_bounds", sigma)
+    cached = ens.__dict__.get(key)
+    if cached is None:
+        lo = hi = None
+        for net in ens.networks.values():
+            norm = net.stack.norm
+            if norm is None:
+                continue
+            mean, std = np.asarray(norm["mean"], np.float64), np.asarray(norm["std"], np.float64)
+            lo = mean - sigma * std if lo is None else np.maximum(lo, mean - sigma * std)
+            hi = mean + sigma * std if hi is None else np.minimum(hi, mean + sigma * std)
+        cached = ens.__dict__[key] = (lo, hi)
+    return cached
 
 
 def mc_normal(ids: np.ndarray, sample: np.ndarray, band: int, seed: int = 0) -> np.ndarray:
@@ -131,14 +161,15 @@ def mc_normal(ids: np.ndarray, sample: np.ndarray, band: int, seed: int = 0) -> 
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def resample_photometry(df: pd.DataFrame, spec: FeatureSpec, ids: np.ndarray, n: int, seed: int = 0) -> pd.DataFrame:
-    """The rows of `df` (required columns) tiled `n` times (object-major), each detected magnitude
-    redrawn as mag + err·N(0,1) (Gaussian in magnitude with the catalogue error, clipped to the
-    feature builder's MAX_ERROR; a missing error → unchanged). Non-detections keep their limit and
-    state; not-observed bands stay not observed — exactly what the feature builder saw in training."""
-    rep = df[spec.required_columns()].iloc[np.repeat(np.arange(len(df)), n)].reset_index(drop=True)
+def resample_photometry(cols, spec: FeatureSpec, ids: np.ndarray, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The rows of `cols` (canonical columns: a DataFrame or a mapping) tiled `n` times
+    (object-major) as a mapping of the required columns, each detected magnitude redrawn as
+    mag + err·N(0,1) (Gaussian in magnitude with the catalogue error, clipped to the feature
+    builder's MAX_ERROR; a missing error → unchanged). Non-detections keep their limit and state;
+    not-observed bands stay not observed — exactly what the feature builder saw in training."""
+    rep = {c: np.repeat(numeric(cols[c]), n) for c in spec.required_columns()}
     rid = np.repeat(np.asarray(ids, dtype=np.int64), n)
-    sample = np.tile(np.arange(n, dtype=np.uint64), len(df))
+    sample = np.tile(np.arange(n, dtype=np.uint64), len(rid) // max(n, 1))
     for j, b in enumerate(spec.bands):
         mag, err, _, state = _band_arrays(rep, spec, b)
         e = np.clip(np.nan_to_num(err, nan=0.0), 0.0, MAX_ERROR)
@@ -147,8 +178,8 @@ def resample_photometry(df: pd.DataFrame, spec: FeatureSpec, ids: np.ndarray, n:
     return rep
 
 
-def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed: int = 0,
-                 chunk_rows: int = MC_CHUNK_ROWS) -> pd.DataFrame:
+def mc_estimates(ens: Ensemble, cols, ids: np.ndarray, n: int, seed: int = 0,
+                 chunk_rows: int = MC_CHUNK_ROWS) -> dict[str, np.ndarray]:
     """Estimates with photometric Monte Carlo (N samples per object), combined with each network's
     own uncertainty:
 
@@ -158,23 +189,23 @@ def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed:
       half-widths added in quadrature to 1σ / 1.96σ of the samples.)
     - p_star: mean over samples; p_star_err: their standard deviation.
     - spectral type, stellar mass: mean over samples; *_err = validation NMAD ⊕ sample std.
-    `ids` (int64, one per row of `df`) key the draws with `seed`; columns and units as in
-    `ESTIMATES`; `chunk_rows` bounds rows × samples in memory at once. Unscorable rows come back
-    NaN (the caller flags them).
+    `cols`: canonical columns (DataFrame or mapping); `ids` (int64, one per row) key the draws with
+    `seed`. All samples of a slice of objects go through each network in one pass; `chunk_rows`
+    bounds rows × samples in memory at once. Unscorable rows come back NaN (the caller flags them).
     """
     spec = ens.feature_spec
     nets = ens.networks
+    total = len(ids)
     parts = []
     step = max(1, chunk_rows // max(n, 1))
-    for s in range(0, len(df), step):
-        sub = df.iloc[s:s + step]
-        m = len(sub)
-        rep = resample_photometry(sub, spec, ids[s:s + step], n, seed)
-        x, _ = build_features(rep, spec)
+    for s in range(0, total, step):
+        sub = {c: numeric(cols[c])[s:s + step] for c in spec.required_columns()}
+        m = min(step, total - s)
+        x, _ = build_features(resample_photometry(sub, spec, ids[s:s + step], n, seed), spec)
         out = {}
         z = nets["redshift"]
         if z.kind == "pdf":
-            p = z.raw(x).astype(np.float64).reshape(m, n, -1).mean(axis=1)
+            p = z.raw(x).reshape(m, n, -1).mean(axis=1, dtype=np.float64)
             out.update(read_pdf(z, p))
         else:
             zs = z.calibration.apply(z.raw(x)[:, 0]).reshape(m, n)
@@ -194,51 +225,112 @@ def mc_estimates(ens: Ensemble, df: pd.DataFrame, ids: np.ndarray, n: int, seed:
             v = net.calibration.apply(net.raw(x)[:, 0]).reshape(m, n)
             out[col] = v.mean(axis=1)
             out[f"{col}_err"] = np.hypot(net.scatter, v.std(axis=1))
-        parts.append(pd.DataFrame(out))
+        parts.append(out)
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in ESTIMATES})
-    return pd.concat(parts, ignore_index=True)
+        return {c: np.zeros(0) for c in ESTIMATES}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def estimate_columns(ens: Ensemble, cols, opts: ScoreOptions = ScoreOptions(), timer: dict | None = None) -> dict:
+    """`ESTIMATES` as arrays for canonical rows `cols` (a DataFrame or a mapping of column →
+    array): float64 estimates (NaN where not scorable), ``star_class`` int32 (0 where not
+    scorable), ``quality_flags`` int32, and ``scorable`` (bool). `timer`, when given, accumulates
+    seconds spent in "features", "networks" and "flags"."""
+    t0 = time.perf_counter()
+    spec = ens.feature_spec
+    x, ok = build_features(cols, spec)
+    t1 = time.perf_counter()
+    if opts.mc_samples and opts.mc_samples > 0:
+        est = mc_estimates(ens, cols, np.asarray(cols[opts.id_column], np.int64), opts.mc_samples, opts.mc_seed)
+    else:
+        est = ens.predict_arrays(x)
+        est["p_star_err"] = np.full(len(x), np.nan)
+    t2 = time.perf_counter()
+    out = {}
+    for c in ESTIMATES:
+        if c in ("star_class", "quality_flags"):
+            continue
+        v = est.get(c)
+        v = np.full(len(x), np.nan) if v is None else np.asarray(v, np.float64)
+        out[c] = np.where(ok, v, np.nan)
+    out["z_phot_err"] = (out["z_phot_hi68"] - out["z_phot_lo68"]) / 2
+    star = ok & (out["p_star"] >= 0.5)
+    flags = np.where(ok, 0, FLAG_NOT_SCORABLE)
+    flags |= np.where(detected_band_count(cols, spec) < opts.min_bands, FLAG_FEW_BANDS, 0)
+    flags |= np.where(out_of_domain(ens, x, ok), FLAG_OUT_OF_DOMAIN, 0)
+    flags |= np.where(star, FLAG_STAR, 0)
+    out["star_class"] = star.astype(np.int32)
+    out["quality_flags"] = flags.astype(np.int32)
+    out["scorable"] = ok
+    if timer is not None:
+        t3 = time.perf_counter()
+        for k, v in (("features", t1 - t0), ("networks", t2 - t1), ("flags", t3 - t2)):
+            timer[k] = timer.get(k, 0.0) + v
+    return out
 
 
 def score_frame(ens: Ensemble, df: pd.DataFrame, opts: ScoreOptions = ScoreOptions()) -> pd.DataFrame:
     """Score canonical catalogue rows: ID, passthrough columns, the detection-band magnitude and
     `ESTIMATES` (units there), one row per input row in input order; unscorable rows keep their ID
-    and get null estimates and `FLAG_NOT_SCORABLE`.
-
-    Without Monte Carlo the estimates are exactly `Ensemble.predict(df)` (same code path)."""
+    and get null estimates and `FLAG_NOT_SCORABLE`. The pandas face of `estimate_columns` (the
+    Spark job scores Arrow batches with `score_record_batch`: same numbers)."""
     spec = ens.feature_spec
-    x, ok = build_features(df, spec)
-    if opts.mc_samples and opts.mc_samples > 0:
-        est = mc_estimates(ens, df, df[opts.id_column].to_numpy(np.int64), opts.mc_samples, opts.mc_seed)
-    else:
-        est = ens.predict_features(x, ok).drop(columns=["is_star", "scorable"])
-        est["p_star_err"] = np.nan
-    est = est.reset_index(drop=True)
-    est["z_phot_err"] = (est["z_phot_hi68"] - est["z_phot_lo68"]) / 2
-    for c in ESTIMATES:
-        if c not in est:
-            est[c] = np.nan
-    est.loc[~ok, [c for c in ESTIMATES if c not in ("star_class", "quality_flags")]] = np.nan
-    star = np.where(ok, (est["p_star"].to_numpy() >= 0.5), False)
-    flags = np.where(ok, 0, FLAG_NOT_SCORABLE)
-    flags |= np.where(detected_band_count(df, spec) < opts.min_bands, FLAG_FEW_BANDS, 0)
-    flags |= np.where(out_of_domain(ens, x, ok), FLAG_OUT_OF_DOMAIN, 0)
-    flags |= np.where(star, FLAG_STAR, 0)
-    est["star_class"] = pd.array(np.where(ok, star.astype(np.int32), 0), dtype="Int32")
-    est.loc[~ok, "star_class"] = pd.NA
-    est["quality_flags"] = flags.astype(np.int32)
+    est = estimate_columns(ens, df, opts)
     head = pd.DataFrame({
         opts.id_column: df[opts.id_column].to_numpy(np.int64),
         **{c: df[c].to_numpy() for c in PASSTHROUGH},
-        spec.detection_band: pd.to_numeric(df[spec.detection_band], errors="coerce").to_numpy(np.float64),
+        spec.detection_band: numeric(df[spec.detection_band]),
     })
     for c in ("Field", "Pointing", "CCD"):
         head[c] = pd.to_numeric(head[c], errors="coerce").astype("Int32")
     for c in ("RA", "Dec"):
         head[c] = pd.to_numeric(head[c], errors="coerce").astype(np.float64)
-    return pd.concat([head, est[list(ESTIMATES)].astype({c: np.float64 for c in ESTIMATES
-                                                          if c not in ("star_class", "quality_flags")})],
-                     axis=1)
+    body = pd.DataFrame({c: est[c] for c in ESTIMATES})
+    body["star_class"] = pd.array(est["star_class"], dtype="Int32")
+    body.loc[~est["scorable"], "star_class"] = pd.NA
+    return pd.concat([head, body], axis=1)
+
+
+def arrow_schema(id_column: str, detection_band: str):
+    """The pyarrow schema of `udf_schema` (what `score_record_batch` yields)."""
+    import pyarrow as pa
+
+    fields = [pa.field(id_column, pa.int64()), pa.field("Field", pa.int32()), pa.field("Pointing", pa.int32()),
+              pa.field("CCD", pa.int32()), pa.field("RA", pa.float64()), pa.field("Dec", pa.float64()),
+              pa.field(detection_band, pa.float64())]
+    fields += [pa.field(c, pa.int32() if c in ("star_class", "quality_flags") else pa.float64()) for c in ESTIMATES]
+    return pa.schema(fields)
+
+
+def score_record_batch(ens: Ensemble, batch, opts: ScoreOptions, timer: dict | None = None):
+    """Score one `pyarrow.RecordBatch` of canonical rows into a RecordBatch of `arrow_schema`:
+    Arrow → NumPy → estimates → Arrow, no pandas. Null estimates (and star_class) where a row is
+    not scorable."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t0 = time.perf_counter()
+    spec = ens.feature_spec
+    cols = columns_of(batch)
+    t1 = time.perf_counter()
+    est = estimate_columns(ens, cols, opts, timer)
+    t2 = time.perf_counter()
+    schema = arrow_schema(opts.id_column, spec.detection_band)
+    arrays = []
+    for f in schema:
+        if f.name in est:
+            v = est[f.name]
+            mask = ~est["scorable"] if f.name == "star_class" else (np.isnan(v) if v.dtype.kind == "f" else None)
+            arrays.append(pa.array(v, type=f.type, mask=mask))
+        else:
+            col = batch.column(batch.schema.get_field_index(f.name))
+            arrays.append(col if col.type == f.type else pc.cast(col, f.type, safe=False))
+    out = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if timer is not None:
+        t3 = time.perf_counter()
+        timer["arrow_in"] = timer.get("arrow_in", 0.0) + (t1 - t0)
+        timer["arrow_out"] = timer.get("arrow_out", 0.0) + (t3 - t2)
+    return out
 
 
 # ---- per-worker cache of the broadcast ensemble ------------------------------------------------
@@ -256,12 +348,53 @@ def worker_ensemble(key: str, parts_bc) -> Ensemble:
     return ens
 
 
-def make_batch_scorer(key: str, parts_bc, opts: ScoreOptions):
-    """The iterator function for `DataFrame.mapInPandas`: pandas batches in, `score_frame` of each
-    out. `key` names the model (the worker cache's key), `parts_bc` is a Spark broadcast of
-    `Ensemble.to_parts()`."""
+def id_checksum(ids: np.ndarray) -> int:
+    """Order-independent checksum of int64 IDs: the sum of SplitMix64(ID) modulo 2^64."""
+    with np.errstate(over="ignore"):
+        return int(splitmix64(np.asarray(ids, np.int64).astype(np.uint64)).sum(dtype=np.uint64))
+
+
+def account(fields: np.ndarray, ids: np.ndarray) -> dict[int, list[int]]:
+    """{Field: [rows, ID checksum]} of one batch (see `add_accounts`)."""
+    out = {}
+    fields = np.asarray(fields)
+    for f in np.unique(fields):
+        sel = fields == f
+        out[int(f)] = [int(sel.sum()), id_checksum(ids[sel])]
+    return out
+
+
+def add_accounts(a: dict, b: dict) -> dict:
+    """Merge two {key: {Field: [rows, checksum]}} accounts (checksums add modulo 2^64)."""
+    for key, per_field in b.items():
+        mine = a.setdefault(key, {})
+        for f, (rows, chk) in per_field.items():
+            r0, c0 = mine.get(f, (0, 0))
+            mine[f] = [r0 + rows, (c0 + chk) % (1 << 64)]
+    return a
+
+
+def make_batch_scorer(key: str, parts_bc, opts: ScoreOptions, accounts=None, timings=None):
+    """The iterator function for `DataFrame.mapInArrow`: Arrow record batches in,
+    `score_record_batch` of each out. `key` names the model (the worker cache's key), `parts_bc`
+    is a Spark broadcast of `Ensemble.to_parts()`. `accounts` (an accumulator of `add_accounts`
+    dicts) receives per Field the rows and ID checksum of what came in and of what went out;
+    `timings` (an accumulator of {phase: seconds}) where the Python side spent its time."""
     def score_batches(batches):
         ens = worker_ensemble(key, parts_bc)
-        for pdf in batches:
-            yield score_frame(ens, pdf, opts)
+        timer: dict = {}
+        acc: dict = {}
+        for rb in batches:
+            if accounts is not None:
+                add_accounts(acc, {"in": account(rb.column(PARTITION).to_numpy(zero_copy_only=False),
+                                                 rb.column(opts.id_column).to_numpy(zero_copy_only=False))})
+            out = score_record_batch(ens, rb, opts, timer)
+            if accounts is not None:
+                add_accounts(acc, {"out": account(out.column(PARTITION).to_numpy(zero_copy_only=False),
+                                                  out.column(opts.id_column).to_numpy(zero_copy_only=False))})
+            yield out
+        if accounts is not None:
+            accounts.add(acc)
+        if timings is not None:
+            timings.add(timer)
     return score_batches

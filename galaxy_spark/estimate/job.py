@@ -34,7 +34,8 @@ from pathlib import Path
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.estimate.coverage import coverage_report_spark
 from galaxy_spark.estimate.batch import (DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS,
-                                         ScoreOptions, make_batch_scorer, output_columns, udf_schema)
+                                         ScoreOptions, add_accounts, make_batch_scorer, output_columns,
+                                         udf_schema)
 from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
@@ -165,15 +166,60 @@ def write_scores_manifest(out: str | Path, manifest: dict) -> None:
 # =============================================================================================
 # Spark parts
 # =============================================================================================
-def _field_accounting(df, id_column: str) -> dict[int, dict]:
-    """Per Field: row count and an order-independent checksum of the IDs (sum of xxhash64)."""
-    from pyspark.sql import functions as F
+def parquet_rows_per_field(path: str | Path, fields: list[int] | None = None) -> dict[int, int]:
+    """Rows per ``Field=N`` partition of the Parquet directory `path`, from the files' footers
+    alone (no data is read); Fields outside `fields` (when given) are skipped."""
+    import pyarrow.dataset as ds
 
-    rows = (df.groupBy(PARTITION)
-            .agg(F.count(F.lit(1)).alias("rows"),
-                 F.sum(F.xxhash64(F.col(id_column)).cast("decimal(38,0)")).alias("idsum"))
-            .collect())
-    return {int(r[PARTITION]): {"rows": int(r["rows"]), "idsum": str(r["idsum"])} for r in rows}
+    out: dict[int, int] = {}
+    d = Path(path)
+    for sub in sorted(d.glob(f"{PARTITION}=*")):
+        try:
+            f = int(sub.name.split("=", 1)[1])
+        except ValueError:
+            continue
+        if fields is not None and f not in fields:
+            continue
+        files = [str(p) for p in sub.rglob("*.parquet") if not p.name.startswith(("_", "."))]
+        out[f] = sum(frag.metadata.num_rows for frag in ds.dataset(files, format="parquet").get_fragments()) if files else 0
+    return out
+
+
+class _AccountsParam:
+    """Spark accumulator of {"in"|"out": {Field: [rows, ID checksum]}} (`batch.add_accounts`)."""
+
+    def zero(self, value):
+        return {}
+
+    def addInPlace(self, a, b):
+        return add_accounts(a, b)
+
+
+class _SecondsParam:
+    """Spark accumulator of {phase: seconds} summed over the Python workers."""
+
+    def zero(self, value):
+        return {}
+
+    def addInPlace(self, a, b):
+        for k, v in b.items():
+            a[k] = a.get(k, 0.0) + v
+        return a
+
+
+def check_accounting(fields: list[int], meta_in: dict, meta_out: dict, accounts: dict) -> None:
+    """Every chosen Field: the rows the catalogue's footers hold = the rows the scorer read = the
+    rows it wrote = the rows the staged files' footers hold, and the ID checksum of what it read =
+    that of what it wrote. Otherwise a `GalaxySparkError`: nothing is committed."""
+    acc_in, acc_out = accounts.get("in", {}), accounts.get("out", {})
+    for f in fields:
+        rows = {"catalogue": meta_in.get(f, 0), "read": acc_in.get(f, [0, 0])[0],
+                "scored": acc_out.get(f, [0, 0])[0], "staged": meta_out.get(f, 0)}
+        sums_equal = acc_in.get(f, [0, 0])[1] == acc_out.get(f, [0, 0])[1]
+        if len(set(rows.values())) != 1 or not sums_equal:
+            raise GalaxySparkError(
+                f"row accounting mismatch in Field {f}: " + ", ".join(f"{v} rows {k}" for k, v in rows.items())
+                + f" (ID checksums of read and scored rows {'equal' if sums_equal else 'differ'}); nothing was committed")
 
 
 @dataclass
@@ -186,11 +232,14 @@ class JobResult:
     rows_out: int = 0
     seconds: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    accounts: dict = field(default_factory=dict)
 
 
 def scored_dataframe(spark, catalog: str, columns: list[str], fields: list[int], model: ResolvedModel,
-                     opts: ScoreOptions, scored_at: _dt.datetime, parts_bc=None):
-    """The lazily scored DataFrame for `fields` (mapInPandas over the catalogue + provenance)."""
+                     opts: ScoreOptions, scored_at: _dt.datetime, parts_bc=None, accounts=None, timings=None):
+    """The lazily scored DataFrame for `fields`: the catalogue's needed columns only, Arrow batches
+    through `make_batch_scorer` (mapInArrow), + provenance. `accounts`/`timings`: accumulators the
+    scorer fills (see `score_fields`)."""
     from pyspark.sql import functions as F
 
     spec = model.ensemble.feature_spec
@@ -198,8 +247,8 @@ def scored_dataframe(spark, catalog: str, columns: list[str], fields: list[int],
            .where(F.col(PARTITION).isin(fields)).select(*columns))
     if parts_bc is None:
         parts_bc = spark.sparkContext.broadcast(model.ensemble.to_parts())
-    scorer = make_batch_scorer(model.key, parts_bc, opts)
-    scored = src.mapInPandas(scorer, udf_schema(opts.id_column, spec.detection_band))
+    scorer = make_batch_scorer(model.key, parts_bc, opts, accounts, timings)
+    scored = src.mapInArrow(scorer, udf_schema(opts.id_column, spec.detection_band))
     return (scored.withColumn("model_name", F.lit(model.name))
             .withColumn("model_version", F.lit(str(model.version)))
             .withColumn("model_run_id", F.lit(model.run_id))
@@ -228,33 +277,23 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
     staging = staging_dir(out, token)
     t0 = time.perf_counter()
     try:
-        from pyspark.sql import functions as F
-
-        src = (spark.read.option("basePath", str(catalog)).parquet(str(catalog))
-               .where(F.col(PARTITION).isin(fields)))
-        acc_in = _field_accounting(src.select(PARTITION, opts.id_column), opts.id_column)
-        res.seconds["count_input"] = round(time.perf_counter() - t0, 3)
-        t1 = time.perf_counter()
-        df = scored_dataframe(spark, str(catalog), columns, fields, model, opts, scored_at)
+        sc = spark.sparkContext
+        accounts, timings = sc.accumulator({}, _AccountsParam()), sc.accumulator({}, _SecondsParam())
+        meta_in = parquet_rows_per_field(catalog, fields)
+        df = scored_dataframe(spark, str(catalog), columns, fields, model, opts, scored_at,
+                              accounts=accounts, timings=timings)
         df.write.mode("errorifexists").partitionBy(PARTITION).parquet(str(staging))
-        res.seconds["score_write"] = round(time.perf_counter() - t1, 3)
-        t1 = time.perf_counter()
-        acc_out = _field_accounting(spark.read.parquet(str(staging)).select(PARTITION, opts.id_column),
-                                    opts.id_column)
-        res.seconds["count_output"] = round(time.perf_counter() - t1, 3)
-        for f in fields:
-            a, b = acc_in.get(f, {"rows": 0, "idsum": None}), acc_out.get(f, {"rows": 0, "idsum": None})
-            if a != b:
-                raise GalaxySparkError(
-                    f"row accounting mismatch in Field {f}: {a['rows']} rows in, {b['rows']} scored "
-                    f"(ID checksums {'equal' if a['idsum'] == b['idsum'] else 'differ'}); nothing was committed")
+        res.seconds["score_write"] = round(time.perf_counter() - t0, 3)
+        res.seconds["python_workers"] = {k: round(v, 3) for k, v in sorted(timings.value.items())}
+        res.accounts = accounts.value
+        check_accounting(fields, meta_in, parquet_rows_per_field(staging, fields), accounts.value)
         t1 = time.perf_counter()
         cat_fields = (catalog_manifest or {}).get("fields", {})
         cat_sha = manifest_sha256(catalog)
         (out / SUCCESS).unlink(missing_ok=True)
         for f in fields:
             commit_field(staging, out, f, token)
-            rows = acc_in.get(f, {"rows": 0})["rows"]
+            rows = meta_in.get(f, 0)
             manifest.setdefault("fields", {})[str(f)] = {
                 "rows": rows, "scored_at": scored_at.isoformat(), "model": model.provenance(),
                 "mc_samples": opts.mc_samples, "mc_seed": opts.mc_seed, "min_bands": opts.min_bands,
@@ -275,8 +314,8 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
         res.seconds["commit"] = round(time.perf_counter() - t1, 3)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    res.rows_in = sum(v["rows"] for v in acc_in.values())
-    res.rows_out = sum(v["rows"] for v in acc_out.values())
+    res.rows_in = sum(meta_in.values())
+    res.rows_out = sum(v[0] for v in res.accounts.get("out", {}).values())
     res.manifest = manifest
     return res
 

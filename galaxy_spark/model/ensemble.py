@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.features import FeatureSpec, build_features
+from galaxy_spark.model.kernels import dense
 
 FORMAT_VERSION = 1
 
@@ -44,49 +45,54 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-# Rows per matrix product. BLAS picks kernels by matrix shape (a 1-row batch goes through gemv,
-# a 7-row one through small-matrix code), so the same object scored in batches of different
-# sizes came out different in the last bits — up to 1e-4 in a p(z) tail quantile. Every product
-# therefore runs on blocks of exactly this many rows (the last one zero-padded) in float64:
-# an object's estimates are bit-identical however Spark batches or partitions the catalogue.
-# float32 was measured and rejected: OpenBLAS's sgemm result for a row depends on the row's
-# position within the block, so no blocking makes it reproducible (tests/test_scoring.py).
-FORWARD_BLOCK_ROWS = 1024
+# Rows per kernel call: bounds the activations in memory and keeps them in cache. Any value gives
+# the same numbers (model/kernels.py: each row's arithmetic is fixed, whatever its batch).
+FORWARD_BLOCK_ROWS = 512
 
 
 @dataclass
 class DenseStack:
-    """A feed-forward network as NumPy arrays."""
+    """A feed-forward network as NumPy arrays, evaluated in float32 by `model.kernels.dense`."""
     layers: list[dict]
     norm: dict | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Network output for the rows of `x` (float64), independent of how rows are batched."""
-        x = np.asarray(x)
-        n = len(x)
-        if n == 0:
-            return self._forward(np.zeros((FORWARD_BLOCK_ROWS, x.shape[1]), np.float32))[:0]
-        pad = (-n) % FORWARD_BLOCK_ROWS
-        if pad:
-            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], dtype=x.dtype)])
-        out = [self._forward(x[i:i + FORWARD_BLOCK_ROWS]) for i in range(0, len(x), FORWARD_BLOCK_ROWS)]
-        return np.concatenate(out)[:n]
+        """Network output (float32) for the rows of `x`; a row's output does not depend on the
+        other rows or on how they are batched."""
+        x = np.asarray(x, np.float32)
+        folded = self._folded()
+        if len(x) == 0:
+            return np.zeros((0, folded[-1][0].shape[1]), np.float32)
+        out = [self._forward(x[i:i + FORWARD_BLOCK_ROWS], folded) for i in range(0, len(x), FORWARD_BLOCK_ROWS)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _weights64(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        cached = getattr(self, "_w64", None)
-        if cached is None or len(cached) != len(self.layers):
-            cached = [(np.asarray(layer["W"], np.float64), np.asarray(layer["b"], np.float64))
-                      for layer in self.layers]
-            self._w64 = cached
-        return cached
+    def _folded(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        """(W, b, activation) per layer in float32, the input normalisation folded into the first
+        layer: ((x − mean)/std)·W + b = x·(W/std) + (b − (mean/std)·W), computed once in float64."""
+        cached = getattr(self, "_f32", None)
+        if cached is not None and len(cached) == len(self.layers):
+            return cached
+        out = []
+        for i, layer in enumerate(self.layers):
+            w, b = np.asarray(layer["W"], np.float64), np.asarray(layer["b"], np.float64)
+            if i == 0 and self.norm is not None:
+                mean = np.asarray(self.norm["mean"], np.float64)
+                std = np.asarray(self.norm["std"], np.float64)
+                b = b - (mean / std) @ w
+                w = w / std[:, None]
+            out.append((np.ascontiguousarray(w, np.float32), np.ascontiguousarray(b, np.float32),
+                        layer["activation"]))
+        self._f32 = out
+        return out
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        h = x.astype(np.float64)
-        if self.norm is not None:
-            h = (h - self.norm["mean"].astype(np.float64)) / self.norm["std"].astype(np.float64)
-        for layer, (w, b) in zip(self.layers, self._weights64()):
-            h = h @ w + b
-            h = _softmax(h) if layer["activation"] == "softmax" else _ACT[layer["activation"]](h)
+    @staticmethod
+    def _forward(h: np.ndarray, folded) -> np.ndarray:
+        for w, b, act in folded:
+            h = dense(h, w, b, relu=act == "relu")
+            if act == "softmax":
+                h = _softmax(h)
+            elif act not in ("relu", "linear"):
+                h = _ACT[act](h).astype(np.float32)
         return h
 
 
@@ -225,7 +231,8 @@ class Ensemble:
         self.info = dict(info or {})
 
     # ---- prediction --------------------------------------------------------------------
-    def predict_features(self, x: np.ndarray, scorable: np.ndarray) -> pd.DataFrame:
+    def predict_arrays(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The estimates for feature rows `x` as arrays (no masking of unscorable rows)."""
         out = {}
         z = self.networks["redshift"]
         if z.kind == "pdf":
@@ -244,7 +251,11 @@ class Ensemble:
             n = self.networks[name]
             out[col] = n.calibration.apply(n.raw(x)[:, 0])
             out[f"{col}_err"] = np.full(len(x), n.scatter)
-        df = pd.DataFrame(out)
+        return out
+
+    def predict_features(self, x: np.ndarray, scorable: np.ndarray) -> pd.DataFrame:
+        """`predict_arrays` as a DataFrame of `OUTPUT_COLUMNS`, null where not `scorable`."""
+        df = pd.DataFrame(self.predict_arrays(x))
         df.loc[~scorable, :] = np.nan
         df["scorable"] = scorable
         return df[list(OUTPUT_COLUMNS)]
