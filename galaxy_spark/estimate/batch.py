@@ -11,9 +11,7 @@ and quality flags — what every Spark worker runs on each Arrow batch.
   same draws; `mc_estimates` combines them with each network's own uncertainty.
 - Quality flags (`FLAG_*`, a bitmask): not scorable, few detected bands, outside the training
   domain, star.
-- `make_batch_scorer`: the iterator function for ``DataFrame.mapInArrow``; it rebuilds the
-  broadcast ensemble once per Python worker (`worker_ensemble`) and accounts, per Field, the rows
-  and ID checksums of what it read and what it wrote (`account`), in the same pass.
+- `estimate.tasks` runs `score_record_batch` on Spark executors, Parquet file to Parquet file.
 
 Nothing here imports Spark, MLflow or TensorFlow: the Spark job is `galaxy_spark.estimate.job`.
 """
@@ -331,70 +329,3 @@ def score_record_batch(ens: Ensemble, batch, opts: ScoreOptions, timer: dict | N
         timer["arrow_in"] = timer.get("arrow_in", 0.0) + (t1 - t0)
         timer["arrow_out"] = timer.get("arrow_out", 0.0) + (t3 - t2)
     return out
-
-
-# ---- per-worker cache of the broadcast ensemble ------------------------------------------------
-_ENSEMBLES: dict[str, Ensemble] = {}
-
-
-def worker_ensemble(key: str, parts_bc) -> Ensemble:
-    """The Ensemble for model `key`, rebuilt from the broadcast once per Python worker process."""
-    ens = _ENSEMBLES.get(key)
-    if ens is None:
-        doc, arrays = parts_bc.value
-        ens = Ensemble.from_parts(doc, arrays)
-        _ENSEMBLES.clear()           # one model per job: drop any previous job's
-        _ENSEMBLES[key] = ens
-    return ens
-
-
-def id_checksum(ids: np.ndarray) -> int:
-    """Order-independent checksum of int64 IDs: the sum of SplitMix64(ID) modulo 2^64."""
-    with np.errstate(over="ignore"):
-        return int(splitmix64(np.asarray(ids, np.int64).astype(np.uint64)).sum(dtype=np.uint64))
-
-
-def account(fields: np.ndarray, ids: np.ndarray) -> dict[int, list[int]]:
-    """{Field: [rows, ID checksum]} of one batch (see `add_accounts`)."""
-    out = {}
-    fields = np.asarray(fields)
-    for f in np.unique(fields):
-        sel = fields == f
-        out[int(f)] = [int(sel.sum()), id_checksum(ids[sel])]
-    return out
-
-
-def add_accounts(a: dict, b: dict) -> dict:
-    """Merge two {key: {Field: [rows, checksum]}} accounts (checksums add modulo 2^64)."""
-    for key, per_field in b.items():
-        mine = a.setdefault(key, {})
-        for f, (rows, chk) in per_field.items():
-            r0, c0 = mine.get(f, (0, 0))
-            mine[f] = [r0 + rows, (c0 + chk) % (1 << 64)]
-    return a
-
-
-def make_batch_scorer(key: str, parts_bc, opts: ScoreOptions, accounts=None, timings=None):
-    """The iterator function for `DataFrame.mapInArrow`: Arrow record batches in,
-    `score_record_batch` of each out. `key` names the model (the worker cache's key), `parts_bc`
-    is a Spark broadcast of `Ensemble.to_parts()`. `accounts` (an accumulator of `add_accounts`
-    dicts) receives per Field the rows and ID checksum of what came in and of what went out;
-    `timings` (an accumulator of {phase: seconds}) where the Python side spent its time."""
-    def score_batches(batches):
-        ens = worker_ensemble(key, parts_bc)
-        timer: dict = {}
-        acc: dict = {}
-        for rb in batches:
-            if accounts is not None:
-                add_accounts(acc, {"in": account(rb.column(PARTITION).to_numpy(zero_copy_only=False),
-                                                 rb.column(opts.id_column).to_numpy(zero_copy_only=False))})
-            out = score_record_batch(ens, rb, opts, timer)
-            if accounts is not None:
-                add_accounts(acc, {"out": account(out.column(PARTITION).to_numpy(zero_copy_only=False),
-                                                  out.column(opts.id_column).to_numpy(zero_copy_only=False))})
-            yield out
-        if accounts is not None:
-            accounts.add(acc)
-        if timings is not None:
-            timings.add(timer)
-    return score_batches

@@ -1,5 +1,6 @@
 """The Spark scoring job (jobs/score.py → `run_scoring`): resolve the model once on the driver,
-broadcast it, score with mapInPandas, commit per Field.
+broadcast it, score the catalogue's row groups as Spark tasks (Parquet → NumPy → Parquet), commit
+per Field.
 
 1. *Before any work*: the model URI is resolved on the driver (`resolve_model`: alias → version
    through the MLflow client, artifacts downloaded, the NumPy `Ensemble` loaded) and the catalogue
@@ -7,14 +8,16 @@ broadcast it, score with mapInPandas, commit per Field.
    Parquet metadata alone. Every problem is an `InputError` (``error: …``, exit 2) before Spark
    does anything; a catalogue manifest that exists but cannot be read is one of them.
 2. The ensemble travels to executors as a broadcast of `Ensemble.to_parts()` (plain arrays and a
-   JSON document); `galaxy_spark.estimate.batch.make_batch_scorer` rebuilds it once per Python
-   worker and scores Arrow batch by batch. Executors never contact MLflow and never import
+   JSON document); `galaxy_spark.estimate.tasks` rebuilds it once per Python worker, reads each
+   work unit's row groups with pyarrow (only the columns the model needs), scores Arrow batch by
+   batch and writes a Parquet file per unit. Executors never contact MLflow and never import
    TensorFlow.
 3. Output: Parquet partitioned by `Field` (`batch.output_columns`), one row per input object. A
    row that cannot be scored keeps its ID, gets null estimates and quality flag 1.
-4. Commit (`score_fields`): Spark writes the chosen Fields into ``<out>.staging-<pid>-<token>/``
-   (a sibling); row counts and an order-independent ID checksum per Field are compared with the
-   input; then each Field is swapped in by the journaled commit of `galaxy_spark.io.commit`
+4. Commit (`score_fields`): the tasks write the chosen Fields into ``<out>.staging-<pid>-<token>/``
+   (a sibling); per Field, the rows in the catalogue's footers, read, scored and in the staged
+   footers must agree and the ID checksums of what was read and written must match (all from the
+   same pass: no second read of either table); then each Field is swapped in by the journaled commit of `galaxy_spark.io.commit`
    (journal ``<out>/_commit-Field=N-<token>.json``) and the manifest ``<out>/_manifest.json`` is
    rewritten atomically after each one. ``_SUCCESS`` marks a job that committed everything it set
    out to. A crash leaves every Field either old or new, never half written; `recover_scores`
@@ -33,9 +36,8 @@ from pathlib import Path
 
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.estimate.coverage import coverage_report_spark
-from galaxy_spark.estimate.batch import (DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS,
-                                         ScoreOptions, add_accounts, make_batch_scorer, output_columns,
-                                         udf_schema)
+from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS, ScoreOptions
+from galaxy_spark.estimate.tasks import BATCH_ROWS, plan_units, run_units
 from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
@@ -166,56 +168,21 @@ def write_scores_manifest(out: str | Path, manifest: dict) -> None:
 # =============================================================================================
 # Spark parts
 # =============================================================================================
-def parquet_rows_per_field(path: str | Path, fields: list[int] | None = None) -> dict[int, int]:
-    """Rows per ``Field=N`` partition of the Parquet directory `path`, from the files' footers
-    alone (no data is read); Fields outside `fields` (when given) are skipped."""
-    import pyarrow.dataset as ds
-
-    out: dict[int, int] = {}
-    d = Path(path)
-    for sub in sorted(d.glob(f"{PARTITION}=*")):
-        try:
-            f = int(sub.name.split("=", 1)[1])
-        except ValueError:
-            continue
-        if fields is not None and f not in fields:
-            continue
-        files = [str(p) for p in sub.rglob("*.parquet") if not p.name.startswith(("_", "."))]
-        out[f] = sum(frag.metadata.num_rows for frag in ds.dataset(files, format="parquet").get_fragments()) if files else 0
-    return out
+def parquet_rows_per_field(path: str | Path, fields: list[int]) -> dict[int, int]:
+    """Rows per ``Field=N`` partition of the Parquet directory `path` (only `fields`), from the
+    files' footers alone."""
+    return plan_units(path, fields)[1]
 
 
-class _AccountsParam:
-    """Spark accumulator of {"in"|"out": {Field: [rows, ID checksum]}} (`batch.add_accounts`)."""
-
-    def zero(self, value):
-        return {}
-
-    def addInPlace(self, a, b):
-        return add_accounts(a, b)
-
-
-class _SecondsParam:
-    """Spark accumulator of {phase: seconds} summed over the Python workers."""
-
-    def zero(self, value):
-        return {}
-
-    def addInPlace(self, a, b):
-        for k, v in b.items():
-            a[k] = a.get(k, 0.0) + v
-        return a
-
-
-def check_accounting(fields: list[int], meta_in: dict, meta_out: dict, accounts: dict) -> None:
-    """Every chosen Field: the rows the catalogue's footers hold = the rows the scorer read = the
-    rows it wrote = the rows the staged files' footers hold, and the ID checksum of what it read =
-    that of what it wrote. Otherwise a `GalaxySparkError`: nothing is committed."""
-    acc_in, acc_out = accounts.get("in", {}), accounts.get("out", {})
+def check_accounting(fields: list[int], meta_in: dict, meta_out: dict, results: list[dict]) -> None:
+    """Every chosen Field: the rows the catalogue's footers hold = the rows the tasks read = the
+    rows they wrote = the rows the staged files' footers hold, and the ID checksum of what was
+    read = that of what was written. Otherwise a `GalaxySparkError`: nothing is committed."""
     for f in fields:
-        rows = {"catalogue": meta_in.get(f, 0), "read": acc_in.get(f, [0, 0])[0],
-                "scored": acc_out.get(f, [0, 0])[0], "staged": meta_out.get(f, 0)}
-        sums_equal = acc_in.get(f, [0, 0])[1] == acc_out.get(f, [0, 0])[1]
+        mine = [r for r in results if r["field"] == f]
+        rows = {"in the catalogue": meta_in.get(f, 0), "read": sum(r["rows_in"] for r in mine),
+                "scored": sum(r["rows_out"] for r in mine), "staged": meta_out.get(f, 0)}
+        sums_equal = sum(r["idsum_in"] for r in mine) % (1 << 64) == sum(r["idsum_out"] for r in mine) % (1 << 64)
         if len(set(rows.values())) != 1 or not sums_equal:
             raise GalaxySparkError(
                 f"row accounting mismatch in Field {f}: " + ", ".join(f"{v} rows {k}" for k, v in rows.items())
@@ -232,33 +199,36 @@ class JobResult:
     rows_out: int = 0
     seconds: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
-    accounts: dict = field(default_factory=dict)
+    units: int = 0
 
 
-def scored_dataframe(spark, catalog: str, columns: list[str], fields: list[int], model: ResolvedModel,
-                     opts: ScoreOptions, scored_at: _dt.datetime, parts_bc=None, accounts=None, timings=None):
-    """The lazily scored DataFrame for `fields`: the catalogue's needed columns only, Arrow batches
-    through `make_batch_scorer` (mapInArrow), + provenance. `accounts`/`timings`: accumulators the
-    scorer fills (see `score_fields`)."""
-    from pyspark.sql import functions as F
+def score_units(spark, catalog: str | Path, fields: list[int], model: ResolvedModel, columns: list[str],
+                opts: ScoreOptions, staging: Path, scored_at: _dt.datetime, token: str,
+                batch_rows: int = BATCH_ROWS) -> tuple[dict[int, int], list[dict]]:
+    """Plan the work units of `fields` and run them as Spark tasks (`estimate.tasks`): returns the
+    rows per Field the catalogue's footers hold and the tasks' `UnitResult`s (as dicts)."""
+    units, meta_in = plan_units(catalog, fields)
+    if not units:
+        return meta_in, []
+    sc = spark.sparkContext
+    parts_bc = sc.broadcast(model.ensemble.to_parts())
+    provenance = {"model_name": model.name, "model_version": str(model.version), "model_run_id": model.run_id,
+                  "scored_at": scored_at}
+    key, cols, stage = model.key, [c for c in columns if c != PARTITION], str(staging)
 
-    spec = model.ensemble.feature_spec
-    src = (spark.read.option("basePath", str(catalog)).parquet(str(catalog))
-           .where(F.col(PARTITION).isin(fields)).select(*columns))
-    if parts_bc is None:
-        parts_bc = spark.sparkContext.broadcast(model.ensemble.to_parts())
-    scorer = make_batch_scorer(model.key, parts_bc, opts, accounts, timings)
-    scored = src.mapInArrow(scorer, udf_schema(opts.id_column, spec.detection_band))
-    return (scored.withColumn("model_name", F.lit(model.name))
-            .withColumn("model_version", F.lit(str(model.version)))
-            .withColumn("model_run_id", F.lit(model.run_id))
-            .withColumn("scored_at", F.lit(scored_at).cast("timestamp"))
-            .select(*output_columns(opts.id_column, spec.detection_band)))
+    def run(it):
+        return run_units(it, key, parts_bc, opts, cols, stage, provenance, token, batch_rows)
+
+    sc.setJobDescription(f"score {len(units)} units of Fields {','.join(map(str, fields))}")
+    results = sc.parallelize(units, len(units)).mapPartitions(run).collect()
+    parts_bc.unpersist()
+    return meta_in, results
 
 
 def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int], model: ResolvedModel,
                  columns: list[str], opts: ScoreOptions = ScoreOptions(), catalog_manifest: dict | None = None,
-                 scored_at: _dt.datetime | None = None, echo=log.info, after_commit=None) -> JobResult:
+                 scored_at: _dt.datetime | None = None, echo=log.info, after_commit=None,
+                 batch_rows: int | None = None) -> JobResult:
     """Score the chosen Fields of `catalog` into `out` (staged, checked, committed per Field; see
     the module docstring). `columns`: the catalogue columns to read (`check_catalogue`);
     `catalog_manifest`: the catalogue's manifest, whose per-Field fingerprints go into the scores
@@ -277,16 +247,17 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
     staging = staging_dir(out, token)
     t0 = time.perf_counter()
     try:
-        sc = spark.sparkContext
-        accounts, timings = sc.accumulator({}, _AccountsParam()), sc.accumulator({}, _SecondsParam())
-        meta_in = parquet_rows_per_field(catalog, fields)
-        df = scored_dataframe(spark, str(catalog), columns, fields, model, opts, scored_at,
-                              accounts=accounts, timings=timings)
-        df.write.mode("errorifexists").partitionBy(PARTITION).parquet(str(staging))
+        staging.mkdir(parents=True)
+        meta_in, results = score_units(spark, catalog, fields, model, columns, opts, staging, scored_at, token,
+                                       batch_rows or BATCH_ROWS)
         res.seconds["score_write"] = round(time.perf_counter() - t0, 3)
-        res.seconds["python_workers"] = {k: round(v, 3) for k, v in sorted(timings.value.items())}
-        res.accounts = accounts.value
-        check_accounting(fields, meta_in, parquet_rows_per_field(staging, fields), accounts.value)
+        phases: dict = {}
+        for r in results:
+            for k, v in r["seconds"].items():
+                phases[k] = phases.get(k, 0.0) + v
+        res.seconds["python_workers"] = {k: round(v, 3) for k, v in sorted(phases.items())}
+        res.units = len(results)
+        check_accounting(fields, meta_in, parquet_rows_per_field(staging, fields), results)
         t1 = time.perf_counter()
         cat_fields = (catalog_manifest or {}).get("fields", {})
         cat_sha = manifest_sha256(catalog)
@@ -315,7 +286,7 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     res.rows_in = sum(meta_in.values())
-    res.rows_out = sum(v[0] for v in res.accounts.get("out", {}).values())
+    res.rows_out = sum(r["rows_out"] for r in results)
     res.manifest = manifest
     return res
 
@@ -380,20 +351,13 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
     if own:
         from galaxy_spark.spark import get_spark
 
-        extra = {}
-        if opts.batch_size:
-            extra["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(opts.batch_size)
-        spark = get_spark("galaxy_spark-score", master=opts.master, extra_conf=extra)
-    prev_batch = None
-    if not own and opts.batch_size:
-        prev_batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(opts.batch_size))
+        spark = get_spark("galaxy_spark-score", master=opts.master)
     t_spark = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
         res = score_fields(spark, opts.catalog, opts.out, checked["fields"], model, checked["columns"],
                            ScoreOptions(opts.mc_samples, opts.mc_seed, opts.min_bands, id_column),
-                           checked["manifest"], echo=echo, after_commit=after_commit)
+                           checked["manifest"], echo=echo, after_commit=after_commit, batch_rows=opts.batch_size)
         t_job = time.perf_counter() - t0
         coverage = None
         if opts.coverage:
@@ -401,8 +365,6 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
     finally:
         if own:
             spark.stop()
-        elif prev_batch is not None:
-            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", prev_batch)
     if res.rows_in != res.rows_out:  # score_fields already refused to commit; belt and braces
         raise GalaxySparkError(f"row accounting mismatch: {res.rows_in} in, {res.rows_out} out")
     summary = {
