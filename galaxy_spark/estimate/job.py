@@ -207,10 +207,10 @@ def score_units(spark, catalog: str | Path, fields: list[int], model: ResolvedMo
                 batch_rows: int = BATCH_ROWS) -> tuple[dict[int, int], list[dict]]:
     """Plan the work units of `fields` and run them as Spark tasks (`estimate.tasks`): returns the
     rows per Field the catalogue's footers hold and the tasks' `UnitResult`s (as dicts)."""
-    units, meta_in = plan_units(catalog, fields)
+    sc = spark.sparkContext
+    units, meta_in = plan_units(catalog, fields, min_units=2 * sc.defaultParallelism)
     if not units:
         return meta_in, []
-    sc = spark.sparkContext
     parts_bc = sc.broadcast(model.ensemble.to_parts())
     provenance = {"model_name": model.name, "model_version": str(model.version), "model_run_id": model.run_id,
                   "scored_at": scored_at}

@@ -34,12 +34,14 @@ BATCH_ROWS = 10_000         # rows per Arrow batch (--batch-size); measured in b
 
 @dataclass
 class Unit:
-    """A piece of work: row groups of one catalogue file, all in one Field."""
+    """A piece of work: row groups of one catalogue file, all in one Field, or rows
+    [start, stop) of one large row group (`row_slice`)."""
     index: int
     field: int
     path: str
     row_groups: list[int]
     rows: int
+    row_slice: tuple[int, int] | None = None
 
 
 @dataclass
@@ -60,11 +62,27 @@ def id_checksum(ids) -> int:
         return int(splitmix64(np.asarray(ids, np.int64).astype(np.uint64)).sum(dtype=np.uint64))
 
 
-def plan_units(catalog: str | Path, fields: list[int], unit_rows: int = UNIT_ROWS) -> tuple[list[Unit], dict[int, int]]:
+def _halve(u: Unit) -> list[Unit]:
+    """Two units doing `u`'s work: its row groups split in two, or its rows (one group) in two slices."""
+    if len(u.row_groups) > 1:
+        h = len(u.row_groups) // 2
+        return [Unit(0, u.field, u.path, u.row_groups[:h], 0), Unit(0, u.field, u.path, u.row_groups[h:], 0)]
+    a, b = u.row_slice or (0, u.rows)
+    m = (a + b) // 2
+    return [Unit(0, u.field, u.path, u.row_groups, m - a, (a, m)), Unit(0, u.field, u.path, u.row_groups, b - m, (m, b))]
+
+
+def plan_units(catalog: str | Path, fields: list[int], unit_rows: int | None = None,
+               min_units: int = 1) -> tuple[list[Unit], dict[int, int]]:
     """Work units over the ``Field=N`` partitions of `catalog` named in `fields`, from the Parquet
-    footers alone; also the rows per Field the footers hold (the accounting's reference)."""
+    footers alone; also the rows per Field the footers hold (the accounting's reference). Row
+    groups are packed into units of up to `unit_rows` rows; a row group of more than twice that
+    is cut into slices of about `unit_rows` (the ingest writes row groups small enough that this
+    is rare: each slice decodes its whole row group); then the largest units are halved until
+    there are `min_units` (every core gets work on a small catalogue)."""
     import pyarrow.parquet as pq
 
+    unit_rows = unit_rows or UNIT_ROWS
     units: list[Unit] = []
     rows_per_field: dict[int, int] = {}
     for f in sorted(fields):
@@ -77,6 +95,11 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int = UNIT_ROW
             groups, rows = [], 0
             for g in range(meta.num_row_groups):
                 n = meta.row_group(g).num_rows
+                if n > 2 * unit_rows:       # sliced: each slice decodes the row group, but two cores stay busy
+                    k = -(-n // unit_rows)
+                    edges = [n * i // k for i in range(k + 1)]
+                    units += [Unit(0, f, str(path), [g], b - a, (a, b)) for a, b in zip(edges, edges[1:])]
+                    continue
                 if groups and rows + n > unit_rows:
                     units.append(Unit(len(units), f, str(path), groups, rows))
                     groups, rows = [], 0
@@ -84,6 +107,17 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int = UNIT_ROW
                 rows += n
             if groups:
                 units.append(Unit(len(units), f, str(path), groups, rows))
+    for u in units:
+        if not u.rows:
+            u.rows = sum(pq.ParquetFile(u.path).metadata.row_group(g).num_rows for g in u.row_groups)
+    while len(units) < min_units:
+        units.sort(key=lambda u: -u.rows)
+        if units[0].rows < 2:
+            break
+        units[:1] = _halve(units[0])
+        for u in units[:2]:
+            if not u.rows:
+                u.rows = sum(pq.ParquetFile(u.path).metadata.row_group(g).num_rows for g in u.row_groups)
     # largest first: Spark hands tasks out in order, so the long ones do not come last
     units.sort(key=lambda u: -u.rows)
     for i, u in enumerate(units):
@@ -142,9 +176,21 @@ def score_unit(unit: Unit, ens: Ensemble, opts: ScoreOptions, columns: list[str]
     t_read = 0.0
     with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
         it = pf.iter_batches(batch_size=batch_rows, row_groups=unit.row_groups, columns=file_cols)
+        seen = 0
         while True:
             t1 = time.perf_counter()
             rb = next(it, None)
+            if rb is not None and unit.row_slice is not None:      # keep rows [a, b) of the group
+                a, b = unit.row_slice
+                start, seen = seen, seen + rb.num_rows
+                if start >= b:
+                    rb = None                                       # past the slice: done
+                else:
+                    lo, hi = max(a - start, 0), min(b - start, rb.num_rows)
+                    if hi <= lo:                                    # before the slice
+                        t_read += time.perf_counter() - t1
+                        continue
+                    rb = rb.slice(lo, hi - lo)
             t_read += time.perf_counter() - t1
             if rb is None:
                 break

@@ -29,8 +29,17 @@ def _dense_numpy(x: np.ndarray, w: np.ndarray, b: np.ndarray, relu: bool) -> np.
     return np.maximum(acc, np.float32(0.0)) if relu else acc
 
 
+def _jit(fn):
+    """Numba-compile `fn`, cached on disk where Numba finds a writable cache directory (saves each
+    new Spark Python worker a second of compiling), in memory otherwise."""
+    try:
+        return _numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+    except RuntimeError:       # no writable cache location
+        return _numba.njit(cache=False, nogil=True, boundscheck=False)(fn)
+
+
 if _numba is not None:
-    @_numba.njit(cache=False, nogil=True, boundscheck=False)
+    @_jit
     def _dense_numba(x, w, b, relu):  # pragma: no cover - compiled
         # Four rows at a time share each load of w[k, :]; a k where all four inputs are zero (ReLU
         # leaves about half) is skipped. Each row's sums still run in ascending k.
