@@ -45,23 +45,13 @@ def catalogue_frame(n=1200, seed=5) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, model_store, spark):
-    """A private copy of the session's model store, a 1,200-row catalogue, the shared Spark session
-    (one catalogue file per task while this module runs, so each Field is one known Arrow batch)."""
+    """A private copy of the session's model store, a 1,200-row catalogue, the shared Spark session."""
     d = model_store(tmp_path_factory.mktemp("score"))
     cat = catalogue_frame()
     write_partitioned(cat, d / "catalog")
-    key = "spark.sql.files.openCostInBytes"
-    prev = spark.conf.get(key, None)
-    spark.conf.set(key, str(1 << 30))
-    try:
-        with use_tracking_uri(_env(d)["MLFLOW_TRACKING_URI"]):
-            model = resolve_model("models:/galaxy-ensemble@champion")
-            yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
-    finally:
-        if prev is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, prev)
+    with use_tracking_uri(_env(d)["MLFLOW_TRACKING_URI"]):
+        model = resolve_model("models:/galaxy-ensemble@champion")
+        yield {"dir": d, "catalog": d / "catalog", "frame": cat, "spark": spark, "model": model}
 
 
 def read_scores(path) -> pd.DataFrame:
@@ -340,12 +330,49 @@ def test_estimates_do_not_depend_on_batching(env):
         pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole, check_exact=True)
 
 
-def test_spark_batch_size_does_not_change_a_bit(env, tmp_path):
+def test_batch_size_and_work_units_do_not_change_a_bit(env, tmp_path, monkeypatch):
+    """Arrow batches of 7 rows, and work units of ~50 rows (row groups cut into slices, each
+    slice a Spark task of its own), give the same bits as the defaults."""
+    from galaxy_spark.estimate import tasks
+
     a, _ = score(env, tmp_path / "default")
     b, _ = score(env, tmp_path / "tiny_batches", batch_size=7)
+    monkeypatch.setattr(tasks, "UNIT_ROWS", 50)
+    c, _ = score(env, tmp_path / "tiny_units")
     x = read_scores(tmp_path / "default").drop(columns=["scored_at"])
-    y = read_scores(tmp_path / "tiny_batches").drop(columns=["scored_at"])
-    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    for other in ("tiny_batches", "tiny_units"):
+        pd.testing.assert_frame_equal(x, read_scores(tmp_path / other).drop(columns=["scored_at"]), check_exact=True)
+    assert len(list((tmp_path / "tiny_units").rglob("part-*.parquet"))) > len(list((tmp_path / "default").rglob("part-*.parquet")))
+
+
+def test_work_units_cover_every_row_once(tmp_path):
+    """plan_units: row groups packed, large ones sliced, the largest halved up to min_units; the
+    units' rows add up to the footers' and no row range is taken twice."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from galaxy_spark.estimate.tasks import plan_units
+
+    for f, n, rg in ((3, 10_000, 7_000), (5, 450, 100)):
+        (tmp_path / f"Field={f}").mkdir()
+        pq.write_table(pa.table({"ID": np.arange(n, dtype=np.int64)}), tmp_path / f"Field={f}" / "a.parquet",
+                       row_group_size=rg)
+    for unit_rows, min_units in ((1000, 1), (100_000, 1), (100_000, 9), (300, 4)):
+        units, rows = plan_units(tmp_path, [3, 5], unit_rows=unit_rows, min_units=min_units)
+        assert rows == {3: 10_000, 5: 450}
+        assert len(units) >= min(min_units, 2)
+        taken = {}
+        for u in units:
+            md = pq.ParquetFile(u.path).metadata
+            for g in u.row_groups:
+                n = md.row_group(g).num_rows
+                a, b = u.row_slice or (0, n)
+                taken.setdefault((u.field, g), []).append((a, b))
+        for f in (3, 5):
+            assert sum(u.rows for u in units if u.field == f) == rows[f]
+        for spans in taken.values():
+            spans.sort()
+            assert all(b0 == a1 for (_, b0), (a1, _) in zip(spans, spans[1:]))   # contiguous, no overlap
 
 
 def test_monte_carlo_redshifts_are_never_negative(env):

@@ -44,6 +44,10 @@ log = get_logger(__name__)
 
 MANIFEST_VERSION = 1
 DEFAULT_MAX_ROW_DROP = 0.5     # a new catalogue may hold at most this fraction fewer rows
+# Parquet row groups of the catalogue: about 16 MB (~18,000 ALHAMBRA rows), so a scoring task can
+# take a few row groups and two cores get equal shares without decoding any row group twice
+# (estimate/tasks.py); Spark's default (128 MB) made one row group per Field.
+CATALOG_ROW_GROUP_BYTES = 16 << 20
 
 
 class IngestError(GalaxySparkError):
@@ -185,7 +189,8 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         obs = Observation("ingest_catalog")
         good = good.observe(obs, *_field_aggregates(good, sv))
         t0 = time.perf_counter()
-        good.write.mode("errorifexists").partitionBy(S.PARTITION_COLUMN).parquet(str(st_out))
+        (good.write.mode("errorifexists").option("parquet.block.size", CATALOG_ROW_GROUP_BYTES)
+         .partitionBy(S.PARTITION_COLUMN).parquet(str(st_out)))
         lap("parse_validate_write_catalog", t0)
 
         # -- quarantine -----------------------------------------------------------------
