@@ -266,18 +266,6 @@ def in_test_split(ids) -> np.ndarray:
     return (u >= SPLIT_TEST[0]) & (u < SPLIT_TEST[1])
 
 
-def test_split_filter(id_column: str):
-    """A Spark boolean column: the row's ID is in the test split — to filter before anything
-    reaches the driver."""
-    from pyspark.sql import functions as F
-
-    @F.pandas_udf("boolean")
-    def in_test(ids: pd.Series) -> pd.Series:
-        return pd.Series(in_test_split(ids.to_numpy(np.int64)))
-
-    return in_test(F.col(id_column))
-
-
 def assign_split(ids, train: float, validation: float) -> np.ndarray:
     """'test' (first 20% of hash space, fixed for every preset), 'validation', 'train' or 'unused'."""
     max_val, max_train = round(SPLIT_TRAIN_START - SPLIT_VALIDATION_START, 9), round(1 - SPLIT_TRAIN_START, 9)

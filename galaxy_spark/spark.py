@@ -92,5 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def test_split_filter(id_column: str):
+    """A Spark boolean column: the row's ID is in the test split — to filter before anything
+    reaches the driver."""
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from galaxy_spark.features import in_test_split
+
+    @F.pandas_udf("boolean")
+    def in_test(ids: pd.Series) -> pd.Series:
+        return pd.Series(in_test_split(ids.to_numpy(np.int64)))
+
+    return in_test(F.col(id_column))
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,10 +10,9 @@ See docs/ingest.md.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from galaxy_spark.catalog.ingest import main  # noqa: E402
-from galaxy_spark.errors import cli_main  # noqa: E402
+from galaxy_spark.commands.ingest import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main)())
+    sys.exit(main())

@@ -14,57 +14,12 @@ Exit codes:
   2   bad input or configuration, including a corrupt ledger (nothing was rescored)
   75  another run holds the lock (EX_TEMPFAIL): retry later, or pass --wait SECONDS
 """
-import argparse
+import os
 import sys
 
-from galaxy_spark.config import load_pipeline_config
-from galaxy_spark.cli import HelpFormatter
-from galaxy_spark.errors import cli_main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-
-def parse_args(argv):
-    from galaxy_spark.estimate.reprocess import DEFAULT_LOCK_MAX_AGE_S
-
-    cfg = load_pipeline_config()
-    sc = cfg.get("scoring") or {}
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
-    p.add_argument("--scores", "--out", dest="scores", default=cfg["paths"]["scores"],
-                   help="scores directory (Parquet by Field, as written by jobs/score.py)")
-    p.add_argument("--model", default=sc.get("model", f"models:/{cfg['mlflow']['registered_model']}@champion"),
-                   help="MLflow model URI; an alias is resolved to its version at the start of the run")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit 0 (no lock, no Spark, no writes)")
-    p.add_argument("--force", action="store_true", help="rescore every Field")
-    p.add_argument("--prune", action="store_true",
-                   help="remove scores of Fields that are no longer in the catalogue (without it: keep them, with a warning)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for a lock held by another run (0: exit 75 at once)")
-    p.add_argument("--lock-max-age", type=float, default=DEFAULT_LOCK_MAX_AGE_S, metavar="SECONDS",
-                   help="a lock taken on another host older than this is stale (0: never); "
-                        "on this host a lock is stale exactly when its process is gone")
-    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
-                   help="Monte Carlo resamples of each object's photometry (0: off)")
-    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
-    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
-                   help="flag 2 when fewer bands are detected")
-    p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
-    return p.parse_args(argv)
-
-
-@cli_main
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    from galaxy_spark.estimate.reprocess import ReprocessOptions, run_reprocess
-    from galaxy_spark.model.tracking import configure_tracking
-
-    configure_tracking()
-    res = run_reprocess(ReprocessOptions(
-        catalog=args.catalog, scores=args.scores, model=args.model, dry_run=args.dry_run, force=args.force,
-        prune=args.prune, wait_s=args.wait, lock_max_age_s=args.lock_max_age, mc_samples=args.mc_samples,
-        mc_seed=args.mc_seed, min_bands=args.min_bands, master=args.master),
-        echo=lambda m: print(m, flush=True))
-    return res.exit_code
-
+from galaxy_spark.commands.reprocess import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -101,7 +101,8 @@ def test_no_cycle_through_evaluate_or_report():
 # the layers before it. `base` is the package's top-level modules (config, errors, survey, features,
 # metrics, filters, spark, cli). The pure drawing modules are usable from any layer (training logs
 # its curves, the mock validation draws its comparison); they import only base and each other.
-LAYERS = ("base", "io", "catalog", "fitting", "mock", "model", "train", "estimate", "evaluate", "report")
+LAYERS = ("base", "io", "catalog", "fitting", "mock", "model", "train", "estimate", "evaluate", "report",
+          "commands")
 DRAWING = {"galaxy_spark.report.figure", "galaxy_spark.report.plots", "galaxy_spark.report.validation_plots"}
 
 

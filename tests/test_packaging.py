@@ -55,3 +55,10 @@ def test_wheel_ships_surveys_pipeline_and_presets(tmp_path):
     assert info["survey"] == "alhambra" and info["bands"] == 24
     assert info["mlflow"]["registered_model"] == "galaxy-ensemble"
     assert info["presets"] == ["default", "paper"]
+    # the console script is declared, and the jobs run from the installed package alone
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "galaxy-spark = galaxy_spark.commands:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    for job in ("score", "ingest", "train", "reprocess"):
+        p = subprocess.run([sys.executable, "-P", "-m", "galaxy_spark.commands", job, "--help"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0 and "--help" in p.stdout, (job, p.stdout[-1500:], p.stderr[-1500:])

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.estimate.batch import PARTITION
-from galaxy_spark.features import in_test_split, test_split_filter
+from galaxy_spark.features import in_test_split
+from galaxy_spark.spark import test_split_filter
 
 
 def coverage_report(scores: pd.DataFrame, catalogue: pd.DataFrame, id_column: str = "ID",

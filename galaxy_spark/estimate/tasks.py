@@ -65,8 +65,12 @@ def id_checksum(ids) -> int:
 def _halve(u: Unit) -> list[Unit]:
     """Two units doing `u`'s work: its row groups split in two, or its rows (one group) in two slices."""
     if len(u.row_groups) > 1:
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(u.path).metadata
         h = len(u.row_groups) // 2
-        return [Unit(0, u.field, u.path, u.row_groups[:h], 0), Unit(0, u.field, u.path, u.row_groups[h:], 0)]
+        return [Unit(0, u.field, u.path, gs, sum(meta.row_group(g).num_rows for g in gs))
+                for gs in (u.row_groups[:h], u.row_groups[h:])]
     a, b = u.row_slice or (0, u.rows)
     m = (a + b) // 2
     return [Unit(0, u.field, u.path, u.row_groups, m - a, (a, m)), Unit(0, u.field, u.path, u.row_groups, b - m, (m, b))]
@@ -107,17 +111,11 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int | None = N
                 rows += n
             if groups:
                 units.append(Unit(len(units), f, str(path), groups, rows))
-    for u in units:
-        if not u.rows:
-            u.rows = sum(pq.ParquetFile(u.path).metadata.row_group(g).num_rows for g in u.row_groups)
     while len(units) < min_units:
         units.sort(key=lambda u: -u.rows)
         if units[0].rows < 2:
             break
         units[:1] = _halve(units[0])
-        for u in units[:2]:
-            if not u.rows:
-                u.rows = sum(pq.ParquetFile(u.path).metadata.row_group(g).num_rows for g in u.row_groups)
     # largest first: Spark hands tasks out in order, so the long ones do not come last
     units.sort(key=lambda u: -u.rows)
     for i, u in enumerate(units):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import (DEFAULT_STAR_THRESHOLD, SPLIT_TEST, TRUTH_COLUMNS, build_targets,
-                                   test_split_filter)
+from galaxy_spark.features import DEFAULT_STAR_THRESHOLD, SPLIT_TEST, TRUTH_COLUMNS, build_targets
+from galaxy_spark.spark import test_split_filter
 from galaxy_spark.survey import DETECTED, Survey, state_column
 
 # The scores' p(z) summary: five quantiles per object (jobs/score.py), lowest level first.

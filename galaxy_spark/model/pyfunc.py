@@ -1,13 +1,36 @@
-"""The ensemble as an MLflow pyfunc model (kept apart so scoring workers never import MLflow)."""
+"""The ensemble as a self-contained MLflow pyfunc model (kept apart so scoring workers never
+import MLflow).
+
+The logged model carries what it needs: the weights and feature spec (artifact ``ensemble/``),
+the few modules that evaluate them (`SHIPPED_MODULES`, MLflow ``code_paths``: the model's
+``code/galaxy_spark/``) and pinned requirements (`requirements`). So
+``mlflow.pyfunc.load_model("models:/galaxy-ensemble@champion").predict(rows)`` works in an
+environment that has only those requirements — no galaxy_spark installation, no repository —
+and so does ``mlflow models serve`` (tests/test_serving.py checks both).
+
+Input: canonical catalogue rows (the signature's columns: per band magnitude, error, limit and
+state, then morphology). Output: `ensemble.OUTPUT_COLUMNS`. A request the model cannot score
+(missing columns) is an ``MlflowException`` with INVALID_PARAMETER_VALUE: HTTP 400 with the
+message, not a stack trace.
+"""
 from __future__ import annotations
 
+import shutil
 import warnings
+from pathlib import Path
 
 import mlflow.pyfunc
 
+from galaxy_spark.errors import InputError
 from galaxy_spark.model.ensemble import Ensemble
 
 ARTIFACT_KEY = "ensemble"
+
+# The package modules `predict` imports (relative to galaxy_spark/), shipped with the model.
+SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "features.py",
+                   "model/__init__.py", "model/ensemble.py", "model/kernels.py", "model/pyfunc.py")
+# Third-party distributions those modules import, pinned in the model's requirements.txt.
+REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyyaml", "numba", "cloudpickle")
 
 # We pass an explicit signature when logging; MLflow's hint-based validation is not wanted.
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
@@ -20,4 +43,28 @@ class GalaxyEnsembleModel(mlflow.pyfunc.PythonModel):
         self.ensemble = Ensemble.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context, model_input, params=None):
-        return self.ensemble.predict(model_input)
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            return self.ensemble.predict(model_input)
+        except InputError as e:            # a bad request, not a server failure
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def shipped_code(dest: str | Path) -> Path:
+    """Copy `SHIPPED_MODULES` into ``dest/galaxy_spark/`` (the directory to give MLflow as
+    ``code_paths``); returns it."""
+    src = Path(__file__).resolve().parent.parent
+    out = Path(dest) / "galaxy_spark"
+    for rel in SHIPPED_MODULES:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, out / rel)
+    return out
+
+
+def requirements() -> list[str]:
+    """`REQUIRED_DISTRIBUTIONS` pinned to the versions installed here."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in REQUIRED_DISTRIBUTIONS]

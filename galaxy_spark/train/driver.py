@@ -88,12 +88,6 @@ def format_table(df: pd.DataFrame) -> str:
     return df.T.map(fmt).to_string()
 
 
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("numpy", "pandas", "mlflow")]
-
-
 # ---- the steps of train() ------------------------------------------------------------------
 def check_options(opts: TrainOptions) -> None:
     """InputError for options that cannot work, before anything is read."""
@@ -208,22 +202,25 @@ def _write_results(preset_name: str, results: dict[str, FittedNetwork], test_met
 
 
 def _log_model(ensemble: Ensemble, register: str | None, artifacts: Path):
-    """Log the ensemble as one pyfunc model with an explicit signature (registered as `register`
+    """Log the ensemble as one self-contained pyfunc model (weights, the code that evaluates them,
+    pinned requirements: model/pyfunc.py) with an explicit signature (registered as `register`
     when given); returns MLflow's ModelInfo."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from galaxy_spark.model.pyfunc import ARTIFACT_KEY, GalaxyEnsembleModel
+    from galaxy_spark.model.pyfunc import ARTIFACT_KEY, GalaxyEnsembleModel, requirements, shipped_code
 
     ens_dir = ensemble.save(artifacts / "ensemble")
+    code = shipped_code(artifacts / "code")
     in_cols = [ColSpec("integer" if c.endswith("_state") else "double", c)
                for c in ensemble.feature_spec.required_columns()]
     out_cols = [ColSpec("boolean" if c == "scorable" else "double", c) for c in OUTPUT_COLUMNS]
     signature = ModelSignature(inputs=Schema(in_cols), outputs=Schema(out_cols))
     return mlflow.pyfunc.log_model(
         name="ensemble", python_model=GalaxyEnsembleModel(), artifacts={ARTIFACT_KEY: str(ens_dir)},
-        signature=signature, registered_model_name=register or None, pip_requirements=_requirements(),
+        signature=signature, registered_model_name=register or None, pip_requirements=requirements(),
+        code_paths=[str(code)],
     )
 
 

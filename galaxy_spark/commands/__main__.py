@@ -1,0 +1,5 @@
+import sys
+
+from galaxy_spark.commands import main
+
+sys.exit(main())

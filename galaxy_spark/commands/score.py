@@ -1,0 +1,51 @@
+"""spark-submit jobs/score.py --catalog data/catalog [--model models:/galaxy-ensemble@champion]
+[--out data/scores] [--mc-samples N] [--fields 2,3] — score a catalogue with a registered ensemble.
+
+The driver resolves the model URI once (alias → version), checks the catalogue against it, and
+broadcasts the NumPy ensemble; each Spark task reads row groups of the catalogue with pyarrow,
+scores them and writes Parquet, and never contacts MLflow. Output: Parquet partitioned by Field,
+one row per input object, committed per Field.
+See docs/scoring.md.
+"""
+import argparse
+import sys
+
+from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.cli import HelpFormatter
+from galaxy_spark.errors import cli_main
+
+
+def parse_args(argv):
+    cfg = load_pipeline_config()
+    sc = cfg.get("scoring") or {}
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
+    p.add_argument("--model", default=sc.get("model", f"models:/{cfg['mlflow']['registered_model']}@champion"),
+                   help="any MLflow model URI: models:/name@alias, models:/name/version, models:/<model_id>, "
+                        "runs:/<run_id>/ensemble")
+    p.add_argument("--out", default=cfg["paths"]["scores"], help="scores directory (Parquet by Field)")
+    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
+                   help="Monte Carlo resamples of each object's photometry (0: off)")
+    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
+    p.add_argument("--fields", default=None, help="comma-separated Field numbers (None: all)")
+    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
+                   help="flag 2 when fewer bands are detected")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per Arrow batch a worker scores at once (default 10,000; results do not depend on it)")
+    p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
+    p.add_argument("--coverage", action="store_true",
+                   help="report the 68%%/95%% interval coverage on the test split after scoring")
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from galaxy_spark.estimate.job import JobOptions, run_scoring
+    from galaxy_spark.model.tracking import configure_tracking
+
+    configure_tracking()
+    run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,
+                           mc_samples=args.mc_samples, mc_seed=args.mc_seed, min_bands=args.min_bands,
+                           master=args.master, batch_size=args.batch_size, coverage=args.coverage))
+    return 0
+

@@ -1,0 +1,167 @@
+"""The registered model outside this repository: self-contained (loads and predicts with the
+galaxy_spark installation hidden) and served over REST by a real `mlflow models serve`.
+
+Rows: the 817 real ALHAMBRA rows, ingested to the canonical schema by the real ingest."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import job_env
+
+MODEL = "models:/galaxy-ensemble@champion"
+
+# Run in a fresh interpreter: hide every way this process could import galaxy_spark (the editable
+# install's finder and path entries, the repository, PYTHONPATH), load the model, predict.
+ISOLATED = r"""
+import json, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
+                    and "editable" not in getattr(f, "__name__", "").lower()]
+sys.path[:] = [p for p in sys.path if p and "__editable__" not in p and p.rstrip("/") != sys.argv[3]]
+try:
+    import galaxy_spark
+    raise SystemExit(f"galaxy_spark still importable from {galaxy_spark.__file__}")
+except ImportError:
+    pass
+import pandas as pd, mlflow.pyfunc
+model = mlflow.pyfunc.load_model(sys.argv[1])
+pred = model.predict(pd.read_parquet(sys.argv[2]))
+import galaxy_spark
+print("ISOLATED " + json.dumps({"galaxy_spark": galaxy_spark.__file__,
+                               "modules": sorted({m.split(".")[0] for m in sys.modules}),
+                               "pred": json.loads(pred.to_json(orient="split", double_precision=15))}))
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, model_store, real_rows_path, spark):
+    """A private copy of the session's model store and the real rows in canonical form."""
+    from galaxy_spark.catalog.ingest import run_ingest
+    from galaxy_spark.model.registry import resolve_model
+    from synthetic import use_tracking_uri
+
+    d = model_store(tmp_path_factory.mktemp("serve"))
+    run_ingest(str(real_rows_path), d / "catalog", d / "quarantine", spark=spark, echo=lambda *_: None)
+    rows = pd.read_parquet(d / "catalog").sort_values("ID").reset_index(drop=True)
+    env = job_env(d)
+    with use_tracking_uri(env["MLFLOW_TRACKING_URI"]):
+        ens = resolve_model(MODEL).ensemble
+    cols = ens.feature_spec.required_columns()
+    rows[cols].to_parquet(d / "rows.parquet")
+    return {"dir": d, "env": env, "rows": rows, "cols": cols, "expected": ens.predict(rows)}
+
+
+def _same(got: pd.DataFrame, expected: pd.DataFrame):
+    for c in expected.columns:
+        a, b = got[c].to_numpy(), expected[c].to_numpy()
+        if b.dtype == bool:
+            assert (a.astype(bool) == b).all(), c
+        else:
+            a, b = a.astype(float), b.astype(float)
+            assert (np.isnan(a) == np.isnan(b)).all(), c
+            np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], rtol=1e-12, atol=1e-12, err_msg=c)
+
+
+def test_model_is_self_contained(served):
+    """Loads and predicts with galaxy_spark hidden: the code comes from the model's own artifact,
+    the estimates equal the project's, and the model's requirements.txt pins every third-party
+    package the shipped code imports."""
+    from galaxy_spark.model.pyfunc import REQUIRED_DISTRIBUTIONS
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in served["env"].items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-c", ISOLATED, MODEL, str(served["dir"] / "rows.parquet"), repo],
+                       cwd=served["dir"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    out = json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("ISOLATED "))[9:])
+    assert not out["galaxy_spark"].startswith(repo) and "/code/galaxy_spark/" in out["galaxy_spark"], out["galaxy_spark"]
+    pred = out["pred"]
+    _same(pd.DataFrame(pred["data"], columns=pred["columns"]), served["expected"])
+
+    import mlflow
+    from synthetic import use_tracking_uri
+
+    with use_tracking_uri(served["env"]["MLFLOW_TRACKING_URI"]):
+        local = Path(mlflow.artifacts.download_artifacts(MODEL, dst_path=str(served["dir"] / "dl")))
+    reqs = (local / "requirements.txt").read_text().split()
+    pinned = {r.split("==")[0].lower() for r in reqs if "==" in r}
+    assert {d.lower() for d in REQUIRED_DISTRIBUTIONS} <= pinned, reqs
+    import ast
+    third_party = set()
+    for f in (local / "code" / "galaxy_spark").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            third_party |= {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"galaxy_spark", "__future__"}
+    assert third_party <= {"mlflow", "numpy", "pandas", "yaml", "numba"}, third_party
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: dict):
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_rest_endpoint_answers_like_batch_scoring(served):
+    """`mlflow models serve` (a real process, 127.0.0.1): the real rows get the project's
+    estimates; a request missing columns or with text where numbers belong is a 4xx with a message."""
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent          # mlflow starts `uvicorn` from PATH
+    env = {**served["env"], "PATH": f"{bin_dir}:{served['env'].get('PATH', '')}"}
+    proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", MODEL, "--env-manager", "local",
+                             "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=served["dir"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("server did not start:\n" + (proc.stdout.read() if proc.poll() is not None else ""))
+            time.sleep(1)
+        rows, cols = served["rows"], served["cols"]
+        values = rows[cols].astype(object).where(rows[cols].notna(), None).to_numpy().tolist()
+        body = {"columns": cols, "data": values}         # Python floats: exact in JSON (repr)
+        status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": body})
+        assert status == 200, answer
+        got = pd.DataFrame(answer["predictions"])
+        assert len(got) == len(rows)
+        _same(got, served["expected"])
+
+        missing = {"columns": cols[4:], "data": body["data"][:3]}
+        missing["data"] = [r[4:] for r in missing["data"]]
+        status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": missing})
+        assert 400 <= status < 500 and cols[0] in json.dumps(answer), (status, answer)
+
+        texty = {"columns": cols, "data": [["bright"] + r[1:] for r in body["data"][:2]]}
+        status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": texty})
+        assert 400 <= status < 500 and answer.get("message"), (status, answer)
+        assert "Traceback" not in answer.get("message", "")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
