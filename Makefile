@@ -28,7 +28,7 @@ LABELS ?= spec+catalogue
 REPORT ?= reports/latest
 
 .PHONY: help setup check-java run mock ingest train train-paper train-catalogue score evaluate realdata-check \
-        mock-validate reprocess ui serve cluster-demo test bench clean
+        mock-validate reprocess ui serve pyfiles cluster-demo test bench clean
 
 help:
 	@echo "make run            whole pipeline on the embedded mock ($(OBJECTS) objects): mock, ingest, train, score, evaluate"
@@ -39,6 +39,7 @@ help:
 	@echo "make train-catalogue  the default networks emulating the catalogue's values (the thesis' task)"
 	@echo "make mock-validate  compare the mock with the 817 real ALHAMBRA rows"
 	@echo "make serve          REST endpoint of the champion model on 127.0.0.1:5001 (mlflow models serve)"
+	@echo "make pyfiles        dist/galaxy_spark.zip for spark-submit --py-files (executors without the package)"
 	@echo "make cluster-demo   score on a Spark standalone master + worker started from the pip package"
 
 $(STAMP): pyproject.toml
@@ -91,6 +92,10 @@ reprocess: setup
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+# The code for executors that do not have galaxy_spark: spark-submit --py-files dist/galaxy_spark.zip
+pyfiles: setup
+	$(PY) -m galaxy_spark.deploy pyfiles dist/galaxy_spark.zip
 
 # REST: POST {"dataframe_split": {"columns": [...], "data": [...]}} to http://127.0.0.1:5001/invocations
 MODEL ?= models:/galaxy-ensemble@champion

@@ -1,6 +1,11 @@
 """A real Spark standalone cluster on 127.0.0.1 (master + one worker from the installed pyspark):
 jobs/score.py submitted with --master spark://… writes the same scores as local Spark (the scoring
-job's code on the shared local[2] session, run while the master starts)."""
+job's code on the shared local[2] session, run while the master starts), to the bit.
+
+No shared checkout: the executors' Python cannot import galaxy_spark (a sitecustomize hides the
+editable install and the repository from it, and says so in the executor's log); the job ships the
+code with --py-files dist zip (galaxy_spark/deploy.py), as on YARN or Kubernetes. Submitted
+without --py-files, the same job fails on the executor."""
 import os
 import signal
 import socket
@@ -70,6 +75,26 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+# Loaded by the executors' Python at start-up (PYTHONPATH): galaxy_spark must come from --py-files.
+HIDE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
+sys.path[:] = [p for p in sys.path if "__editable__" not in p and p.rstrip("/") != {repo!r}]
+sys.stderr.write("galaxy_spark hidden from this executor Python\\n")
+"""
+
+
+def executor_python(tmp_path: Path) -> str:
+    """A Python for the executors that does not have galaxy_spark (see HIDE)."""
+    iso = tmp_path / "no_galaxy_spark"
+    iso.mkdir()
+    (iso / "sitecustomize.py").write_text(HIDE.format(repo=str(REPO)))
+    wrapper = iso / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{iso}${{PYTHONPATH:+:$PYTHONPATH}}" exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def read(path):
     return ds.dataset(str(path), format="parquet", partitioning="hive").to_table().to_pandas() \
         .sort_values("ID").reset_index(drop=True)
@@ -99,20 +124,29 @@ def test_standalone_cluster_scores_equal_local(tmp_path, model_store, spark):
         worker = start([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
                         "--port", str(wport), "--webui-port", str(wui), "--cores", "1", "--memory", "1g",
                         "--work-dir", str(tmp_path / "work"), f"spark://127.0.0.1:{port}"],
-                       env, tmp_path / "worker.log")
+                       {k: v for k, v in env.items() if k != "PYTHONPATH"}, tmp_path / "worker.log")
         wait_for(lambda: "Successfully registered with master" in (tmp_path / "worker.log").read_text(), 90,
                  "the worker")
-        p = run([str(BIN / "spark-submit"), "--master", f"spark://127.0.0.1:{port}",
-                 "--conf", "spark.executor.memory=768m", "--conf", "spark.driver.host=127.0.0.1",
-                 str(REPO / "jobs/score.py"), "--catalog", str(tmp_path / "catalog"),
-                 "--out", str(tmp_path / "cluster"), "--mc-samples", "4"], tmp_path, env)
+        from galaxy_spark.deploy import build_pyfiles
+
+        zipped = build_pyfiles(tmp_path / "dist" / "galaxy_spark.zip")
+        submit = [str(BIN / "spark-submit"), "--master", f"spark://127.0.0.1:{port}",
+                  "--conf", "spark.executor.memory=768m", "--conf", "spark.driver.host=127.0.0.1",
+                  "--conf", f"spark.pyspark.python={executor_python(tmp_path)}",
+                  "--conf", f"spark.pyspark.driver.python={sys.executable}"]
+        job = [str(REPO / "jobs/score.py"), "--catalog", str(tmp_path / "catalog"), "--mc-samples", "4"]
+        bare = subprocess.run(submit + job + ["--out", str(tmp_path / "bare")], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert bare.returncode != 0 and "galaxy_spark" in bare.stdout + bare.stderr   # no code on the executor
+        p = run(submit + ["--py-files", str(zipped)] + job + ["--out", str(tmp_path / "cluster")], tmp_path, env)
         assert "1500 rows in = 1500 rows scored" in p.stdout
-        # the work really ran on the standalone worker: an executor was launched there
-        assert list((tmp_path / "work").glob("app-*/*/stderr"))
+        # the work really ran on the standalone worker, in a Python without galaxy_spark
+        logs = list((tmp_path / "work").glob("app-*/*/stderr"))
+        assert logs and any("galaxy_spark hidden from this executor Python" in f.read_text() for f in logs)
     finally:
         stop(worker)
         stop(master)
     local, cluster = read(tmp_path / "local"), read(tmp_path / "cluster")
     assert len(cluster) == 1500
     pd.testing.assert_frame_equal(local.drop(columns="scored_at"), cluster.drop(columns="scored_at"),
-                                  check_exact=False, rtol=1e-5, atol=1e-5)
+                                  check_exact=True)
