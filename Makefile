@@ -107,7 +107,7 @@ cluster-demo: setup
 
 test: setup
 	@bash scripts/install_browser.sh
-	$(PY) -m pytest tests
+	$(PY) -m pytest --durations=15 tests
 
 bench: setup
 	@mkdir -p reports/bench

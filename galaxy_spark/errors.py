@@ -15,13 +15,16 @@ class InputError(GalaxySparkError):
     """A missing, unreadable or malformed input (file, column, row)."""
 
 
+class JavaMissingError(RuntimeError):
+    """No Java, or one too old for Spark (galaxy_spark.spark.check_java)."""
+
+
 def cli_main(fn):
     """Wrap a job's main(): logging to stdout (galaxy_spark.log.setup); known errors -> 'error: …' on stderr and their exit code, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from galaxy_spark.log import setup
-        from galaxy_spark.spark import JavaMissingError
         from galaxy_spark.survey import SurveyConfigError
 
         setup()

@@ -11,13 +11,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd   # module level: the pandas UDF's string type hints are resolved in these globals
+
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.errors import JavaMissingError  # noqa: F401  (raised here; importable from here as before)
 
 MIN_JAVA = 17
-
-
-class JavaMissingError(RuntimeError):
-    pass
 
 
 def java_version() -> int | None:
@@ -95,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 def test_split_filter(id_column: str):
     """A Spark boolean column: the row's ID is in the test split — to filter before anything
     reaches the driver."""
-    import numpy as np
-    import pandas as pd
     from pyspark.sql import functions as F
 
     from galaxy_spark.features import in_test_split

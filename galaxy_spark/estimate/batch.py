@@ -71,15 +71,6 @@ def output_columns(id_column: str = "ID", detection_band: str = "F814W") -> list
     return [id_column, *PASSTHROUGH, detection_band, *ESTIMATES, *PROVENANCE]
 
 
-def udf_schema(id_column: str, detection_band: str) -> str:
-    """DDL of what the mapInPandas function yields (provenance is added by Spark afterwards)."""
-    cols = [f"`{id_column}` bigint", "Field int", "Pointing int", "CCD int", "RA double", "Dec double",
-            f"`{detection_band}` double"]
-    for c in ESTIMATES:
-        cols.append(f"{c} int" if c in ("star_class", "quality_flags") else f"{c} double")
-    return ", ".join(cols)
-
-
 # =============================================================================================
 # per-batch scoring
 # =============================================================================================
@@ -188,8 +179,10 @@ def mc_estimates(ens: Ensemble, cols, ids: np.ndarray, n: int, seed: int = 0,
     - p_star: mean over samples; p_star_err: their standard deviation.
     - spectral type, stellar mass: mean over samples; *_err = validation NMAD ⊕ sample std.
     `cols`: canonical columns (DataFrame or mapping); `ids` (int64, one per row) key the draws with
-    `seed`. All samples of a slice of objects go through each network in one pass; `chunk_rows`
-    bounds rows × samples in memory at once. Unscorable rows come back NaN (the caller flags them).
+    `seed`. All samples of a slice of objects go through each network in one pass, the first layer
+    split into the object's part and the samples' perturbation (`DenseStack.perturbed`);
+    `chunk_rows` bounds rows × samples in memory at once. Unscorable rows come back NaN (the
+    caller flags them).
     """
     spec = ens.feature_spec
     nets = ens.networks
@@ -199,14 +192,17 @@ def mc_estimates(ens: Ensemble, cols, ids: np.ndarray, n: int, seed: int = 0,
     for s in range(0, total, step):
         sub = {c: numeric(cols[c])[s:s + step] for c in spec.required_columns()}
         m = min(step, total - s)
+        x0, _ = build_features(sub, spec)
         x, _ = build_features(resample_photometry(sub, spec, ids[s:s + step], n, seed), spec)
+        delta = x - np.repeat(x0, n, axis=0)             # zero except where a magnitude was redrawn
+        raw = {name: net.stack.perturbed(x0, delta, n) for name, net in nets.items()}
         out = {}
         z = nets["redshift"]
         if z.kind == "pdf":
-            p = z.raw(x).reshape(m, n, -1).mean(axis=1, dtype=np.float64)
+            p = raw["redshift"].reshape(m, n, -1).mean(axis=1, dtype=np.float64)
             out.update(read_pdf(z, p))
         else:
-            zs = z.calibration.apply(z.raw(x)[:, 0]).reshape(m, n)
+            zs = z.calibration.apply(raw["redshift"][:, 0]).reshape(m, n)
             zp, sd = zs.mean(axis=1), zs.std(axis=1)
             rq = z.residual_quantiles
             out.update(z_phot=zp, z_phot_mode=zp, z_phot_odds=np.full(m, np.nan))
@@ -216,11 +212,11 @@ def mc_estimates(ens: Ensemble, cols, ids: np.ndarray, n: int, seed: int = 0,
                 dhi = rq.get(qhi, np.nan) * (1 + zp)
                 out[lo] = zp - np.hypot(dlo, k * sd)
                 out[hi] = zp + np.hypot(dhi, k * sd)
-        ps = nets["stellarity"].positive_probability(x).reshape(m, n)
+        ps = nets["stellarity"].positive_probability(x, raw["stellarity"]).reshape(m, n)
         out["p_star"], out["p_star_err"] = ps.mean(axis=1), ps.std(axis=1)
         for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
             net = nets[name]
-            v = net.calibration.apply(net.raw(x)[:, 0]).reshape(m, n)
+            v = net.calibration.apply(raw[name][:, 0]).reshape(m, n)
             out[col] = v.mean(axis=1)
             out[f"{col}_err"] = np.hypot(net.scatter, v.std(axis=1))
         parts.append(out)
@@ -290,7 +286,7 @@ def score_frame(ens: Ensemble, df: pd.DataFrame, opts: ScoreOptions = ScoreOptio
 
 
 def arrow_schema(id_column: str, detection_band: str):
-    """The pyarrow schema of `udf_schema` (what `score_record_batch` yields)."""
+    """What `score_record_batch` yields: `output_columns` without the provenance, as Arrow types."""
     import pyarrow as pa
 
     fields = [pa.field(id_column, pa.int64()), pa.field("Field", pa.int32()), pa.field("Pointing", pa.int32()),

@@ -111,7 +111,7 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int | None = N
                 rows += n
             if groups:
                 units.append(Unit(len(units), f, str(path), groups, rows))
-    while len(units) < min_units:
+    while units and len(units) < min_units:
         units.sort(key=lambda u: -u.rows)
         if units[0].rows < 2:
             break
