@@ -85,42 +85,15 @@ class DenseStack:
         self._f32 = out
         return out
 
-    def perturbed(self, x0: np.ndarray, delta: np.ndarray, n: int) -> np.ndarray:
-        """Outputs for the rows ``x0[i] + delta[i·n + s]`` (s < n: Monte Carlo samples of object i).
-        The first layer is linear before its activation, so (x0 + Δ)·W + b = (x0·W + b) + Δ·W:
-        x0·W once per object, and Δ·W where Δ is mostly zero (only the resampled magnitudes move;
-        the kernel skips zero inputs). Same numbers as the network on x0 + Δ up to float32
-        rounding; like `__call__`, independent of batching."""
-        folded = self._folded()
-        (w, b, act), rest = folded[0], folded[1:]
-        no_bias = np.zeros_like(b)
-        step = max(1, FORWARD_BLOCK_ROWS // max(n, 1))
-        out = []
-        for i in range(0, len(x0), step):
-            h = np.repeat(dense(x0[i:i + step], w, b), n, axis=0) + dense(delta[i * n:(i + step) * n], w, no_bias)
-            out.append(self._forward(_activate(h, act), rest))
-        if not out:
-            return np.zeros((0, folded[-1][0].shape[1]), np.float32)
-        return out[0] if len(out) == 1 else np.concatenate(out)
-
     @staticmethod
     def _forward(h: np.ndarray, folded) -> np.ndarray:
         for w, b, act in folded:
             h = dense(h, w, b, relu=act == "relu")
-            if act != "relu":
-                h = _activate(h, act)
+            if act == "softmax":
+                h = _softmax(h)
+            elif act not in ("relu", "linear"):
+                h = _ACT[act](h).astype(np.float32)
         return h
-
-
-def _activate(h: np.ndarray, act: str) -> np.ndarray:
-    """The layer's activation applied to its pre-activation `h`."""
-    if act == "relu":
-        return np.maximum(h, np.float32(0.0))
-    if act == "softmax":
-        return _softmax(h)
-    if act == "linear":
-        return h
-    return _ACT[act](h).astype(np.float32)
 
 
 CALIBRATION_METHODS = ("target_on_prediction", "unit_slope")
@@ -213,12 +186,10 @@ class Network:
     def raw(self, x: np.ndarray) -> np.ndarray:
         return self.stack(x)
 
-    def positive_probability(self, x: np.ndarray, output: np.ndarray | None = None) -> np.ndarray:
+    def positive_probability(self, x: np.ndarray) -> np.ndarray:
         """Classifier: P(class 1 | x) with the training class weights undone, so the probability
-        refers to the true class balance: logit p = logit p_weighted + logit_offset. `output`: the
-        network's output for x when already computed."""
-        out = self.stack(x) if output is None else output
-        p = np.clip(out[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
+        refers to the true class balance: logit p = logit p_weighted + logit_offset."""
+        p = np.clip(self.stack(x)[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
         if self.logit_offset == 0.0:
             return p
         logit = np.log(p) - np.log1p(-p) + self.logit_offset
