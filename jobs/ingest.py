@@ -1,12 +1,5 @@
-"""Ingest a raw catalogue into data/catalog (Parquet by Field) + data/quarantine.
-
-    spark-submit jobs/ingest.py --input PATH_OR_GLOB [--format auto|csv|ascii|vizier]
-        --out data/catalog --quarantine data/quarantine [--thesis-clip]
-
-Also runs with plain `python jobs/ingest.py …` (local Spark from the pipeline defaults,
-galaxy_spark/conf/pipeline.yaml; see galaxy_spark/config.py for GALAXY_SPARK_CONF_DIR).
-See docs/ingest.md.
-"""
+"""spark-submit jobs/ingest.py [options] — runs galaxy_spark/commands/ingest.py (`--help` describes
+the job; `galaxy-spark ingest` is the same command from the installed package)."""
 import os
 import sys
 

@@ -1,13 +1,5 @@
-"""Generate the mock ALHAMBRA catalogue, or validate it against real rows.
-
-    python jobs/mock.py --objects 446343 --seed 42 --format csv --out data/raw/alhambra_mock.csv
-    python jobs/mock.py --format ascii --out data/raw/mock_ascii          # 48 public-style files
-        (each also writes its spectroscopic sample: alhambra_mock.specz.csv, mock_ascii.specz.csv)
-    python jobs/mock.py --validate --real ../shared/data/alhambra_f02_vizier_sample.csv \
-        --objects 60000 --seed 42 --out reports/mock-validation
-
-Runs with plain python or under spark-submit; it does not need Spark.
-"""
+"""spark-submit jobs/mock.py [options] — runs galaxy_spark/commands/mock.py (`--help` describes
+the job; `galaxy-spark mock` is the same command from the installed package)."""
 import os
 import sys
 

@@ -1,19 +1,5 @@
-"""spark-submit jobs/reprocess.py --catalog data/catalog --scores data/scores
-[--model models:/galaxy-ensemble@champion] [--dry-run] [--force] [--prune] [--wait S]
-— rescore only the Fields whose input or model changed; safe to run from cron or Airflow.
-
-Per Field of the catalogue: rescore when there are no scores, the catalogue partition changed
-(ingest-manifest fingerprint, else a fingerprint of its files), the model the URI resolves to now
-differs from the one that scored it, the scoring options changed, the row counts differ, or
---force. Each Field is committed atomically; one ledger record per Field per run goes to
-<scores>/_ledger.jsonl; <scores>/_reprocess.lock keeps two runs apart. See docs/reprocess.md.
-
-Exit codes:
-  0   done, or nothing to do (also --dry-run)
-  1   a Field failed while rescoring (the others are committed; the failed one keeps its old scores)
-  2   bad input or configuration, including a corrupt ledger (nothing was rescored)
-  75  another run holds the lock (EX_TEMPFAIL): retry later, or pass --wait SECONDS
-"""
+"""spark-submit jobs/reprocess.py [options] — runs galaxy_spark/commands/reprocess.py (`--help` describes
+the job; `galaxy-spark reprocess` is the same command from the installed package)."""
 import os
 import sys
 

@@ -1,12 +1,5 @@
-"""spark-submit jobs/score.py --catalog data/catalog [--model models:/galaxy-ensemble@champion]
-[--out data/scores] [--mc-samples N] [--fields 2,3] — score a catalogue with a registered ensemble.
-
-The driver resolves the model URI once (alias → version), checks the catalogue against it, and
-broadcasts the NumPy ensemble; each Spark task reads row groups of the catalogue with pyarrow,
-scores them and writes Parquet, and never contacts MLflow. Output: Parquet partitioned by Field,
-one row per input object, committed per Field.
-See docs/scoring.md.
-"""
+"""spark-submit jobs/score.py [options] — runs galaxy_spark/commands/score.py (`--help` describes
+the job; `galaxy-spark score` is the same command from the installed package)."""
 import os
 import sys
 

@@ -1,8 +1,5 @@
-"""spark-submit jobs/train.py --catalog data/catalog --preset default|paper — train, track, register.
-
-Spark reads the catalogue; the driver trains the four networks of the preset, logs one parent run
-with a nested run per network to MLflow and registers the ensemble (alias champion/challenger).
-"""
+"""spark-submit jobs/train.py [options] — runs galaxy_spark/commands/train.py (`--help` describes
+the job; `galaxy-spark train` is the same command from the installed package)."""
 import os
 import sys
 
