@@ -477,3 +477,14 @@ def test_cli_exit_code_through_a_real_process(env, tmp_path):
                         "--model", "models:/galaxy-ensemble@missing", "--out", str(tmp_path / "s")],
                        cwd=env["dir"], env=_env(env["dir"]), capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "error: model 'models:/galaxy-ensemble@missing'" in p.stderr
+
+
+def test_unreadable_catalogue_file_is_a_clear_error(tmp_path):
+    """A Field file that is not Parquet: an InputError naming the file, before any Spark job is run."""
+    from galaxy_spark.errors import InputError
+    from galaxy_spark.estimate.tasks import plan_units
+
+    (tmp_path / "Field=2").mkdir()
+    (tmp_path / "Field=2" / "part-0.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match=r"Field=2/part-0\.parquet is not readable Parquet"):
+        plan_units(tmp_path, [2])

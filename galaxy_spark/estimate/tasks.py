@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxy_spark.errors import InputError
 from galaxy_spark.estimate.batch import (PARTITION, ScoreOptions, arrow_schema, score_record_batch)
 from galaxy_spark.features import splitmix64
 from galaxy_spark.model.ensemble import Ensemble
@@ -94,7 +95,10 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int | None = N
         part = Path(catalog) / f"{PARTITION}={f}"
         files = sorted(p for p in part.rglob("*.parquet") if not p.name.startswith(("_", "."))) if part.is_dir() else []
         for path in files:
-            meta = pq.ParquetFile(path).metadata
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (OSError, ValueError) as e:     # pyarrow's ArrowInvalid is a ValueError
+                raise InputError(f"catalogue file {path} is not readable Parquet: {e}") from None
             rows_per_field[f] += meta.num_rows
             groups, rows = [], 0
             for g in range(meta.num_row_groups):
