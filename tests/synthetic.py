@@ -164,3 +164,25 @@ class use_tracking_uri:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = self._env
         return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hide_project_code(repo: str) -> str:
+    """Python source that, run first in an interpreter, makes this project's code unimportable
+    there: the editable install's finder and path hook, and the repository on sys.path (the
+    libraries of the venv stay). For tests of code that must come from elsewhere (a model
+    artifact, --py-files)."""
+    return (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if 'editable' not in getattr(f, '__name__', type(f).__name__).lower()]\n"
+        f"sys.path[:] = [p for p in sys.path if p and '__editable__' not in p and p.rstrip('/') != {repo!r}]\n"
+    )

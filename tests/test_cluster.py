@@ -8,7 +8,6 @@ code with --py-files dist zip (galaxy_spark/deploy.py), as on YARN or Kubernetes
 without --py-files, the same job fails on the executor."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,12 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "tests"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from synthetic import free_port, hide_project_code  # noqa: E402
 
 
 def spark_home() -> str:
@@ -76,19 +70,16 @@ def wait_for(predicate, timeout, what):
 
 
 # Loaded by the executors' Python at start-up (PYTHONPATH): galaxy_spark must come from --py-files.
-HIDE = """
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
-sys.path[:] = [p for p in sys.path if "__editable__" not in p and p.rstrip("/") != {repo!r}]
-sys.stderr.write("galaxy_spark hidden from this executor Python\\n")
-"""
+HIDDEN_MARKER = "galaxy_spark hidden from this executor Python"
 
 
 def executor_python(tmp_path: Path) -> str:
-    """A Python for the executors that does not have galaxy_spark (see HIDE)."""
+    """A Python for the executors that cannot import galaxy_spark (synthetic.hide_project_code) and
+    says so in the executor's log."""
     iso = tmp_path / "no_galaxy_spark"
     iso.mkdir()
-    (iso / "sitecustomize.py").write_text(HIDE.format(repo=str(REPO)))
+    (iso / "sitecustomize.py").write_text(hide_project_code(str(REPO))
+                                          + f"sys.stderr.write({HIDDEN_MARKER + chr(10)!r})\n")
     wrapper = iso / "python"
     wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{iso}${{PYTHONPATH:+:$PYTHONPATH}}" exec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
@@ -142,7 +133,7 @@ def test_standalone_cluster_scores_equal_local(tmp_path, model_store, spark):
         assert "1500 rows in = 1500 rows scored" in p.stdout
         # the work really ran on the standalone worker, in a Python without galaxy_spark
         logs = list((tmp_path / "work").glob("app-*/*/stderr"))
-        assert logs and any("galaxy_spark hidden from this executor Python" in f.read_text() for f in logs)
+        assert logs and any(HIDDEN_MARKER in f.read_text() for f in logs)
     finally:
         stop(worker)
         stop(master)

@@ -5,7 +5,6 @@ Rows: the 817 real ALHAMBRA rows, ingested to the canonical schema by the real i
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import job_env
+from synthetic import free_port, hide_project_code, job_env
 
 MODEL = "models:/galaxy-ensemble@champion"
 
 # Run in a fresh interpreter: hide every way this process could import galaxy_spark (the editable
 # install's finder and path entries, the repository, PYTHONPATH), load the model, predict.
 ISOLATED = r"""
-import json, sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
-                    and "editable" not in getattr(f, "__name__", "").lower()]
-sys.path[:] = [p for p in sys.path if p and "__editable__" not in p and p.rstrip("/") != sys.argv[3]]
+import json
 try:
     import galaxy_spark
     raise SystemExit(f"galaxy_spark still importable from {galaxy_spark.__file__}")
@@ -79,7 +75,7 @@ def test_model_is_self_contained(served):
 
     repo = str(Path(__file__).resolve().parent.parent)
     env = {k: v for k, v in served["env"].items() if k != "PYTHONPATH"}
-    p = subprocess.run([sys.executable, "-c", ISOLATED, MODEL, str(served["dir"] / "rows.parquet"), repo],
+    p = subprocess.run([sys.executable, "-c", hide_project_code(repo) + ISOLATED, MODEL, str(served["dir"] / "rows.parquet"), repo],
                        cwd=served["dir"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     out = json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("ISOLATED "))[9:])
@@ -105,12 +101,6 @@ def test_model_is_self_contained(served):
     assert third_party <= {"mlflow", "numpy", "pandas", "yaml", "numba"}, third_party
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict):
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -123,7 +113,7 @@ def _post(url: str, payload: dict):
 def test_rest_endpoint_answers_like_batch_scoring(served):
     """`mlflow models serve` (a real process, 127.0.0.1): the real rows get the project's
     estimates; a request missing columns or with text where numbers belong is a 4xx with a message."""
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent          # mlflow starts `uvicorn` from PATH
     env = {**served["env"], "PATH": f"{bin_dir}:{served['env'].get('PATH', '')}"}
     proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", MODEL, "--env-manager", "local",
