@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,12 @@ def test_rerun_is_identical_and_model_uri_forms_agree(env, tmp_path):
     assert (m.name, m.version, m.run_id) == ("galaxy-ensemble", "1", run_id)
 
 
+def _next_second(stamp) -> None:
+    """Sleep until the clock is past `stamp` (a whole-second UTC timestamp)."""
+    while pd.Timestamp.now(tz="UTC").floor("s") <= stamp:
+        time.sleep(0.05)
+
+
 def test_crash_after_one_field_keeps_previous_scores_and_rerun_completes(env, tmp_path):
     out = tmp_path / "scores"
     score(env, out)
@@ -141,6 +148,7 @@ def test_crash_after_one_field_keeps_previous_scores_and_rerun_completes(env, tm
     def boom(field):
         raise RuntimeError(f"injected crash after committing Field {field}")
 
+    _next_second(before["scored_at"].max())     # scored_at has one-second resolution; scoring is faster
     with pytest.raises(RuntimeError, match="injected crash"):
         score(env, out, after_commit=boom)
     mid = read_scores(out)                      # still readable, every row there, estimates unchanged
