@@ -64,6 +64,11 @@ BROKEN = [
     ({"ID": "8142110651"}, "bad_id"),              # 10 digits
     ({"ID": "81421206512"}, "bad_id"),             # pointing 2 in the ID, 1 in the row
     ({"ID": "71421106512"}, "bad_id"),             # wrong prefix
+    ({"photoflag": "1e400"}, "not_finite"),        # overflows to inf (SQL floor() failed the job here)
+    ({"nfobs": "99999999999999999999"}, "non_numeric"),   # integral but beyond int
+    ({"RA": "12.5.1"}, "non_numeric"),
+    ({"Dec": "-nan"}, "non_numeric"),              # Spark reads "nan" only; Arrow would take "-nan"
+    ({"x": "1_000"}, "non_numeric"),               # Python's float() would take it
 ]
 
 
