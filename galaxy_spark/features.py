@@ -45,8 +45,8 @@ class ThesisClip:
     (thesis_clip, not_detected_magnitude, not_observed_magnitude); for ALHAMBRA a non-detection
     (99) becomes 27 and an unobserved band (−99) 0.
 
-    The one definition of the rule, for both places that apply it: `apply` (NumPy, the thesis
-    feature set) and `sql` (Spark SQL text, the optional `B_thesis` columns of the ingest)."""
+    The one definition of the rule, for both places that apply it: the thesis feature set and the
+    optional `B_thesis` columns of the ingest (catalog.cleaning.to_canonical)."""
     low: float
     high: float
     not_detected: float     # raw magnitude the survey writes for a non-detection (before clipping)
@@ -67,13 +67,6 @@ class ThesisClip:
         raw = np.where(state == DETECTED, mag, np.where(state == NOT_DETECTED, self.not_detected, self.not_observed))
         return np.clip(np.nan_to_num(raw, nan=self.not_observed), self.low, self.high)
 
-    def sql(self, mag: str, state: str) -> str:
-        """Spark SQL text of `apply` (`mag`, `state`: SQL expressions of the decoded columns)."""
-        def dbl(x: float) -> str:
-            return f"{float(x)!r}D"
-        raw = (f"CASE WHEN {state} = {DETECTED} THEN coalesce({mag}, {dbl(self.not_observed)}) "
-               f"WHEN {state} = {NOT_DETECTED} THEN {dbl(self.not_detected)} ELSE {dbl(self.not_observed)} END")
-        return f"least(greatest({raw}, {dbl(self.low)}), {dbl(self.high)})"
 
 
 @dataclass(frozen=True)

@@ -199,9 +199,11 @@ def fixture_writers():
 
 @pytest.fixture()
 def raw_row(public_frame):
-    """A factory for tiny raw frames: rows as dicts of overrides on the first real row."""
+    """A factory for tiny raw Arrow batches: rows as dicts of overrides on the first real row."""
 
-    def make(spark, survey, overrides: list[dict], fmt: str = "csv"):
+    def make(survey, overrides: list[dict], fmt: str = "csv"):
+        import pyarrow as pa
+
         from galaxy_spark.catalog import readers as R
 
         base = public_frame.iloc[0].to_dict()
@@ -212,9 +214,9 @@ def raw_row(public_frame):
             meta = {R.SOURCE_FILE: "test.csv", R.LINE_NUMBER: i + 2, R.INPUT_FORMAT: fmt,
                     R.N_FIELDS: ov.get(R.N_FIELDS, 113), R.EXPECTED_FIELDS: 113,
                     R.RAW_LINE: ",".join(str(vals.get(c, "")) for c in public_frame.columns)}
-            rows.append(tuple(meta[c] if c in meta else vals.get(c) for c in cols))
-        types = {R.LINE_NUMBER: "long", R.N_FIELDS: "int", R.EXPECTED_FIELDS: "int"}
-        schema = ", ".join(f"`{c}` {types.get(c, 'string')}" for c in cols)
-        return spark.createDataFrame(rows, schema)
+            rows.append({c: meta[c] if c in meta else vals.get(c) for c in cols})
+        types = {R.LINE_NUMBER: pa.int64(), R.N_FIELDS: pa.int32(), R.EXPECTED_FIELDS: pa.int32()}
+        schema = pa.schema([pa.field(c, types.get(c, pa.string())) for c in cols])
+        return pa.RecordBatch.from_pylist(rows, schema=schema)
 
     return make

@@ -1,4 +1,4 @@
-"""Readers: input resolution, header parsing (driver) and the Spark scans of all three formats."""
+"""Readers: input resolution, header parsing (driver) and the text units of all three formats."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_spark.catalog import readers as R
-from galaxy_spark.catalog import scan as Sc
+from galaxy_spark.catalog import tasks as T
 from galaxy_spark.errors import InputError
 from tests.conftest import write_ascii, write_csv
 
@@ -94,15 +94,23 @@ def test_missing_required_column_is_named(tmp_path, public_frame, survey, vizier
         R.inspect_file(str(csv), survey, "fits")
 
 
-# ---- Spark scans -----------------------------------------------------------------------------
-def test_read_ascii_directory_and_glob(spark, tmp_path, public_frame, survey):
+# ---- text units (what each ingest task reads) ------------------------------------------------
+def _read_raw(spec, survey, unit_bytes=T.UNIT_BYTES):
+    """Every input of `spec` read the way the ingest's tasks read it: (raw rows as a list of
+    dicts, layouts, the input index)."""
+    layouts = [R.inspect_file(p, survey) for p in R.resolve_inputs(spec)]
+    index = T.index_inputs(layouts, survey, unit_bytes)
+    rows = [r for u in index.units for r in T.raw_batch(T.read_unit_lines(u), u, survey).to_pylist()]
+    return rows, layouts, index
+
+
+def test_read_ascii_directory_and_glob(tmp_path, public_frame, survey):
     p1, p2 = _ccd_files(public_frame, survey, tmp_path / "cats")
     n1 = int(((public_frame["Pointing"] == "1") & (public_frame["CCD"] == "1")).sum())
     n2 = int(((public_frame["Pointing"] == "1") & (public_frame["CCD"] == "2")).sum())
-    raw, layouts, stats = Sc.read_catalogue(spark, str(tmp_path / "cats"), survey)
-    assert len(Sc.group_layouts(layouts)) == 1          # spelling variants: one layout, one scan
-    rows = raw.select(R.SOURCE_FILE, R.LINE_NUMBER, "ID", "zb_Min_1", "Tb_1", "M_Abs_1",
-                      R.N_FIELDS, R.EXPECTED_FIELDS).collect()
+    rows, layouts, index = _read_raw(str(tmp_path / "cats"), survey)
+    stats = index.stats
+    assert layouts[0].positions == layouts[1].positions      # spelling variants: the same columns
     assert len(rows) == n1 + n2
     assert {r[R.SOURCE_FILE] for r in rows} == {str(p1), str(p2)}
     assert all(r[R.N_FIELDS] == r[R.EXPECTED_FIELDS] == 113 for r in rows)
@@ -114,16 +122,37 @@ def test_read_ascii_directory_and_glob(spark, tmp_path, public_frame, survey):
     assert (hit[0]["zb_Min_1"], hit[0]["Tb_1"], hit[0]["M_Abs_1"]) == \
         (first["zb_Min_1"], first["Tb_1"], first["M_Abs_1"])
     assert stats[str(p1)]["data_lines"] == n1 and stats[str(p2)]["lines"] == header + n2
-    raw_g, _, _ = Sc.read_catalogue(spark, str(tmp_path / "cats" / "*C01*"), survey)
-    assert raw_g.count() == n1
+    rows_g, _, _ = _read_raw(str(tmp_path / "cats" / "*C01*"), survey)
+    assert len(rows_g) == n1
 
 
-def test_read_vizier_real_rows(spark, real_rows_path, survey):
-    raw, layouts, stats = Sc.read_catalogue(spark, str(real_rows_path), survey)
+def test_read_vizier_real_rows(real_rows_path, survey):
+    rows, layouts, index = _read_raw(str(real_rows_path), survey)
     assert layouts[0].format == "vizier"
-    assert stats[str(real_rows_path)]["data_lines"] == 817
-    r = raw.where("ID = '81421106512'").first()
+    assert index.stats[str(real_rows_path)]["data_lines"] == 817
+    r = next(r for r in rows if r["ID"] == "81421106512")
     assert (r["F365W"], r["dF365W"], r["F396W"], r[R.limit_flag_column("F365W")]) == \
         ("20.568", "0.064", "20.477", "")
     assert r[R.LINE_NUMBER] == 2 and r[R.INPUT_FORMAT] == "vizier"
-    assert raw.count() == 817
+    assert len(rows) == 817
+
+
+def test_units_cut_at_line_starts_keep_exact_line_numbers(tmp_path, public_frame, survey):
+    """Tiny units: every line is read once, by one unit, with its physical line number; CR, CRLF
+    and LF line ends, a byte-order mark, comments and blank lines as a text reader sees them."""
+    from tests.conftest import write_csv
+
+    path = write_csv(public_frame.head(60), tmp_path / "u.csv")
+    lines = path.read_bytes().split(b"\n")
+    mixed = b"\xef\xbb\xbf" + lines[0] + b"\r\n" + b"\r\n".join(lines[1:20]) + b"\r\n# note\r\n\r\n" \
+        + b"\r".join(lines[20:40]) + b"\r" + b"\n".join(lines[40:])
+    path.write_bytes(mixed)
+    want = mixed[3:].splitlines()
+    for unit_bytes in (1, 700, 5000, 1 << 20):
+        rows, _, index = _read_raw(str(path), survey, unit_bytes)
+        assert index.stats[str(path)] == {"lines": len(want), "data_lines": 60}
+        assert (len(index.units) > 10) == (unit_bytes < 5000)
+        assert sorted(r[R.LINE_NUMBER] for r in rows) == [k + 1 for k, ln in enumerate(want)
+                                                          if k > 0 and ln.strip() and not ln.startswith(b"#")]
+        assert all(r[R.RAW_LINE].encode() == want[r[R.LINE_NUMBER] - 1] for r in rows)
+        assert all(r[R.N_FIELDS] == r[R.EXPECTED_FIELDS] for r in rows)

@@ -1,13 +1,12 @@
-"""Pure DataFrame -> DataFrame cleaning: type the raw strings, decode sentinels, validate.
+"""Pure cleaning on Arrow batches: type the raw strings, decode sentinels, validate, split.
 
-Everything here is Spark SQL expressions (no Python UDFs) driven by the Survey; nothing names a
-band or a column. The flow used by the ingest job:
+NumPy and pyarrow only, driven by the Survey; nothing names a band or a column. The flow of the
+ingest's tasks (galaxy_spark.catalog.tasks), per batch of raw strings (readers.raw_columns):
 
-    validated = validate(raw, survey, convention)   # typed `_v_*` columns + `reason`
-    dups      = find_duplicate_ids(validated, survey)
-    validated = mark_duplicates(validated, dups, survey)
-    good      = to_canonical(validated.where(reason IS NULL), survey, thesis_clip=...)
-    bad       = to_quarantine(validated.where(reason IS NOT NULL), survey)
+    validated = validate_batch(raw, survey, convention)     # + typed `_v_*` columns + reason
+    validated = mark_duplicates(validated, duplicate_ids, survey)
+    good      = to_canonical(validated.filter(reason IS NULL), survey, thesis_clip=...)
+    bad       = to_quarantine(validated.filter(reason IS NOT NULL), survey)
 
 Quarantine reasons (`REASONS`, in priority order; a row gets the first that applies in
 `reason` and every problem found in `reason_detail`):
@@ -23,8 +22,7 @@ Quarantine reasons (`REASONS`, in priority order; a row gets the first that appl
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import numpy as np
 
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
@@ -56,38 +54,10 @@ def convention_for(fmt: str) -> str:
     return "vizier" if fmt == "vizier" else "sentinel"
 
 
-# ---- SQL text helpers ------------------------------------------------------------------------
-# The projections below are generated as SQL text and handed to Spark in one `selectExpr`: building
-# the same trees through the Column API costs one Python->JVM call per node, SQL text costs one.
-def q(name: str) -> str:
-    """Quote a column name for SQL."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def lit(s: str) -> str:
-    """A SQL string literal."""
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _fmt(template: str, *args: str) -> str:
-    """format_string with a literal template (no % in survey names)."""
-    return f"format_string({lit(template)}, {', '.join(args)})" if args else lit(template)
-
-
-# ---- the thesis' preprocessing ---------------------------------------------------------------
-def add_thesis_columns(df: DataFrame, survey: Survey) -> DataFrame:
-    """Append `B_thesis` for every band to a canonical frame: the thesis' clipped magnitude
-    (galaxy_spark.features.ThesisClip, the survey file's sentinels), as the thesis feature set
-    computes it."""
-    clip = ThesisClip.from_survey(survey)
-    return df.selectExpr("*", *[f"{clip.sql(q(b), q(state_column(b)))} AS {q(thesis_column(b))}"
-                                for b in survey.band_names])
-
-
 # ---- validation (Arrow batches in Python tasks) ------------------------------------------------
-# Validation runs in NumPy on Arrow batches (`DataFrame.mapInArrow`): the same checks as Spark SQL
-# expressions made one generated projection of ~3,000 nodes that ran at ~0.4 ms per row (every row
-# evaluates every column's checks), 25x the time of the whole CSV parse.
+# Validation runs in NumPy on Arrow batches: the same checks as Spark SQL expressions made one
+# generated projection of ~3,000 nodes that ran at ~0.4 ms per row (every row evaluated every
+# column's checks); here a column of plain numbers is one Arrow cast, ~13 us per 113-column row.
 LAYOUT_COLUMNS = ("Field", "Pointing", "CCD")  # required by every survey file (survey.py)
 _INT_MAX = 2147483647
 _JAVA_WS = "".join(map(chr, range(0x21)))      # what Java's String.trim removes (chars <= ' ')
@@ -116,24 +86,6 @@ def validated_columns(survey: Survey) -> list[tuple[str, str]]:
         out += [(typed(b), "double"), (typed(survey.error_column(b)), "double"),
                 (typed(lim_column(b)), "double"), (typed(state_column(b)), "tinyint")]
     return out + [(REASON, "string"), (REASON_DETAIL, "string")]
-
-
-def validate(raw: DataFrame, survey: Survey, convention: str = "sentinel") -> DataFrame:
-    """Raw frame (readers) -> the same frame + `_v_*` typed/decoded columns + reason columns.
-
-    `reason` is null for a good row. Pure: no actions, no side effects (the work is
-    `validate_batch`, run on every Arrow batch).
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    schema = ", ".join([f"{q(f.name)} {f.dataType.simpleString()}" for f in raw.schema]
-                       + [f"{q(n)} {t}" for n, t in validated_columns(survey)])
-
-    def run(batches):
-        for batch in batches:
-            yield validate_batch(batch, survey, convention)
-
-    return raw.mapInArrow(run, schema)
 
 
 def _blank(arr):
@@ -200,10 +152,11 @@ def validate_batch(batch, survey: Survey, convention: str):
       bad_id         the ID is not `id_digits` digits or does not encode its Field/Pointing/CCD
       bad_magnitude  a band's magnitude/error pair breaks the sentinel (or VizieR flag) convention
     """
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     n = batch.num_rows
     col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
     s = survey.sentinels
@@ -304,7 +257,6 @@ def validate_batch(batch, survey: Survey, convention: str):
 
 def _reasons(n: int, problems: dict, n_fields, expected):
     """reason (first failing check in REASONS order) and reason_detail (every problem)."""
-    import numpy as np
     import pyarrow as pa
 
     wrong_count = np.asarray(n_fields.to_numpy(zero_copy_only=False) != expected.to_numpy(zero_copy_only=False))
@@ -336,7 +288,6 @@ def _reasons(n: int, problems: dict, n_fields, expected):
 
 def _outside(p: _Parsed, lo: float, hi: float):
     """Rows whose value parsed and is not inside [lo, hi] (NaN is outside, as in SQL)."""
-    import numpy as np
 
     with np.errstate(invalid="ignore"):
         return p.ok & ~((p.value >= lo) & (p.value <= hi))
@@ -344,7 +295,6 @@ def _outside(p: _Parsed, lo: float, hi: float):
 
 def _first(n: int, checks: list, band: str):
     """The first applicable (mask, message(rows)) of `checks` per row, as one bad_magnitude check."""
-    import numpy as np
 
     which = np.full(n, -1)
     for i, (mask, _) in enumerate(checks):
@@ -361,7 +311,6 @@ def _decode_sentinel(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
     column; -99 -> not observed, error must be 0; anything else a detection with the magnitude in
     valid_magnitude_range and the error in valid_error_range.
     Returns (mag, err, lim) as (values, present) pairs, state, and the bad_magnitude check."""
-    import numpy as np
 
     s = survey.sentinels
     nd_v, no_v, noe = (float(s["not_detected_magnitude"]), float(s["not_observed_magnitude"]),
@@ -390,7 +339,6 @@ def _decode_vizier(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
     """VizieR pair: flag '<' -> not detected with the limit in the magnitude column and an empty
     error; magnitude and error both empty -> not observed; else a detection (range-checked).
     A band without a limit-flag column (the detection band) is never "not detected"."""
-    import numpy as np
     import pyarrow.compute as pc
 
     s = survey.sentinels
@@ -423,52 +371,19 @@ def _decode_vizier(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
     return ((m.value, m.ok & detected), (e.value, e.ok & detected), (m.value, m.ok & limited), state,
             _first(n, checks, band))
 
-# ---- duplicates ----------------------------------------------------------------------------
-def find_duplicate_ids(validated: DataFrame, survey: Survey) -> DataFrame:
-    """IDs (typed) that occur more than once among the rows whose ID could be read."""
-    idc = typed(survey.id_column)
-    return (validated.where(F.col(idc).isNotNull()).groupBy(idc).count()
-            .where(F.col("count") > 1).select(idc))
+# ---- duplicates and projections -----------------------------------------------------------------
+_ARROW = {"bigint": "int64", "int": "int32", "double": "float64", "string": "string", "tinyint": "int8"}
 
 
-def mark_duplicates(validated: DataFrame, duplicate_ids: DataFrame, survey: Survey) -> DataFrame:
-    """Give every copy of a duplicated ID the reason `duplicate_id` (unless it already has one)."""
-    idc = typed(survey.id_column)
-    dup = duplicate_ids.selectExpr(q(idc), "true AS `_dup`")
-    j = validated.join(F.broadcast(dup), on=idc, how="left")
-    isdup = "coalesce(`_dup`, false)"
-    msg = _fmt(f"{survey.id_column}=%s occurs more than once", q(idc))
-    r, dt = q(REASON), q(REASON_DETAIL)
-    exprs = []
-    for c in validated.columns:
-        if c == REASON:
-            exprs.append(f"CASE WHEN {r} IS NULL AND {isdup} THEN 'duplicate_id' ELSE {r} END AS {r}")
-        elif c == REASON_DETAIL:
-            exprs.append(f"CASE WHEN {r} IS NULL AND {isdup} THEN {msg} "
-                         f"WHEN {isdup} THEN concat_ws('; ', {dt}, {msg}) ELSE {dt} END AS {dt}")
-        else:
-            exprs.append(q(c))
-    return j.selectExpr(*exprs)
+def canonical_arrow_schema(survey: Survey, thesis_clip: bool = False):
+    """The catalogue's Arrow schema (`schema.canonical_fields`, + B_thesis columns if asked)."""
+    import pyarrow as pa
 
-
-# ---- projections ---------------------------------------------------------------------------
-def slim(validated: DataFrame, survey: Survey) -> DataFrame:
-    """Drop what neither output needs: parsed helpers, and raw strings of good rows (-> null)."""
-    meta = [R.SOURCE_FILE, R.LINE_NUMBER, R.INPUT_FORMAT]
-    keep_typed = [q(c) for c in validated.columns if c.startswith("_v_")]
-    raw = [f"CASE WHEN {q(REASON)} IS NOT NULL THEN {q(c)} END AS {q(c)}"
-           for c in R.raw_columns(survey) if c in validated.columns and c not in meta]
-    return validated.selectExpr(*map(q, meta), q(REASON), q(REASON_DETAIL), *keep_typed, *raw)
-
-
-def to_canonical(validated: DataFrame, survey: Survey, thesis_clip: bool = False) -> DataFrame:
-    """Good rows -> the canonical schema (galaxy_spark.catalog.schema), + B_thesis if asked."""
-    exprs = []
-    for f in S.canonical_fields(survey):
-        src = q(R.SOURCE_FILE) if f.name == S.SOURCE_COLUMN else q(typed(f.name))
-        exprs.append(f"CAST({src} AS {f.dataType.simpleString()}) AS {q(f.name)}")
-    out = validated.selectExpr(*exprs)
-    return add_thesis_columns(out, survey) if thesis_clip else out
+    fields = [pa.field(f.name, pa.type_for_alias(_ARROW[f.dataType.simpleString()]), f.nullable)
+              for f in S.canonical_fields(survey)]
+    if thesis_clip:
+        fields += [pa.field(thesis_column(b), pa.float64()) for b in survey.band_names]
+    return pa.schema(fields)
 
 
 def quarantine_columns(survey: Survey) -> list[str]:
@@ -476,7 +391,56 @@ def quarantine_columns(survey: Survey) -> list[str]:
     return [REASON, REASON_DETAIL] + R.raw_columns(survey)
 
 
-def to_quarantine(validated: DataFrame, survey: Survey) -> DataFrame:
-    """Rejected rows: reason, detail, source_file, line_number, raw line and raw string values."""
-    return validated.selectExpr(*[q(c) if c in validated.columns else f"CAST(NULL AS STRING) AS {q(c)}"
-                                  for c in quarantine_columns(survey)])
+def quarantine_arrow_schema(survey: Survey):
+    """The quarantine's Arrow schema: line numbers and field counts as integers, the rest text."""
+    import pyarrow as pa
+
+    types = {R.LINE_NUMBER: pa.int64(), R.N_FIELDS: pa.int32(), R.EXPECTED_FIELDS: pa.int32()}
+    return pa.schema([pa.field(c, types.get(c, pa.string())) for c in quarantine_columns(survey)])
+
+
+def mark_duplicates(v, duplicate_ids: np.ndarray, survey: Survey):
+    """Every copy of a duplicated ID gets the reason `duplicate_id` (a row already rejected keeps
+    its reason; the duplicate is added to its detail). `duplicate_ids`: typed IDs."""
+    import pyarrow as pa
+
+    idc = v.column(v.schema.get_field_index(typed(survey.id_column)))
+    ids = idc.fill_null(-1).to_numpy(zero_copy_only=False)
+    dup = np.isin(ids, duplicate_ids) & ~np.asarray(idc.is_null())
+    if not dup.any():
+        return v
+    ri, di = v.schema.get_field_index(REASON), v.schema.get_field_index(REASON_DETAIL)
+    reason = np.asarray(v.column(ri).to_pylist(), dtype=object)
+    detail = np.asarray(v.column(di).to_pylist(), dtype=object)
+    for r in np.flatnonzero(dup):
+        msg = f"{survey.id_column}={ids[r]} occurs more than once"
+        detail[r] = msg if reason[r] is None else f"{detail[r]}; {msg}"
+        reason[r] = reason[r] or "duplicate_id"
+    v = v.set_column(ri, REASON, pa.array(reason, pa.string()))
+    return v.set_column(di, REASON_DETAIL, pa.array(detail, pa.string()))
+
+
+def to_canonical(v, survey: Survey, thesis_clip: bool = False):
+    """Good rows of a validated batch -> a table in `canonical_arrow_schema` (the thesis clip by
+    `features.ThesisClip`, the rule the thesis feature set applies)."""
+    import pyarrow as pa
+
+    schema = canonical_arrow_schema(survey, thesis_clip)
+    cols = {}
+    for f in S.canonical_fields(survey):
+        src = R.SOURCE_FILE if f.name == S.SOURCE_COLUMN else typed(f.name)
+        cols[f.name] = v.column(v.schema.get_field_index(src)).cast(schema.field(f.name).type)
+    if thesis_clip:
+        clip = ThesisClip.from_survey(survey)
+        for b in survey.band_names:
+            cols[thesis_column(b)] = pa.array(clip.apply(cols[b].to_numpy(zero_copy_only=False),
+                                                         cols[state_column(b)].to_numpy(zero_copy_only=False)))
+    return pa.Table.from_arrays([cols[n] for n in schema.names], schema=schema)
+
+
+def to_quarantine(v, survey: Survey):
+    """Rejected rows: reason, detail, source file, line, raw line and every raw value read."""
+    import pyarrow as pa
+
+    schema = quarantine_arrow_schema(survey)
+    return pa.Table.from_arrays([v.column(v.schema.get_field_index(c)) for c in schema.names], schema=schema)

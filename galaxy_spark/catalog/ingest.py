@@ -6,16 +6,19 @@ format available):
 0. before any work, the paths are checked (`galaxy_spark.io.paths`: no output inside an input,
    no overlapping outputs, no replacing a file or a directory of another kind), and every input
    is checked to be text (`galaxy_spark.catalog.readers.check_text`);
-1. both outputs are written by Spark into staging directories next to their targets
-   (``<name>.staging-<pid>-<token>``, same parent, so same file system);
-2. the row accounting is checked (rows read == written + quarantined, else nothing is committed),
-   and a result far smaller than the catalogue it would replace is refused without ``--replace``;
+1. both outputs are written into staging directories next to their targets
+   (``<name>.staging-<pid>-<token>``, same parent, so same file system) by Python tasks that Spark
+   schedules (`galaxy_spark.catalog.tasks`: one sequential read indexes the inputs, one task per
+   byte range parses, validates and writes fragments, one task per Field merges them);
+2. the row accounting is checked (data lines read == rows parsed == written + quarantined, the
+   tasks' counts against the staged files' footers, else nothing is committed), and a result far
+   smaller than the catalogue it would replace is refused without ``--replace``;
    ``_manifest.json`` is written into both staged outputs, each naming the other and the commit;
 3. catalogue and quarantine are swapped in as one unit (`galaxy_spark.io.commit`): a crash leaves
    both old or, once the commit journal is written, both new.
 
-Row accounting, per-reason counts and the per-Field content fingerprints are computed by reading
-the staged Parquet back (columnar, cheap), so they describe exactly what is committed.
+The per-Field content fingerprints are computed by the tasks that write each Field's file, from
+the table they write (`tasks.content_hash`).
 """
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ from pathlib import Path
 
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
-from galaxy_spark.catalog import scan as Sc
 from galaxy_spark.catalog import schema as S
+from galaxy_spark.catalog import tasks as T
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover, staging_dir
 from galaxy_spark.io.manifest import read_manifest, write_manifest
@@ -44,50 +47,27 @@ log = get_logger(__name__)
 
 MANIFEST_VERSION = 1
 DEFAULT_MAX_ROW_DROP = 0.5     # a new catalogue may hold at most this fraction fewer rows
-# Parquet row groups of the catalogue: about 16 MB (~18,000 ALHAMBRA rows), so a scoring task can
-# take a few row groups and two cores get equal shares without decoding any row group twice
-# (estimate/tasks.py); Spark's default (128 MB) made one row group per Field.
-CATALOG_ROW_GROUP_BYTES = 16 << 20
 
 
 class IngestError(GalaxySparkError):
     """The ingest could not complete (Spark failure, row accounting mismatch)."""
 
 
-# ---- file fingerprints -----------------------------------------------------------------------
-def file_fingerprint(path: str, chunk: int = 8 << 20) -> dict:
-    st = os.stat(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            b = fh.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    mtime = _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc).isoformat()
-    return {"path": path, "size": st.st_size, "mtime": mtime, "sha256": h.hexdigest()}
+def canonical_ddl(survey: Survey, thesis_clip: bool = False) -> str:
+    """The catalogue schema as Spark's DDL text (recorded in the manifest and the fingerprints)."""
+    from pyspark.sql import types as Ty
+
+    fields = S.canonical_fields(survey)
+    if thesis_clip:
+        fields += [Ty.StructField(C.thesis_column(b), Ty.DoubleType(), True) for b in survey.band_names]
+    return Ty.StructType(fields).simpleString()
 
 
-# ---- fingerprints of the written content --------------------------------------------------
-def _content_hash(df):
-    """Order-independent row hash of every content column (source_file excluded)."""
-    from pyspark.sql import functions as F
+def parquet_rows(directory: Path) -> int:
+    """Rows in the Parquet files of `directory` (footers only)."""
+    import pyarrow.parquet as pq
 
-    cols = [F.col(c) for c in df.columns if c != S.SOURCE_COLUMN]
-    return F.xxhash64(*cols).cast("decimal(38,0)")
-
-
-def _field_aggregates(df, sv: Survey) -> list:
-    """Total rows, rows per Field and the per-Field sum of `_content_hash`."""
-    from pyspark.sql import functions as F
-
-    h = _content_hash(df)
-    fcol = F.col(S.PARTITION_COLUMN)
-    agg = [F.count(F.lit(1)).alias("rows")]
-    for f in sv.fields:
-        agg.append(F.count(F.when(fcol == f, 1)).alias(f"rows_{f}"))
-        agg.append(F.sum(F.when(fcol == f, h)).alias(f"hash_{f}"))
-    return agg
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(directory.glob("*.parquet")))
 
 
 def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
@@ -97,19 +77,16 @@ def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
 # ---- the job -------------------------------------------------------------------------------
 def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.PathLike,
                fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey = "alhambra",
-               spark=None, one_file_per_field: bool = True, echo=log.info, replace: bool = False,
-               max_row_drop: float = DEFAULT_MAX_ROW_DROP) -> dict:
+               spark=None, echo=log.info, replace: bool = False, max_row_drop: float = DEFAULT_MAX_ROW_DROP,
+               unit_bytes: int = T.UNIT_BYTES) -> dict:
     """Ingest `input` (file, directory or glob) into `out` (Parquet by Field) and `quarantine`.
 
     `replace`: commit even when the result has no valid row, or fewer than (1 − `max_row_drop`)
     times the rows of the catalogue it replaces (otherwise `ShrinkRefused`, nothing committed).
-    Returns the manifest (also written to `out/_manifest.json` and echoed).
+    `unit_bytes`: text per task. Returns the manifest (also written to `out/_manifest.json` and echoed).
     """
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JJavaError
-    from pyspark import StorageLevel
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -130,19 +107,18 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         R.check_text(p)
     layouts = [R.inspect_file(p, sv, fmt) for p in files]
     lap("inspect_inputs", t0)
-    t0 = time.perf_counter()
-    inputs = []
-    for lay in layouts:
-        fp = file_fingerprint(lay.path)
-        fp.update(format=lay.format, fields_per_line=lay.n_fields,
-                  ignored_columns=list(lay.ignored))
-        inputs.append(fp)
-    lap("fingerprint_inputs", t0)
-
     for target in (out, quarantine):
         target.parent.mkdir(parents=True, exist_ok=True)
         for note in recover(target):
             echo(f"ingest: {note}")
+
+    # One sequential read of the inputs: fingerprints, line counts, work units, duplicate IDs.
+    t0 = time.perf_counter()
+    index = T.index_inputs(layouts, sv, unit_bytes)
+    rows_read = sum(s["data_lines"] for s in index.stats.values())
+    inputs = [{**index.fingerprints[lay.path], "format": lay.format, "fields_per_line": lay.n_fields,
+               "ignored_columns": list(lay.ignored)} for lay in layouts]
+    lap("index_inputs", t0)
 
     t0 = time.perf_counter()
     if spark is None:
@@ -151,109 +127,65 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     lap("spark_start", t0)
 
     token = uuid.uuid4().hex[:12]
-    cached: list = []
-    saved_split = None
     st_out, st_q = staging_dir(out, token), staging_dir(quarantine, token)
+    sc = spark.sparkContext
     try:
-        # -- one light pass: line offsets, line counts, duplicate IDs -------------------
+        # -- parse + validate + write, one task per unit -------------------------------------
         t0 = time.perf_counter()
-        groups = Sc.group_layouts(layouts)
-        saved_split = _balance_splits(spark, [lay.path for lay in layouts])
-        index = Sc.scan_index(spark, groups, sv)
-        rows_read = sum(s["data_lines"] for s in index.stats.values())
-        lap("line_index_duplicates", t0)
+        dups, out_s, q_s = index.duplicate_ids, str(st_out), str(st_q)
+        sc.setJobDescription(f"ingest: parse and validate {len(index.units)} units of {len(layouts)} files")
+        units = sc.parallelize(index.units, len(index.units)).map(
+            lambda u: T.ingest_unit(u, sv, dups, out_s, q_s, token, thesis_clip)).collect()
+        lap("parse_validate_write", t0)
 
-        # -- read + validate, one scan per file layout -----------------------------------
-        validated = None
-        for group in groups:
-            raw, _ = Sc.read_group(spark, group, sv, index)
-            v = C.validate(raw, sv, C.convention_for(group[0].format))
-            validated = v if validated is None else validated.unionByName(v)
-        idc = C.typed(sv.id_column)
-        if index.duplicate_ids:
-            dup_df = spark.createDataFrame([(i,) for i in index.duplicate_ids], f"{idc} long")
-            validated = C.mark_duplicates(validated, dup_df, sv)
-
-        # Parse and validate once: keep typed values for every row and raw strings only for
-        # rejected rows (null elsewhere, so the cache stays small), then split from the cache.
-        slim = C.slim(validated, sv).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(slim)
-
-        # -- good rows ------------------------------------------------------------------
-        good = C.to_canonical(slim.where(F.col(C.REASON).isNull()), sv, thesis_clip)
-        good_columns, good_schema = good.columns, good.schema
-        if one_file_per_field:
-            good = good.repartition(S.PARTITION_COLUMN).sortWithinPartitions(sv.id_column)
-        # Per-Field row counts and content hashes are observed while the catalogue is written
-        # (same columns, same order, same values as the Parquet holds), so no data is re-read.
-        obs = Observation("ingest_catalog")
-        good = good.observe(obs, *_field_aggregates(good, sv))
+        # -- accounting: the tasks' counts against the staged files' footers ----------------
         t0 = time.perf_counter()
-        (good.write.mode("errorifexists").option("parquet.block.size", CATALOG_ROW_GROUP_BYTES)
-         .partitionBy(S.PARTITION_COLUMN).parquet(str(st_out)))
-        lap("parse_validate_write_catalog", t0)
-
-        # -- quarantine -----------------------------------------------------------------
-        bad = C.to_quarantine(slim.where(F.col(C.REASON).isNotNull()), sv)
-        t0 = time.perf_counter()
-        (bad.repartition(1).sortWithinPartitions(R.SOURCE_FILE, R.LINE_NUMBER)
-         .write.mode("errorifexists").parquet(str(st_q)))
-        lap("write_quarantine", t0)
-
-        # -- accounting from what was written --------------------------------------------
-        # Row counts come from the staged Parquet itself (per-Field counts need no column data);
-        # they must agree with what the write observed, else the hashes are taken from a full
-        # read-back of the staged files.
-        t0 = time.perf_counter()
-        schema_ddl = good_schema.simpleString()
-        on_disk = {int(r[0]): int(r[1]) for r in
-                   spark.read.schema(good_schema).parquet(str(st_out))
-                   .groupBy(S.PARTITION_COLUMN).count().collect()}
-        try:
-            gm = dict(obs.get)
-        except Exception:  # noqa: BLE001 - no observed metrics: fall back to the read-back
-            gm = {}
-        if not gm or any(int(gm.get(f"rows_{f}") or 0) != on_disk.get(f, 0) for f in sv.fields) \
-                or sum(on_disk.values()) != int(gm.get("rows") or 0):
-            back = spark.read.schema(good_schema).parquet(str(st_out)).select(*good_columns)
-            gm = back.agg(*_field_aggregates(back, sv)).first().asDict()
-        gm["rows"] = sum(on_disk.values())
-        qback = spark.read.parquet(str(st_q))
-        qm = {r: 0 for r in C.REASONS}
-        qm.update({r[C.REASON]: int(r["count"]) for r in qback.groupBy(C.REASON).count().collect()})
-        qm["rows"] = sum(v for k, v in qm.items())
+        expected: dict[int, int] = {}
+        field_hash: dict[int, int] = {}
+        by_reason: dict[str, int] = {}
+        for u in units:
+            for f, r in u["fields"].items():
+                expected[f] = expected.get(f, 0) + r["rows"]
+                field_hash[f] = (field_hash.get(f, 0) + r["hash"]) % (1 << 64)
+            for k, n in u.get("by_reason", {}).items():
+                by_reason[k] = by_reason.get(k, 0) + n
+        on_disk = {f: parquet_rows(st_out / f"{S.PARTITION_COLUMN}={f}") for f in expected}
+        parsed, quarantined = sum(u["rows"] for u in units), sum(u["quarantined"] for u in units)
+        if not by_reason:      # readers of the quarantine still find its schema
+            T.write_atomically(C.quarantine_arrow_schema(sv).empty_table(), st_q / f"part-00000-{token}.parquet")
+        q_rows = parquet_rows(st_q)
+        if parsed != rows_read or on_disk != expected or q_rows != quarantined:
+            raise IngestError(f"row accounting mismatch: {rows_read} data lines, {parsed} parsed, "
+                              f"{sum(on_disk.values())} written (tasks: {sum(expected.values())}), {q_rows} "
+                              f"quarantined (tasks: {quarantined}); nothing was committed")
+        timings["tasks_s"] = {k: round(sum(u["seconds"][k] for u in units), 3)
+                              for k in ("read", "parse", "validate", "write")}
         lap("accounting", t0)
     except (PySparkException, Py4JJavaError) as e:
-        _unpersist(cached)
         _cleanup(st_out, st_q)
         text = str(getattr(e, "java_exception", None) or e).strip()
         msg = text.splitlines()[0] if text else type(e).__name__
         raise IngestError(f"Spark failed while ingesting {input!r}: {msg}") from None
     except BaseException:
-        _unpersist(cached)
         _cleanup(st_out, st_q)
         raise
     finally:
-        _restore_splits(spark, saved_split)
-    _unpersist(cached)
-
-    written, quarantined = int(gm["rows"]), int(qm["rows"])
+        sc.setJobDescription(None)
+    schema_ddl = canonical_ddl(sv, thesis_clip)
+    written = sum(on_disk.values())
     if rows_read != written + quarantined:
         _cleanup(st_out, st_q)
         raise IngestError(f"row accounting mismatch: {rows_read} rows read but {written} written "
                           f"+ {quarantined} quarantined; nothing was committed")
 
     try:
-        _check_shrink(out, rows_read, written, quarantined, qm, replace, max_row_drop)
+        _check_shrink(out, rows_read, written, quarantined, by_reason, replace, max_row_drop)
     except (ShrinkRefused, InputError):        # InputError: its manifest became unreadable meanwhile
         _cleanup(st_out, st_q)
         raise
 
-    fields = {}
-    for f in sv.fields:
-        n = int(gm[f"rows_{f}"])
-        if n:
-            fields[str(f)] = {"rows": n, "fingerprint": _fingerprint(schema_ddl, n, gm[f"hash_{f}"])}
+    fields = {str(f): {"rows": on_disk[f], "fingerprint": _fingerprint(schema_ddl, on_disk[f], field_hash[f])}
+              for f in sorted(on_disk) if on_disk[f]}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "kind": "catalog",
@@ -264,9 +196,9 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         "quarantine": str(quarantine),
         "options": {"input": input if isinstance(input, str) else list(input), "format": fmt,
                     "thesis_clip": thesis_clip, "partition_column": S.PARTITION_COLUMN,
-                    "one_file_per_field": one_file_per_field},
+                    "one_file_per_field": True},
         "rows": {"read": rows_read, "written": written, "quarantined": quarantined,
-                 "quarantined_by_reason": {r: int(qm[r]) for r in C.REASONS if int(qm[r])}},
+                 "quarantined_by_reason": {r: by_reason[r] for r in C.REASONS if r in by_reason}},
         "fields": fields,
         "schema": schema_ddl,
         "inputs": inputs,
@@ -325,45 +257,6 @@ def _check_shrink(out: Path, read: int, written: int, quarantined: int, by_reaso
             f"{prev[1].get('created_utc', '?')} from {prev[1].get('options', {}).get('input')!r}): "
             f"{prev[0] - written} rows ({(prev[0] - written) / prev[0]:.0%}) would be lost, more than the "
             f"{max_row_drop:.0%} allowed{why}. Nothing was committed; pass --replace to commit it anyway")
-
-
-_SPLIT_KEY = "spark.sql.files.maxPartitionBytes"
-
-
-def _balance_splits(spark, paths: list[str], per_core: int = 4, floor: int = 8 << 20):
-    """Cut the text into about `per_core` splits per core so that every core stays busy (the
-    default 128 MB splits give 3 tasks for a 320 MB file on 2 cores: one core idles a third of
-    the time). Returns the previous setting, for `_restore_splits`. Both text scans of a run
-    must see the same split size (the line offsets are per split)."""
-    try:
-        prev = spark.conf.get(_SPLIT_KEY)
-        jvm = spark.sparkContext._jvm
-        limit = int(jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(prev))
-        cores = max(1, spark.sparkContext.defaultParallelism)
-    except Exception:  # noqa: BLE001 - unparsable setting or no JVM at hand: leave it alone
-        return None
-    total = sum(os.path.getsize(p) for p in paths)
-    want = max(floor, -(-total // (cores * per_core)))
-    if want < limit:
-        spark.conf.set(_SPLIT_KEY, str(want))
-    return prev
-
-
-def _restore_splits(spark, prev) -> None:
-    if prev is not None:
-        try:
-            spark.conf.set(_SPLIT_KEY, prev)
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
-
-
-def _unpersist(frames: list) -> None:
-    for df in frames:
-        try:
-            df.unpersist()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
-    frames.clear()
 
 
 def _cleanup(*dirs: Path) -> None:
