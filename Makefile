@@ -91,6 +91,7 @@ reprocess: setup
 	$(SPARK_SUBMIT) jobs/reprocess.py --catalog data/catalog --scores data/scores
 
 ui: setup
+	@$(PY) -m galaxy_spark.model.tracking http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 # The code for executors that do not have galaxy_spark: spark-submit --py-files dist/galaxy_spark.zip

@@ -105,6 +105,12 @@ def test_worse_model_becomes_challenger_unless_promoted(workdir, champion):
     p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"),
              "--preset", "paper", "--max-epochs", "1", "--promote"], workdir)
     assert f"version {n + 2} as champion (--promote)" in p.stdout
+    # each version describes itself; the model's tags cover every version's preset
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    assert client.get_model_version("galaxy-ensemble", str(n + 2)).tags["preset"] == "paper"
+    assert client.get_registered_model("galaxy-ensemble").tags["presets"] == "default,paper"
 
 
 def test_missing_catalogue_is_a_clear_error(tmp_path):
@@ -131,7 +137,14 @@ def _spec_file(path: Path) -> Path:
 
 
 def test_spec_label_modes(workdir):
+    from mlflow import MlflowClient
+
+    from galaxy_spark.model.tracking import EXPERIMENT_KIND_TAG, TRAINING_KIND
+
     spec = _spec_file(workdir / "specz.csv")
+    # an experiment made before training tagged its kind gets the tag too
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    client.create_experiment("spec-modes")
     p = run([sys.executable, str(REPO / "jobs/train.py"), "--catalog", str(workdir / "catalog"), "--labels",
              "spec+catalogue", "--spec", str(spec), "--max-epochs", "1", "--register", "",
              "--experiment", "spec-modes"], workdir)
@@ -139,10 +152,8 @@ def test_spec_label_modes(workdir):
     assert report["rejected"] == {"duplicate_id": 2, "z_spec_not_numeric": 1}
     assert report["not_in_catalogue"] == 3 and report["matched"] == 759
     assert "(fine-tuning)" in p.stdout
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     exp = client.get_experiment_by_name("spec-modes")
+    assert exp.tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
     runs = client.search_runs([exp.experiment_id])
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][0]
     kids = {r.data.tags["mlflow.runName"]: r.data.params for r in runs if "mlflow.parentRunId" in r.data.tags}

@@ -2,8 +2,9 @@
 
 Every job that names a model goes through here: scoring resolves and downloads once on the driver
 (`resolve_model`), reprocessing pins an alias to a version without downloading (`pin_model`), and
-evaluation loads the ensemble behind the scores' model (`resolve_model(...).ensemble`). MLflow is
-imported lazily, so executors that only score never import it.
+evaluation loads the ensemble behind the scores' model (`resolve_model(...).ensemble`). Training
+describes what it registers (`describe_version`: descriptions and tags for the registry's pages
+and searches). MLflow is imported lazily, so executors that only score never import it.
 
 URIs: models:/name@alias · models:/name/version · models:/name/latest · models:/<model_id> ·
 runs:/<run_id>/<path> · any other artifact URI MLflow can download.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.model.ensemble import Ensemble
+from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
 
 
 @dataclass
@@ -158,3 +159,62 @@ def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
         raise InputError(f"model {uri!r}: cannot load the ensemble: {e}") from None
     run_id = run_id or ens.info.get("training_run_id", "")
     return ResolvedModel(uri, name, version, run_id, ens, str(dst))
+
+
+# ---- what the registry shows: descriptions and tags ----------------------------------------------
+# The training run's params copied to version tags, and its test metrics (test_<labels>_<key>).
+VERSION_PARAMS = ("survey", "preset", "label_source", "selection_labels", "catalogue_fingerprint", "git_commit")
+HEADLINE = {"redshift_sigma_nmad": "redshift σ_NMAD", "redshift_outlier_frac": "redshift outlier fraction",
+            "redshift_bias": "redshift bias", "stellarity_roc_auc": "star/galaxy ROC AUC",
+            "spectral_type_nmad": "spectral type NMAD", "stellar_mass_nmad": "stellar mass NMAD"}
+MODEL_UNIONS = {"survey": "survey", "presets": "preset", "label_sources": "label_source"}
+
+
+def _model_description(name: str) -> str:
+    outputs = "\n".join(f"- `{c}`: {d}" for c, d in OUTPUT_COLUMNS.items())
+    return (f"galaxy_spark ensemble: four networks (photometric redshift with p(z), star/galaxy, spectral "
+            f"type, stellar mass) with their slope corrections, evaluated in NumPy.\n\n"
+            f"**Inputs**: one row per object, the survey catalogue's photometry in the canonical schema "
+            f"(each version's signature lists the columns).\n\n**Outputs**:\n{outputs}\n\n"
+            f"**Scoring**: `spark-submit jobs/score.py --catalog data/catalog --model models:/{name}@champion`, "
+            f"or `mlflow.pyfunc.load_model(\"models:/{name}@champion\").predict(rows)`.\n\n"
+            f"Each version's description and tags give its survey, preset, labels, training catalogue "
+            f"and test metrics; this model's tags list the surveys, presets and label sources of all versions.")
+
+
+def describe_version(name: str, version: str | int) -> dict:
+    """Give registered model `name` and its `version` a description and tags, from what the
+    version's training run logged (params `VERSION_PARAMS`, `HEADLINE` test metrics). The model's
+    tags are the unions over all its versions. Returns the version's tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    mv = client.get_model_version(name, str(version))
+    run = client.get_run(mv.run_id).data
+    tags = {k: run.params[k] for k in VERSION_PARAMS if k in run.params}
+    tags["training_run"] = mv.run_id
+    lines = []
+    for labels in ("spec", "catalogue", "truth"):
+        found = {k: run.metrics[f"test_{labels}_{k}"] for k in HEADLINE if f"test_{labels}_{k}" in run.metrics}
+        tags.update({f"test_{labels}_{k}": f"{v:.4g}" for k, v in found.items()})
+        if found:
+            lines.append(f"- against the {labels} labels: " + ", ".join(f"{HEADLINE[k]} {v:.4g}" for k, v in found.items()))
+    p = run.params
+    client.update_model_version(name, mv.version, (
+        f"Preset `{p.get('preset')}` for survey `{p.get('survey')}`, trained on labels `{p.get('label_source')}` "
+        f"from catalogue `{p.get('catalogue')}` (fingerprint `{p.get('catalogue_fingerprint')}`), code "
+        f"`{p.get('git_commit')}`, training run `{mv.run_id}`.\n\nTest split ({p.get('n_test')} objects, "
+        f"never trained on):\n" + "\n".join(lines)))
+    for k, v in tags.items():
+        client.set_model_version_tag(name, mv.version, k, v)
+    # The model's tags: every version's values, so a search finds the model by any of them.
+    values = {k: set() for k in MODEL_UNIONS}
+    for other in client.search_model_versions(f"name='{name}'"):
+        for k, param in MODEL_UNIONS.items():
+            if param in other.tags:
+                values[k].add(other.tags[param])
+    client.update_registered_model(name, _model_description(name))
+    for k, vs in values.items():
+        if vs:
+            client.set_registered_model_tag(name, k, ",".join(sorted(vs)))
+    return tags

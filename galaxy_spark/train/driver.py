@@ -5,7 +5,8 @@ one nested run per network) and registers the four as one pyfunc ensemble.
 The steps of `train`, in order: check the options, read the training data (train/data.py), log
 the run's parameters, fit and calibrate each network (train/fit.py), measure the ensemble on the
 test split and the selection region (train/heldout.py), write the results tables, log the
-pyfunc model and set its registry alias (train/champion.py).
+pyfunc model, set its registry alias (train/champion.py) and describe it in the registry
+(model/registry.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from galaxy_spark.errors import InputError
 from galaxy_spark.features import TARGETS, make_feature_spec
 from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
 from galaxy_spark.model.nets import load_preset
+from galaxy_spark.model.registry import describe_version
+from galaxy_spark.model.tracking import use_experiment
 from galaxy_spark.survey import load_survey
 from galaxy_spark.train.champion import selection_metrics, set_alias
 from galaxy_spark.train.data import LABEL_PHASES, LABEL_SOURCES, SPLIT_DESCRIPTION, TrainingData, \
@@ -237,7 +240,7 @@ def train(opts: TrainOptions, spark) -> dict:
     check_options(opts)
     data = load_training_data(spark, opts.catalog, survey, preset, make_feature_spec(preset["features"], survey),
                               opts.label_source, opts.sample_fraction, opts.spec, opts.spec_min_quality)
-    mlflow.set_experiment(opts.experiment)
+    use_experiment(opts.experiment)
     with mlflow.start_run(run_name=f"train-{preset['name']}") as parent:
         _log_run_params(opts, preset, survey.name, data)
         artifacts = Path(tempfile.mkdtemp(prefix="galaxy_spark_train_"))
@@ -252,6 +255,7 @@ def train(opts: TrainOptions, spark) -> dict:
         if opts.register:
             registered = set_alias(opts.register, info.registered_model_version, sel_metrics, opts.promote,
                                    data.selection_labels)
+            describe_version(opts.register, info.registered_model_version)
             mlflow.set_tag("registered_alias", registered["alias"])
         mlflow.log_metric("total_seconds", time.time() - t_start)
     return {"run_id": parent.info.run_id, "model_uri": info.model_uri, "table": table,
