@@ -23,7 +23,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -35,6 +34,7 @@ from galaxy_spark.catalog import scan as Sc
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover, staging_dir
+from galaxy_spark.io.fs import location, store
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import Survey, load_survey
@@ -120,7 +120,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     sv = survey if isinstance(survey, Survey) else load_survey(survey)
     if fmt not in ("auto",) + R.FORMATS:
         raise InputError(f"unknown format {fmt!r} (expected auto, {', '.join(R.FORMATS)})")
-    out, quarantine = Path(out).absolute(), Path(quarantine).absolute()
+    out, quarantine = location(out).absolute(), location(quarantine).absolute()   # a path or a URI
     check_job_paths({"--input": input}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
 
     t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     lap("fingerprint_inputs", t0)
 
     for target in (out, quarantine):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        store(target).mkdirs(target.parent)
         for note in recover(target):
             echo(f"ingest: {note}")
 
@@ -366,9 +366,9 @@ def _unpersist(frames: list) -> None:
     frames.clear()
 
 
-def _cleanup(*dirs: Path) -> None:
+def _cleanup(*dirs) -> None:
     for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+        store(d).delete(d)
 
 
 def summary(m: dict) -> str:
