@@ -420,19 +420,23 @@ def glob(s, parent, pattern: str) -> list:
 _ARROW_SCHEMES = {"s3a": "s3", "s3n": "s3"}
 
 
+def arrow_uri(p) -> str:
+    """The URI pyarrow is given for location `p`: ``s3a://``/``s3n://`` read as ``s3://``."""
+    u = UriPath(str(p))
+    return f"{_ARROW_SCHEMES.get(u.scheme, u.scheme)}://{u.netloc}{u.path}"
+
+
 def arrow_fs(p):
     """(pyarrow FileSystem, path in it) for location `p`, for Python code that cannot reach the
-    JVM (Spark's executors). A plain path is the local file system; ``s3a://`` is read as
-    ``s3://`` (pyarrow's S3 client: credentials from the environment or instance profile, not
+    JVM (Spark's executors). A plain path is the local file system; ``s3a://`` is pyarrow's
+    ``s3://`` (its own S3 client: credentials from the environment or instance profile, not
     from ``spark.hadoop.fs.s3a.*``); ``hdfs://`` needs libhdfs (``ARROW_LIBHDFS_DIR``, a Hadoop
     ``CLASSPATH``) on every executor."""
     import pyarrow.fs as pafs
 
     if not is_uri(p):
         return pafs.LocalFileSystem(), os.path.abspath(p)
-    u = UriPath(str(p))
-    scheme = _ARROW_SCHEMES.get(u.scheme, u.scheme)
-    uri = f"{scheme}://{u.netloc}{u.path}"
+    uri = arrow_uri(p)
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ImportError…
