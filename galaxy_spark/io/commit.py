@@ -165,7 +165,9 @@ def _recover_journal(j) -> list[str]:
     try:
         return _roll_forward(json.loads(store(j).read_bytes(j)))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise OSError(f"cannot finish the interrupted commit recorded in {j}: {e}") from None
+        # a StorageError (an OSError too): one line from the job, not a traceback
+        raise StorageError(f"cannot finish the interrupted commit recorded in {j}: {e}; "
+                           f"see docs/storage.md (what a crash mid-rename leaves)") from None
 
 
 def remove_stale_staging(target) -> list[str]:
