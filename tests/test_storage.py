@@ -21,7 +21,12 @@ from galaxy_spark.estimate import job as J
 from galaxy_spark.io import commit as K
 from galaxy_spark.io import fs as FS
 from galaxy_spark.io import lock as L
-from galaxy_spark.io.manifest import MANIFEST, manifest_sha256, read_manifest, write_manifest
+from galaxy_spark.io.manifest import (
+    MANIFEST,
+    manifest_sha256,
+    read_manifest,
+    write_manifest,
+)
 from galaxy_spark.io.paths import check_job_paths
 
 
@@ -268,9 +273,10 @@ def test_ledger_on_a_uri(spark, in_tmp):
 # ---- the jobs, end to end --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_env(tmp_path_factory, model_store, spark):
+    from synthetic import canonical_frame, job_env, use_tracking_uri, write_partitioned
+
     from galaxy_spark.model.registry import resolve_model
     from galaxy_spark.survey import load_survey
-    from synthetic import canonical_frame, job_env, use_tracking_uri, write_partitioned
 
     d = model_store(tmp_path_factory.mktemp("storage"))
     write_partitioned(canonical_frame(load_survey(), n=600, seed=11), d / "catalog")
