@@ -26,7 +26,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -38,6 +37,7 @@ from galaxy_spark.catalog import schema as S
 from galaxy_spark.catalog import tasks as T
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover, staging_dir
+from galaxy_spark.io.fs import location, parquet_rows, store, write_parquet_atomically
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.survey import Survey, load_survey
@@ -61,13 +61,6 @@ def canonical_ddl(survey: Survey, thesis_clip: bool = False) -> str:
     if thesis_clip:
         fields += [Ty.StructField(C.thesis_column(b), Ty.DoubleType(), True) for b in survey.band_names]
     return Ty.StructType(fields).simpleString()
-
-
-def parquet_rows(directory: Path) -> int:
-    """Rows in the Parquet files of `directory` (footers only)."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(directory.glob("*.parquet")))
 
 
 def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
@@ -97,7 +90,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     sv = survey if isinstance(survey, Survey) else load_survey(survey)
     if fmt not in ("auto",) + R.FORMATS:
         raise InputError(f"unknown format {fmt!r} (expected auto, {', '.join(R.FORMATS)})")
-    out, quarantine = Path(out).absolute(), Path(quarantine).absolute()
+    out, quarantine = location(out).absolute(), location(quarantine).absolute()   # a path or a URI
     check_job_paths({"--input": input}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
 
     t0 = time.perf_counter()
@@ -108,7 +101,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     layouts = [R.inspect_file(p, sv, fmt) for p in files]
     lap("inspect_inputs", t0)
     for target in (out, quarantine):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        store(target).mkdirs(target.parent)
         for note in recover(target):
             echo(f"ingest: {note}")
 
@@ -152,7 +145,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         on_disk = {f: parquet_rows(st_out / f"{S.PARTITION_COLUMN}={f}") for f in expected}
         parsed, quarantined = sum(u["rows"] for u in units), sum(u["quarantined"] for u in units)
         if not by_reason:      # readers of the quarantine still find its schema
-            T.write_atomically(C.quarantine_arrow_schema(sv).empty_table(), st_q / f"part-00000-{token}.parquet")
+            write_parquet_atomically(C.quarantine_arrow_schema(sv).empty_table(), st_q / f"part-00000-{token}.parquet")
         q_rows = parquet_rows(st_q)
         if parsed != rows_read or on_disk != expected or q_rows != quarantined:
             raise IngestError(f"row accounting mismatch: {rows_read} data lines, {parsed} parsed, "
@@ -259,9 +252,9 @@ def _check_shrink(out: Path, read: int, written: int, quarantined: int, by_reaso
             f"{max_row_drop:.0%} allowed{why}. Nothing was committed; pass --replace to commit it anyway")
 
 
-def _cleanup(*dirs: Path) -> None:
+def _cleanup(*dirs) -> None:
     for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+        store(d).delete(d)
 
 
 def summary(m: dict) -> str:

@@ -24,7 +24,6 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.features import splitmix64
+from galaxy_spark.io.fs import write_parquet_atomically
 from galaxy_spark.survey import Survey
 
 UNIT_BYTES = 16 << 20           # text per task: ~22,000 ALHAMBRA rows; 20 units for the full mock
@@ -213,15 +213,6 @@ def raw_batch(lines: list[bytes], unit: TextUnit, survey: Survey):
 
 
 # ---- one unit: the task ------------------------------------------------------------------------
-def write_atomically(table, final: Path, **kw) -> None:
-    import pyarrow.parquet as pq
-
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    pq.write_table(table, tmp, compression="snappy", **kw)
-    os.replace(tmp, final)
-
-
 def ingest_unit(unit: TextUnit, survey: Survey, duplicate_ids: np.ndarray, out_staging: str,
                 q_staging: str, token: str, thesis_clip: bool = False) -> dict:
     """One unit (see the module docstring): returns rows read, rows per Field written, rows
@@ -245,13 +236,13 @@ def ingest_unit(unit: TextUnit, survey: Survey, duplicate_ids: np.ndarray, out_s
         part = part.take(pc.sort_indices(part, [(survey.id_column, "ascending")]))
         part = part.drop_columns([S.PARTITION_COLUMN])       # in the directory name, as Spark writes it
         per_row = max(1, part.nbytes // max(part.num_rows, 1))
-        write_atomically(part, Path(out_staging) / f"{S.PARTITION_COLUMN}={int(f)}" / f"part-{unit.index:05d}-{token}.parquet",
+        write_parquet_atomically(part, f"{out_staging}/{S.PARTITION_COLUMN}={int(f)}/part-{unit.index:05d}-{token}.parquet",
                           row_group_size=max(1000, ROW_GROUP_BYTES // per_row))
         res["fields"][int(f)] = {"rows": part.num_rows, "hash": content_hash(part)}
     if rejected.any():
         bad = C.to_quarantine(v.filter(pa.array(rejected)), survey)
         bad = bad.take(pc.sort_indices(bad, [(R.LINE_NUMBER, "ascending")]))
-        write_atomically(bad, Path(q_staging) / f"part-{unit.index:05d}-{token}.parquet")
+        write_parquet_atomically(bad, f"{q_staging}/part-{unit.index:05d}-{token}.parquet")
         reasons = bad.column(C.REASON).to_pylist()
         res["by_reason"] = {r: reasons.count(r) for r in set(reasons)}
     res["seconds"] = {"read": round(t1 - t0, 4), "parse": round(t2 - t1, 4), "validate": round(t3 - t2, 4),

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from galaxy_spark.estimate.coverage import coverage_report_spark
 from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS, ScoreOptions
 from galaxy_spark.estimate.tasks import BATCH_ROWS, plan_units, run_units
 from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
+from galaxy_spark.io.fs import arrow_fs, location, start_spark_for, store
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import ResolvedModel, resolve_model
@@ -59,8 +59,10 @@ KIND = "scores"
 def catalogue_fields(catalog: str | Path) -> list[int]:
     """The Field numbers of the ``Field=N`` partition directories under `catalog`, sorted."""
     out = []
-    for d in Path(catalog).glob(f"{PARTITION}=*"):
-        if d.is_dir():
+    catalog = location(catalog)
+    fs = store(catalog)
+    for d in fs.list(catalog):
+        if d.name.startswith(f"{PARTITION}=") and fs.is_dir(d):
             try:
                 out.append(int(d.name.split("=", 1)[1]))
             except ValueError:
@@ -96,7 +98,8 @@ def catalogue_columns(catalog: str | Path) -> list[str]:
     import pyarrow.dataset as ds
 
     try:
-        d = ds.dataset(str(catalog), format="parquet", partitioning="hive")
+        fs, path = arrow_fs(catalog)
+        d = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
     except (OSError, ValueError) as e:
         raise InputError(f"catalogue {catalog} is not readable Parquet: {e}") from None
     return list(d.schema.names)
@@ -106,9 +109,9 @@ def check_catalogue(catalog: str | Path, model: ResolvedModel, fields_arg: str |
                     id_column: str = "ID") -> dict:
     """All input checks that need no Spark: the catalogue exists, is the model's survey, has the
     columns the model needs, and the requested Fields. Returns {fields, columns, manifest}."""
-    catalog = Path(catalog)
+    catalog = location(catalog)
     spec = model.ensemble.feature_spec
-    if not catalog.exists():
+    if not store(catalog).exists(catalog):
         raise InputError(f"catalogue not found: {catalog} (run jobs/ingest.py first)")
     available = catalogue_fields(catalog)
     if not available:
@@ -139,7 +142,7 @@ def recover_scores(out: str | Path) -> list[str]:
     """Undo what a killed job left in the scores directory `out`: roll every journaled Field
     commit forward, restore a Field left as ``_old-<token>-Field=N`` by the protocol before
     journals, delete staging directories of dead processes. Returns notes for the log."""
-    out = Path(out)
+    out = location(out)
     return recover_children(out) + remove_stale_staging(out)
 
 
@@ -148,8 +151,8 @@ def commit_field(staging: str | Path, out: str | Path, field_value: int, token: 
     lies in `out`). A Field with no staged rows (an empty input partition) ends as an empty
     directory."""
     name = f"{PARTITION}={field_value}"
-    src, dst = Path(staging) / name, Path(out) / name
-    src.mkdir(parents=True, exist_ok=True)
+    src, dst = location(staging) / name, location(out) / name
+    store(src).mkdirs(src)
     commit_together([(src, dst)], token)
     return dst
 
@@ -236,10 +239,11 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
 
     Reusable by jobs/reprocess.py: pass the subset of Fields to (re)score. `after_commit(field)`
     is called after each Field's commit (tests inject failures there)."""
-    catalog, out = Path(catalog).absolute(), Path(out).absolute()
+    catalog, out = location(catalog).absolute(), location(out).absolute()
+    fs = store(out)
     scored_at = scored_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     res = JobResult()
-    out.mkdir(parents=True, exist_ok=True)
+    fs.mkdirs(out)
     for note in recover_scores(out):
         echo(f"score: {note}")
     manifest = read_scores_manifest(out)          # unreadable: an InputError before any work
@@ -247,7 +251,8 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
     staging = staging_dir(out, token)
     t0 = time.perf_counter()
     try:
-        staging.mkdir(parents=True)
+        fs.mkdir_new(staging)
+        arrow_fs(staging)        # the executors write through pyarrow: a store it cannot open fails here
         meta_in, results = score_units(spark, catalog, fields, model, columns, opts, staging, scored_at, token,
                                        batch_rows or BATCH_ROWS)
         res.seconds["score_write"] = round(time.perf_counter() - t0, 3)
@@ -261,7 +266,7 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
         t1 = time.perf_counter()
         cat_fields = (catalog_manifest or {}).get("fields", {})
         cat_sha = manifest_sha256(catalog)
-        (out / SUCCESS).unlink(missing_ok=True)
+        fs.delete(out / SUCCESS)
         for f in fields:
             commit_field(staging, out, f, token)
             rows = meta_in.get(f, 0)
@@ -281,10 +286,10 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
         manifest["last_job"] = {"scored_at": scored_at.isoformat(), "fields": fields, "model": model.provenance(),
                                 "rows": sum(res.fields.values())}
         write_scores_manifest(out, manifest)
-        (out / SUCCESS).write_text(json.dumps(manifest["last_job"], default=str) + "\n")
+        fs.write_bytes(out / SUCCESS, (json.dumps(manifest["last_job"], default=str) + "\n").encode())
         res.seconds["commit"] = round(time.perf_counter() - t1, 3)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fs.delete(staging)
     res.rows_in = sum(meta_in.values())
     res.rows_out = sum(r["rows_out"] for r in results)
     res.manifest = manifest
@@ -326,7 +331,7 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
         raise InputError(f"--mc-samples must be >= 0, got {opts.mc_samples}")
     if opts.min_bands < 0:
         raise InputError(f"--min-bands must be >= 0, got {opts.min_bands}")
-    if not Path(opts.catalog).exists():
+    if not store(opts.catalog).exists(location(opts.catalog)):
         raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
     model = resolve_model(opts.model)
@@ -340,6 +345,7 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
     """The whole job: checks, Spark (started here unless `spark` is given), `score_fields`,
     optional coverage. Returns the summary also printed as ``score-result: {…}``."""
     t_all = time.perf_counter()
+    t_early = start_spark_for((opts.catalog, opts.out), "galaxy_spark-score", opts.master) if spark is None else 0.0
     model, checked = prepare(opts)
     id_column = checked["id_column"]
     echo(f"score: model {model.uri} -> {model.name} version {model.version} (run {model.run_id}, "
@@ -352,7 +358,7 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
         from galaxy_spark.spark import get_spark
 
         spark = get_spark("galaxy_spark-score", master=opts.master)
-    t_spark = time.perf_counter() - t0
+    t_spark = time.perf_counter() - t0 + t_early
     try:
         t0 = time.perf_counter()
         res = score_fields(spark, opts.catalog, opts.out, checked["fields"], model, checked["columns"],

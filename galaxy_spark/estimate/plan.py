@@ -10,50 +10,41 @@ scores but gone from the catalogue are kept, or pruned with ``--prune``. See doc
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.estimate import job as J
 from galaxy_spark.estimate.batch import PARTITION
+from galaxy_spark.io.fs import arrow_data_files, store
 from galaxy_spark.io.manifest import read_manifest
 from galaxy_spark.model.registry import ModelRef, ResolvedModel, pin_model, resolve_model
 
 # =============================================================================================
 # fingerprints and row counts (driver, file metadata only)
 # =============================================================================================
-def _data_files(d: Path) -> list[Path]:
-    """Data files under a partition directory (names starting with `_` or `.` are not data)."""
-    if not d.is_dir():
-        return []
-    out = []
-    for p in sorted(d.rglob("*")):
-        rel = p.relative_to(d).parts
-        if p.is_file() and not any(part.startswith(("_", ".")) for part in rel):
-            out.append(p)
-    return out
-
-
-def files_fingerprint(field_dir: Path) -> str:
+def files_fingerprint(field_dir) -> str:
     """Fingerprint of a Field's files without reading them: relative name, size and mtime (ns).
     Any rewrite changes it (a rewrite with identical bytes too: that only costs a rescore)."""
     h = hashlib.sha256()
-    for p in _data_files(field_dir):
-        st = p.stat()
-        h.update(f"{p.relative_to(field_dir).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    _, root, infos = arrow_data_files(field_dir)
+    for i in infos:
+        h.update(f"{posixpath.relpath(i.path, root)}|{i.size}|{i.mtime_ns}\n".encode())
     return "files:" + h.hexdigest()[:32]
 
 
-def parquet_rows(field_dir: Path) -> int:
+def parquet_rows(field_dir) -> int:
     """Rows under a partition directory, from the Parquet footers alone (no data read)."""
     import pyarrow.parquet as pq
 
     n = 0
-    for p in _data_files(field_dir):
+    fs, _, infos = arrow_data_files(field_dir)
+    for i in infos:
         try:
-            n += pq.ParquetFile(str(p)).metadata.num_rows
+            n += pq.ParquetFile(fs.open_input_file(i.path)).metadata.num_rows
         except Exception as e:  # noqa: BLE001 - any unreadable footer is an input error
-            raise InputError(f"{p} is not readable Parquet: {e}") from None
+            raise InputError(f"{i.path} is not readable Parquet: {e}") from None
     return n
 
 
@@ -77,7 +68,7 @@ def recorded_fingerprint(entry: dict) -> str | None:
 
 def scores_fields(scores: Path, manifest: dict) -> list[int]:
     """Fields that have scores: a ``Field=N`` directory or an entry in the scores manifest."""
-    out = set(J.catalogue_fields(scores)) if scores.exists() else set()
+    out = set(J.catalogue_fields(scores)) if store(scores).exists(scores) else set()
     for k in (manifest.get("fields") or {}):
         try:
             out.add(int(k))
@@ -142,6 +133,7 @@ def make_plan(catalog: Path, scores: Path, ref: ModelRef, opts) -> Plan:
     manifest = J.read_scores_manifest(scores)
     entries = manifest.get("fields") or {}
     cat_fields = J.catalogue_fields(catalog)
+    is_dir = store(scores).is_dir
     plans = []
     for f in cat_fields:
         fp = input_fingerprint(catalog, f, cat_manifest)
@@ -152,8 +144,8 @@ def make_plan(catalog: Path, scores: Path, ref: ModelRef, opts) -> Plan:
         reasons = []
         if opts.force:
             reasons.append("forced (--force)")
-        if entry is None or not sdir.is_dir():
-            reasons.append("no scores" if entry is None and not sdir.is_dir() else
+        if entry is None or not is_dir(sdir):
+            reasons.append("no scores" if entry is None and not is_dir(sdir) else
                            "scores directory present but not in the scores manifest" if entry is None else
                            "in the scores manifest but its directory is missing")
         else:
@@ -183,7 +175,7 @@ def make_plan(catalog: Path, scores: Path, ref: ModelRef, opts) -> Plan:
         if f in cat_fields:
             continue
         sdir = scores / f"{PARTITION}={f}"
-        rows = parquet_rows(sdir) if sdir.is_dir() else None
+        rows = parquet_rows(sdir) if is_dir(sdir) else None
         if opts.prune:
             plans.append(FieldPlan(f, "prune", "not in the catalogue any more: removed (--prune)", rows_scores=rows))
         else:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -44,6 +43,7 @@ from galaxy_spark.errors import InputError
 from galaxy_spark.estimate import job as J
 from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, ScoreOptions
 from galaxy_spark.estimate.plan import FieldPlan, Plan, make_plan, resolve_ref
+from galaxy_spark.io.fs import glob, location, start_spark_for, store
 from galaxy_spark.io.lock import Ledger, RunLock
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import ModelRef, resolve_model
@@ -76,14 +76,14 @@ def _iso(t: _dt.datetime) -> str:
 
 def open_ledger(scores: str | Path) -> Ledger:
     """The run ledger of a scores directory, ``<scores>/_ledger.jsonl``."""
-    return Ledger(Path(scores) / LEDGER,
+    return Ledger(location(scores) / LEDGER,
                   on_corrupt="Nothing was planned or rescored (the scores are intact).")
 
 
 def run_lock(scores: str | Path, run_id: str, max_age_s: float | None = DEFAULT_LOCK_MAX_AGE_S,
              echo=log.info) -> RunLock:
     """The lock that keeps two reprocess runs on one scores directory apart, ``<scores>/_reprocess.lock``."""
-    return RunLock(Path(scores) / LOCK, run_id, max_age_s, echo, job="reprocess")
+    return RunLock(location(scores) / LOCK, run_id, max_age_s, echo, job="reprocess")
 
 
 @dataclass
@@ -112,16 +112,18 @@ def prune_field(scores: Path, f: int, token: str) -> None:
         del man["fields"][str(f)]
         J.write_scores_manifest(scores, man)
     d = scores / f"{PARTITION}={f}"
-    if d.exists():
+    fs = store(scores)
+    if fs.exists(d):
         aside = scores / f"_pruned-{token}-{PARTITION}={f}"
-        os.rename(d, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        fs.rename(d, aside)
+        fs.delete(aside)
 
 
 def _remove_prune_leftovers(scores: Path) -> list[str]:
     notes = []
-    for d in sorted(scores.glob(f"_pruned-*-{PARTITION}=*")):
-        shutil.rmtree(d, ignore_errors=True)
+    fs = store(scores)
+    for d in glob(fs, scores, f"_pruned-*-{PARTITION}=*"):
+        fs.delete(d)
         notes.append(f"removed {d.name} left by an interrupted --prune")
     return notes
 
@@ -168,8 +170,8 @@ def _record(run_id, p: FieldPlan, ref: ModelRef, action: str, outcome: str, star
 
 
 def _check_paths(opts: ReprocessOptions) -> tuple[Path, Path]:
-    catalog, scores = Path(opts.catalog).absolute(), Path(opts.scores).absolute()
-    if not catalog.is_dir():
+    catalog, scores = location(opts.catalog).absolute(), location(opts.scores).absolute()
+    if not store(catalog).is_dir(catalog):
         raise InputError(f"catalogue not found: {catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": catalog}, {"--scores": (scores, "scores")})
     if not J.catalogue_fields(catalog):
@@ -186,6 +188,8 @@ def run_reprocess(opts: ReprocessOptions, spark=None, echo=log.info) -> RunResul
     """The whole job. Raises LockHeldError (75), LedgerError/InputError (2); returns a RunResult
     whose exit_code is 1 when some Field failed (the others are committed and recorded)."""
     t_all = time.perf_counter()
+    if spark is None:
+        start_spark_for((opts.catalog, opts.scores), "galaxy_spark-reprocess", opts.master)
     catalog, scores = _check_paths(opts)
     run_id = _now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     ledger = open_ledger(scores)
@@ -197,7 +201,7 @@ def run_reprocess(opts: ReprocessOptions, spark=None, echo=log.info) -> RunResul
         res.seconds = {"before_spark": round(time.perf_counter() - t_all, 3), "spark_start": 0.0, "rescore": 0.0,
                        "total": round(time.perf_counter() - t_all, 3)}
         echo(f"reprocess: DRY RUN (nothing is written) — model {opts.model} → {ref.name} v{ref.version}")
-        if (scores / LOCK).exists():
+        if store(scores).exists(scores / LOCK):
             echo(f"reprocess: note: {run_lock(scores, run_id).describe()}")
         _print_plan(plan, echo)
         echo("reprocess-result: " + json.dumps(res.summary(), default=str))
@@ -262,7 +266,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         completed = False
         try:
-            (scores / J.SUCCESS).unlink(missing_ok=True)
+            store(scores).delete(scores / J.SUCCESS)
             for p in todo:
                 t0 = _now()
                 try:
@@ -295,16 +299,16 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
             completed = True
         finally:
             if not completed:       # interrupted: score_fields' _SUCCESS of the last Field must not stand
-                (scores / J.SUCCESS).unlink(missing_ok=True)
+                store(scores).delete(scores / J.SUCCESS)
             if own:
                 spark.stop()
     res.seconds["rescore"] = round(time.perf_counter() - t_work, 3)
     res.seconds["total"] = round(time.perf_counter() - t_all, 3)
     if res.failed:      # score_fields marks each of its own jobs; the run as a whole did not complete
-        (scores / J.SUCCESS).unlink(missing_ok=True)
+        store(scores).delete(scores / J.SUCCESS)
     elif todo:
-        (scores / J.SUCCESS).write_text(json.dumps({"reprocess_run_id": run_id, "model": ref.as_dict(),
-                                                    "rescored": sorted(res.rescored)}) + "\n")
+        store(scores).write_bytes(scores / J.SUCCESS, (json.dumps({"reprocess_run_id": run_id, "model": ref.as_dict(),
+                                                                 "rescored": sorted(res.rescored)}) + "\n").encode())
     n = {a: len(plan.by_action(a)) for a in ("rescore", "skip", "keep", "prune")}
     echo(f"reprocess: summary: {len(plan.fields)} Fields — {len(res.rescored)} rescored "
          f"({sum(res.rescored.values())} rows), {n['skip']} skipped, {len(res.failed)} failed"

@@ -14,10 +14,14 @@ cores).
   checksum of what it read and of what it wrote, per Field) and where its time went. The output
   file appears under its final name only when complete (written as ``.tmp-…``, then renamed), so a
   retried or speculative attempt replaces it whole.
+
+Both read and write through `pyarrow.fs` (`galaxy_spark.io.fs.arrow_fs`): a Python task has no
+py4j, so the Spark session's Hadoop FileSystem is out of reach there; a plain path is local.
 """
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxy_spark.errors import InputError
+from galaxy_spark.io.fs import arrow_data_files, arrow_fs, arrow_move_over
 from galaxy_spark.estimate.batch import (PARTITION, ScoreOptions, arrow_schema, score_record_batch)
 from galaxy_spark.features import splitmix64
 from galaxy_spark.model.ensemble import Ensemble
@@ -63,12 +68,18 @@ def id_checksum(ids) -> int:
         return int(splitmix64(np.asarray(ids, np.int64).astype(np.uint64)).sum(dtype=np.uint64))
 
 
+def _parquet_file(path: str):
+    """pyarrow's ParquetFile of `path` (a plain path or a URI)."""
+    import pyarrow.parquet as pq
+
+    fs, p = arrow_fs(path)
+    return pq.ParquetFile(fs.open_input_file(p))
+
+
 def _halve(u: Unit) -> list[Unit]:
     """Two units doing `u`'s work: its row groups split in two, or its rows (one group) in two slices."""
     if len(u.row_groups) > 1:
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(u.path).metadata
+        meta = _parquet_file(u.path).metadata
         h = len(u.row_groups) // 2
         return [Unit(0, u.field, u.path, gs, sum(meta.row_group(g).num_rows for g in gs))
                 for gs in (u.row_groups[:h], u.row_groups[h:])]
@@ -92,11 +103,15 @@ def plan_units(catalog: str | Path, fields: list[int], unit_rows: int | None = N
     rows_per_field: dict[int, int] = {}
     for f in sorted(fields):
         rows_per_field[f] = 0
-        part = Path(catalog) / f"{PARTITION}={f}"
-        files = sorted(p for p in part.rglob("*.parquet") if not p.name.startswith(("_", "."))) if part.is_dir() else []
-        for path in files:
+        part = f"{str(catalog).rstrip('/')}/{PARTITION}={f}"
+        fs, root, infos = arrow_data_files(part)
+        for info in infos:
+            if not info.path.endswith(".parquet"):
+                continue
+            # units name the file as the catalogue does (a URI stays a URI for the executors)
+            path = f"{part}/{posixpath.relpath(info.path, root)}"
             try:
-                meta = pq.ParquetFile(path).metadata
+                meta = pq.ParquetFile(fs.open_input_file(info.path)).metadata
             except (OSError, ValueError) as e:     # pyarrow's ArrowInvalid is a ValueError
                 raise InputError(f"catalogue file {path} is not readable Parquet: {e}") from None
             rows_per_field[f] += meta.num_rows
@@ -167,16 +182,17 @@ def score_unit(unit: Unit, ens: Ensemble, opts: ScoreOptions, columns: list[str]
     t0 = time.perf_counter()
     spec = ens.feature_spec
     schema = output_schema(opts.id_column, spec.detection_band)
-    out_dir = Path(staging) / f"{PARTITION}={unit.field}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"part-{unit.index:05d}-{token}.parquet"
-    tmp = out_dir / f".tmp-{final.name}-{os.getpid()}"
-    pf = pq.ParquetFile(unit.path)
+    fs, root = arrow_fs(staging)
+    out_dir = f"{root.rstrip('/')}/{PARTITION}={unit.field}"
+    fs.create_dir(out_dir, recursive=True)
+    final = f"{out_dir}/part-{unit.index:05d}-{token}.parquet"
+    tmp = f"{out_dir}/.tmp-{posixpath.basename(final)}-{os.getpid()}"
+    pf = _parquet_file(unit.path)
     file_cols = [c for c in columns if c != PARTITION]
     consts = {k: pa.scalar(provenance[k], schema.field(k).type) for k in
               ("model_name", "model_version", "model_run_id", "scored_at")}
     t_read = 0.0
-    with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+    with pq.ParquetWriter(tmp, schema, compression="snappy", filesystem=fs) as writer:
         it = pf.iter_batches(batch_size=batch_rows, row_groups=unit.row_groups, columns=file_cols)
         seen = 0
         while True:
@@ -210,8 +226,8 @@ def score_unit(unit: Unit, ens: Ensemble, opts: ScoreOptions, columns: list[str]
             res.idsum_out = (res.idsum_out + id_checksum(table.column(opts.id_column).to_numpy())) % (1 << 64)
             writer.write_table(table)
             timer["write"] = timer.get("write", 0.0) + time.perf_counter() - t1
-    os.replace(tmp, final)
-    res.file = str(final)
+    arrow_move_over(fs, tmp, final)
+    res.file = final
     timer["read"] = t_read
     timer["total"] = time.perf_counter() - t0
     res.seconds = {k: round(v, 4) for k, v in timer.items()}

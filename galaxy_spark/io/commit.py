@@ -15,58 +15,38 @@ quarantine), and deletes staging directories of dead processes (a crash before s
 pair stays old). `recover_children(parent)` does the roll-forward for a directory whose children
 are committed one at a time (the scores' ``Field=N``: their journals lie inside `parent`). Names
 start with ``_`` (ignored by Spark and pyarrow) or carry ``.staging-``.
+
+Every file operation goes through `galaxy_spark.io.fs.store`: a plain path is the local file
+system, a URI (``hdfs://``, ``s3a://``, ``file://``…) the Spark session's Hadoop FileSystem. What
+each store makes atomic, and so what this protocol guarantees there: docs/storage.md.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from galaxy_spark.io.fs import StorageError, UriPath, glob, is_uri, location, store
 from galaxy_spark.io.procs import pid_alive
 
 JOURNAL_PREFIX = "_commit-"
 
 
-def staging_dir(target: Path, token: str) -> Path:
+def staging_dir(target, token: str) -> Path | UriPath:
     """Where a job stages `target` (a sibling named after the process and the commit token)."""
-    target = Path(target)
+    target = location(target)
     return target.parent / f"{target.name}.staging-{os.getpid()}-{token}"
 
 
-def _old(target: Path, token: str) -> Path:
+def _old(target, token: str):
     return target.parent / f"_old-{token}-{target.name}"
 
 
-def _journal(target: Path, token: str) -> Path:
+def _journal(target, token: str):
     return target.parent / f"{JOURNAL_PREFIX}{target.name}-{token}.json"
-
-
-def fsync_dir(d: Path) -> None:
-    """Make a rename or file creation in `d` durable (best effort: not every file system can)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def _roll_forward(doc: dict) -> list[str]:
@@ -74,121 +54,135 @@ def _roll_forward(doc: dict) -> list[str]:
     notes = []
     token = doc["token"]
     for pair in doc["pairs"]:
-        staging, target = Path(pair["staging"]), Path(pair["target"])
+        staging, target = location(pair["staging"]), location(pair["target"])
+        fs = store(target)
         old = _old(target, token)
-        if staging.exists():
-            if target.exists():
-                if old.exists():
+        if fs.exists(staging):
+            if fs.exists(target):
+                if fs.exists(old):
                     raise OSError(f"cannot finish commit {token}: {target} and {old} both exist")
-                os.rename(target, old)
-            os.rename(staging, target)
+                fs.rename(target, old)
+            fs.rename(staging, target)
             notes.append(f"finished the interrupted commit of {target}")
-        elif not target.exists() and old.exists():
+        elif not fs.exists(target) and fs.exists(old):
             # the new copy is gone (removed by hand, or never staged): the old one is all there is
-            os.rename(old, target)
+            fs.rename(old, target)
             notes.append(f"restored {target} from {old.name}: its staged replacement {staging} is gone")
     for pair in doc["pairs"]:
-        shutil.rmtree(_old(Path(pair["target"]), token), ignore_errors=True)
+        target = location(pair["target"])
+        store(target).delete(_old(target, token))
     for pair in doc["pairs"]:
-        _journal(Path(pair["target"]), token).unlink(missing_ok=True)
+        target = location(pair["target"])
+        store(target).delete(_journal(target, token))
     return notes
 
 
-def commit_together(pairs: list[tuple[Path, Path]], token: str) -> None:
+def commit_together(pairs: list[tuple], token: str) -> None:
     """Swap every staged directory in as its target, as one unit (see the module docstring)."""
-    doc = {"token": token, "pairs": [{"staging": str(Path(s).absolute()), "target": str(Path(t).absolute())}
+    doc = {"token": token, "pairs": [{"staging": str(location(s).absolute()), "target": str(location(t).absolute())}
                                      for s, t in pairs]}
-    text = json.dumps(doc, indent=1) + "\n"
+    text = (json.dumps(doc, indent=1) + "\n").encode()
     for _, t in pairs:
-        _write_atomic(_journal(Path(t), token), text)
+        t = location(t)
+        store(t).write_atomic(_journal(t, token), text)
     _roll_forward(doc)
 
 
 @contextmanager
-def staged_replace(target: Path) -> Iterator[Path]:
+def staged_replace(target) -> Iterator[Path | UriPath]:
     """Write a whole output directory into a staging sibling, then swap it in as `target`.
 
         with staged_replace(out) as staging:
             (staging / "report.html").write_text(...)
 
     On a clean exit the staging directory is committed (journaled, `commit_together`); on any
-    exception it is removed and `target` is untouched."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    exception it is removed and `target` is untouched. `target` is a local path: the caller
+    writes into the staging directory with Python."""
+    if is_uri(target):
+        raise StorageError(f"{target}: this output is written by Python on the driver and must be a local path")
+    target = location(target)
+    fs = store(target)
+    fs.mkdirs(target.parent)
     recover(target)
     token = uuid.uuid4().hex[:12]
     staging = staging_dir(target, token)
-    staging.mkdir()
+    fs.mkdir_new(staging)
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        fs.delete(staging)
         raise
     commit_together([(staging, target)], token)
 
 
-def recover(target: Path) -> list[str]:
+def recover(target) -> list[str]:
     """Finish any interrupted commit that involves `target`, then remove dead jobs' staging
     directories and leftovers of the previous protocol (``<name>.old-*``). Returns notes."""
-    target = Path(target).absolute()
+    target = location(target).absolute()
+    fs = store(target)
     notes: list[str] = []
-    for j in sorted(target.parent.glob(f"{JOURNAL_PREFIX}{target.name}-*.json")):
+    for j in glob(fs, target.parent, f"{JOURNAL_PREFIX}{target.name}-*.json"):
         notes += _recover_journal(j)
     # the protocol before journals renamed the target to <name>.old-<token>
-    legacy = sorted(target.parent.glob(f"{target.name}.old-*"))
-    if not target.exists() and legacy:
-        newest = max(legacy, key=lambda p: p.stat().st_mtime)
-        os.rename(newest, target)
+    legacy = glob(fs, target.parent, f"{target.name}.old-*")
+    if not fs.exists(target) and legacy:
+        newest = max(legacy, key=fs.mtime)
+        fs.rename(newest, target)
         legacy.remove(newest)
         notes.append(f"restored {target} from {newest.name} (an earlier run stopped mid-commit)")
-    if target.exists():
+    if fs.exists(target):
         for o in legacy:
-            shutil.rmtree(o, ignore_errors=True)
+            fs.delete(o)
     return notes + remove_stale_staging(target)
 
 
-def recover_children(parent: Path) -> list[str]:
+def recover_children(parent) -> list[str]:
     """Finish every interrupted commit whose targets are children of `parent` (the journals
     ``<parent>/_commit-<name>-<token>.json``), then deal with ``_old-<token>-<name>`` children
     that no journal names, left by the per-partition protocol before journals: restored as
     ``<name>`` when that is missing, else deleted. Used on a directory whose children are
     committed one by one (the scores' ``Field=N``). Returns notes."""
-    parent = Path(parent).absolute()
+    parent = location(parent).absolute()
+    fs = store(parent)
     notes: list[str] = []
-    if not parent.is_dir():
+    if not fs.is_dir(parent):
         return notes
-    for j in sorted(parent.glob(f"{JOURNAL_PREFIX}*.json")):
+    for j in glob(fs, parent, f"{JOURNAL_PREFIX}*.json"):
         notes += _recover_journal(j)
-    for old in sorted(parent.glob("_old-*-*")):
-        if not old.is_dir():
+    for old in glob(fs, parent, "_old-*-*"):
+        if not fs.is_dir(old):
             continue
         target = parent / old.name.split("-", 2)[2]
-        if not target.exists():
-            os.rename(old, target)
+        if not fs.exists(target):
+            fs.rename(old, target)
             notes.append(f"restored {target.name} from {old.name} (an earlier run stopped mid-commit)")
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            fs.delete(old)
     return notes
 
 
-def _recover_journal(j: Path) -> list[str]:
+def _recover_journal(j) -> list[str]:
     try:
-        return _roll_forward(json.loads(j.read_text()))
+        return _roll_forward(json.loads(store(j).read_bytes(j)))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise OSError(f"cannot finish the interrupted commit recorded in {j}: {e}") from None
+        # a StorageError (an OSError too): one line from the job, not a traceback
+        raise StorageError(f"cannot finish the interrupted commit recorded in {j}: {e}; "
+                           f"see docs/storage.md (what a crash mid-rename leaves)") from None
 
 
-def remove_stale_staging(target: Path) -> list[str]:
+def remove_stale_staging(target) -> list[str]:
     """Delete `<target>.staging-<pid>-*` siblings whose process is gone (or is this one, which is
-    starting afresh). Returns notes."""
-    target = Path(target)
+    starting afresh). Returns notes. A pid means something only on the host that staged: jobs
+    writing one output from drivers on several hosts at once are not supported (docs/storage.md)."""
+    target = location(target)
+    fs = store(target)
     notes = []
-    for st in sorted(target.parent.glob(f"{target.name}.staging-*")):
+    for st in glob(fs, target.parent, f"{target.name}.staging-*"):
         try:
             pid = int(st.name.rsplit(".staging-", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
         if pid == os.getpid() or not pid_alive(pid):
-            shutil.rmtree(st, ignore_errors=True)
+            fs.delete(st)
             notes.append(f"removed stale staging directory {st.name}")
     return notes

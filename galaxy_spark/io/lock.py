@@ -13,11 +13,14 @@ a SIGKILL leaves it behind (and the next run finds it stale).
 `Ledger(path)`: JSON lines, one record per append, each one ``write`` on an ``O_APPEND``
 descriptor followed by ``fsync``; reading validates every line (`LedgerError`, exit 2, on the
 first bad one) so that a job never mistakes an unreadable history for an empty one.
+
+Both work on a URI too, through `galaxy_spark.io.fs`: there the lock is ``create(overwrite=false)``
+(atomic on HDFS, not on S3), the guard an exclusively created ``<path>.guard`` file, and an
+append rewrites the ledger atomically (S3 cannot append); docs/storage.md says what holds where.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import os
 import signal
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from galaxy_spark.errors import GalaxySparkError, InputError
-from galaxy_spark.io.commit import fsync_dir
+from galaxy_spark.io.fs import location, store
 from galaxy_spark.io.procs import pid_alive
 from galaxy_spark.log import get_logger
 
@@ -61,16 +64,17 @@ class Ledger:
     REQUIRED = ("run_id", "field", "action")
 
     def __init__(self, path: str | Path, on_corrupt: str = ""):
-        self.path = Path(path)
+        self.path = location(path)
+        self.fs = store(self.path)
         self.on_corrupt = on_corrupt
 
     def read(self) -> list[dict]:
         """Every record, in file order; any line that is not a JSON object with every key of
         `REQUIRED` → `LedgerError` naming the line (a missing file is an empty ledger)."""
-        if not self.path.exists():
+        if not self.fs.exists(self.path):
             return []
         try:
-            raw = self.path.read_bytes()
+            raw = self.fs.read_bytes(self.path)
         except OSError as e:
             raise LedgerError(f"ledger {self.path} cannot be read: {e}") from None
         out = []
@@ -98,19 +102,9 @@ class Ledger:
         return out
 
     def append(self, rec: dict) -> None:
-        """Append one record as a whole line, durably (fsync; the directory too on creation)."""
-        new = not self.path.exists()
-        line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode("utf-8")
-        fd = os.open(str(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.path.parent)
+        """Append one record as a whole line, durably (`io.fs`: a local file gets one O_APPEND
+        write + fsync; a Hadoop one is rewritten atomically)."""
+        self.fs.append(self.path, (json.dumps(rec, sort_keys=True, default=str) + "\n").encode("utf-8"))
 
 
 # =============================================================================================
@@ -133,7 +127,8 @@ class RunLock:
 
     def __init__(self, path: str | Path, run_id: str, max_age_s: float | None = None, echo=log.info,
                  job: str = "job"):
-        self.path = Path(path)
+        self.path = location(path)
+        self.fs = store(self.path)
         self.dir = self.path.parent
         self.guard = self.path.with_name(self.path.name + ".guard")
         self.run_id = run_id
@@ -150,27 +145,19 @@ class RunLock:
                             "started_unix": now.timestamp()}, sort_keys=True) + "\n").encode()
 
     def _try_create(self) -> bool:
-        try:
-            fd = os.open(str(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if not self.fs.create_exclusive(self.path, self._content()):
             return False
-        try:
-            os.write(fd, self._content())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self.dir)
         self.held = True
         return True
 
     def read(self) -> tuple[dict | None, float | None]:
         """(the lock's JSON or None when unreadable, its age in seconds) — (None, None) when absent."""
         try:
-            st = self.path.stat()
-            data = self.path.read_bytes()
+            mtime = self.fs.mtime(self.path)
+            data = self.fs.read_bytes(self.path)
         except FileNotFoundError:
             return None, None
-        age = time.time() - st.st_mtime
+        age = time.time() - mtime
         try:
             info = json.loads(data.decode())
             if not isinstance(info, dict):
@@ -200,23 +187,22 @@ class RunLock:
         return None
 
     def _break_stale(self) -> bool:
-        """Under an flock guard: re-read, re-check, remove a stale lock and take it. True if taken."""
-        gfd = os.open(str(self.guard), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(gfd, fcntl.LOCK_EX)
+        """Under the guard (`io.fs`: an flock locally): re-read, re-check, remove a stale lock and
+        take it. True if taken."""
+        with self.fs.guard(self.guard) as guarded:
+            if not guarded:                      # another run is breaking it right now
+                return False
             info, age = self.read()
             if age is None:                      # released meanwhile
                 return self._try_create()
             reason = self.stale_reason(info, age)
             if reason is None:
                 return False
-            self.path.unlink(missing_ok=True)
+            self.fs.delete(self.path)
             who = f"run {info.get('run_id')} (pid {info.get('pid')} on {info.get('host')}, " \
                   f"started {info.get('started_at')})" if info else "an unknown run"
             self.echo(f"{self.job}: recovered a stale lock {self.path.name} from {who}: {reason}")
             return self._try_create()
-        finally:
-            os.close(gfd)
 
     def describe(self) -> str:
         """One line on the lock's holder and age, for messages."""
@@ -231,7 +217,7 @@ class RunLock:
     def acquire(self, wait_s: float = 0.0, poll_s: float = 1.0) -> None:
         """Take the lock, breaking a stale one; a live holder → wait up to `wait_s` seconds
         (polling every `poll_s`), then `LockHeldError`."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fs.mkdirs(self.dir)
         deadline = time.monotonic() + max(0.0, wait_s)
         announced = False
         while True:
@@ -253,7 +239,7 @@ class RunLock:
             return
         info, _ = self.read()
         if info and info.get("run_id") == self.run_id:
-            self.path.unlink(missing_ok=True)
+            self.fs.delete(self.path)
         self.held = False
 
     @contextmanager

@@ -15,21 +15,23 @@ import os
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
+from galaxy_spark.io.fs import UriPath, location, store
 
 MANIFEST = "_manifest.json"
 
 
-def manifest_path(directory: str | os.PathLike) -> Path:
-    return Path(directory) / MANIFEST
+def manifest_path(directory: str | os.PathLike) -> Path | UriPath:
+    return location(directory) / MANIFEST
 
 
 def read_manifest(directory: str | os.PathLike, what: str = "manifest") -> dict | None:
     """The manifest of `directory` as a dict; None when absent; `InputError` when unreadable."""
     p = manifest_path(directory)
-    if not p.is_file():
+    fs = store(p)
+    if not fs.is_file(p):
         return None
     try:
-        m = json.loads(p.read_text())
+        m = json.loads(fs.read_bytes(p))
     except (OSError, ValueError) as e:
         raise InputError(f"{what} {p} is unreadable ({e}); re-run the job that wrote it, or remove it") from None
     if not isinstance(m, dict):
@@ -37,20 +39,19 @@ def read_manifest(directory: str | os.PathLike, what: str = "manifest") -> dict 
     return m
 
 
-def write_manifest(directory: str | os.PathLike, manifest: dict, kind: str) -> Path:
+def write_manifest(directory: str | os.PathLike, manifest: dict, kind: str) -> Path | UriPath:
     """Write `manifest` (with ``kind``) atomically: readers see the old or the new one, never half."""
-    d = Path(directory)
+    p = manifest_path(directory)
     doc = {**manifest, "kind": kind}
-    tmp = d / f"{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, d / MANIFEST)
-    return d / MANIFEST
+    store(p).write_atomic(p, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
+    return p
 
 
 def manifest_sha256(directory: str | os.PathLike) -> str | None:
     """First 16 hex digits of the manifest's SHA-256 (provenance of what a job read); None if absent."""
     p = manifest_path(directory)
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else None
+    fs = store(p)
+    return hashlib.sha256(fs.read_bytes(p)).hexdigest()[:16] if fs.is_file(p) else None
 
 
 def utc_now() -> str:

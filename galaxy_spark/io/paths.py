@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
+from galaxy_spark.io.fs import UriPath, is_uri, location, store
 from galaxy_spark.io.manifest import MANIFEST, read_manifest
 
 KINDS = ("catalog", "quarantine", "scores", "report")
@@ -33,13 +34,14 @@ def manifest_kind(directory: str | os.PathLike) -> str | None:
     Manifests written before the ``kind`` key existed are recognised by their keys. A manifest
     that exists but cannot be read is ``"unreadable"`` (not an error here: the guard then refuses
     to replace the directory, whose owner is unknown)."""
-    d = Path(directory)
+    d = location(directory)
+    fs = store(d)
     try:
         m = read_manifest(d)
     except InputError:
         return "unreadable"
     if m is None:
-        if (d / "report.html").is_file() and (d / "metrics.json").is_file():
+        if fs.is_file(d / "report.html") and fs.is_file(d / "metrics.json"):
             return "report"
         return None
     if m.get("kind") in KINDS:
@@ -54,17 +56,25 @@ def manifest_kind(directory: str | os.PathLike) -> str | None:
     return "unreadable"
 
 
-def _abs(p: str | os.PathLike) -> Path:
-    s = str(p)
-    if s.startswith("file://"):
-        s = s[len("file://"):]
-    elif s.startswith("file:"):
-        s = s[len("file:"):]
-    return Path(os.path.realpath(os.path.expanduser(s)))
+def _abs(p: str | os.PathLike) -> Path | UriPath:
+    if is_uri(p):
+        u = UriPath(str(p))
+        return UriPath("file://" + os.path.realpath(u.path)) if u.scheme == "file" else u
+    return Path(os.path.realpath(os.path.expanduser(str(p))))
 
 
-def _inside(a: Path, b: Path) -> bool:
+def _key(a: Path | UriPath) -> Path | UriPath:
+    """What `a` is compared as: a ``file:`` URI is the local path it names."""
+    return Path(a.path) if isinstance(a, UriPath) and a.scheme == "file" else a
+
+
+def _same(a, b) -> bool:
+    return _key(a) == _key(b)
+
+
+def _inside(a, b) -> bool:
     """True when a is b or lies under b."""
+    a, b = _key(a), _key(b)
     return a == b or b in a.parents
 
 
@@ -72,8 +82,9 @@ def managed_ancestor(path: str | os.PathLike) -> tuple[Path, str] | None:
     """The nearest existing ancestor of `path` (not `path` itself) that is a galaxy_spark output
     directory, with its kind."""
     p = _abs(path)
+    fs = store(p)
     for a in p.parents:
-        if a.is_dir():
+        if fs.is_dir(a):
             k = manifest_kind(a)
             if k in KINDS:           # someone else's _manifest.json higher up is not ours to guard
                 return a, k
@@ -106,7 +117,7 @@ def check_job_paths(inputs: dict[str, str | os.PathLike | list | None],
 
     for oname, o, okind in outs:
         for iname, i in ins:
-            if o == i:
+            if _same(o, i):
                 raise InputError(f"{oname} {o} is the same path as {iname}: refusing to overwrite an input")
             if _inside(o, i):
                 raise InputError(f"{oname} {o} lies inside {iname} {i}: an output must not be written into an input")
@@ -114,7 +125,7 @@ def check_job_paths(inputs: dict[str, str | os.PathLike | list | None],
                 raise InputError(f"{iname} {i} lies inside {oname} {o}: writing {oname} would replace the input")
     for k, (aname, a, _) in enumerate(outs):
         for bname, b, _ in outs[k + 1:]:
-            if a == b:
+            if _same(a, b):
                 raise InputError(f"{aname} and {bname} are the same path ({a}): they must be different directories")
             if _inside(a, b) or _inside(b, a):
                 inner, outer = ((aname, a), (bname, b)) if _inside(a, b) else ((bname, b), (aname, a))
@@ -125,24 +136,25 @@ def check_job_paths(inputs: dict[str, str | os.PathLike | list | None],
             d, k = anc
             raise InputError(f"{oname} {o} lies inside the {KIND_WORDS.get(k, k)} {d}: galaxy_spark "
                              f"would read or replace it; choose a path outside it")
-        if not o.exists():
+        fs = store(o)
+        if not fs.exists(o):
             continue
         if okind == "file":
-            if o.is_dir():
+            if fs.is_dir(o):
                 raise InputError(f"{oname} {o} is a directory; a file path is expected")
             continue
         if okind == "rawdir":        # a directory of raw files (the mock's ASCII layout)
-            if not o.is_dir():
+            if not fs.is_dir(o):
                 raise InputError(f"{oname} {o} exists and is not a directory")
             continue
-        if not o.is_dir():
+        if not fs.is_dir(o):
             raise InputError(f"{oname} {o} exists and is not a directory (a regular file?); "
                              f"refusing to replace it with a {KIND_WORDS[okind]}")
         k = manifest_kind(o)
         if k == okind:
             continue
         if k is None:
-            if any(True for _ in o.iterdir()):
+            if fs.list(o):
                 raise InputError(f"{oname} {o} exists, is not empty and is not a galaxy_spark "
                                  f"{KIND_WORDS[okind]} (no {MANIFEST}); refusing to replace it")
             continue
