@@ -165,3 +165,9 @@ def test_thesis_clip_follows_the_survey_file(survey):
 def test_validate_rejects_unknown_convention(survey, raw_row):
     with pytest.raises(ValueError):
         C.validate_batch(raw_row(survey, [{}]), survey, "other")
+
+
+def test_an_empty_batch_validates_to_an_empty_batch(survey, raw_row):
+    v = _validated(survey, raw_row, [])
+    assert v.num_rows == 0 and v.schema.names[-2:] == [C.REASON, C.REASON_DETAIL]
+    assert C.to_canonical(v, survey).num_rows == 0

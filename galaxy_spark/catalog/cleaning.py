@@ -66,7 +66,6 @@ _JAVA_WS = "".join(map(chr, range(0x21)))      # what Java's String.trim removes
 _NUMBER_RE = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[fFdD]?|NaN|Infinity)$"
 _SPECIAL_RE = r"^([+-]?inf(inity)?|nan)$"
 _ID_RE = r"^[0-9]{1,18}$"
-_ARROW_TYPES = {"int": "int32", "long": "int64", "double": "float64", "string": "string"}
 
 
 def _id_coefficients(survey: Survey) -> tuple[int, int, int, int]:
@@ -158,6 +157,11 @@ def validate_batch(batch, survey: Survey, convention: str):
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     n = batch.num_rows
+    if n == 0:      # a header-only file: the same columns, no rows
+        names = list(batch.schema.names) + [nm for nm, _ in validated_columns(survey)]
+        return pa.RecordBatch.from_arrays(
+            list(batch.columns) + [pa.array([], pa.type_for_alias(_ARROW[t])) for _, t in validated_columns(survey)],
+            names=names)
     col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
     s = survey.sentinels
     band_set = set(survey.band_names)
@@ -372,7 +376,7 @@ def _decode_vizier(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
             _first(n, checks, band))
 
 # ---- duplicates and projections -----------------------------------------------------------------
-_ARROW = {"bigint": "int64", "int": "int32", "double": "float64", "string": "string", "tinyint": "int8"}
+_ARROW = {"bigint": "int64", "long": "int64", "int": "int32", "double": "float64", "string": "string", "tinyint": "int8"}
 
 
 def canonical_arrow_schema(survey: Survey, thesis_clip: bool = False):
