@@ -185,6 +185,7 @@ def raw_batch(lines: list[bytes], unit: TextUnit, survey: Survey):
     if good:
         table = pcsv.read_csv(
             pa.py_buffer(b"\n".join(good) + b"\n"),
+            # one thread: Spark already runs a task per core
             read_options=pcsv.ReadOptions(column_names=[f"c{k}" for k in range(lay.n_fields)],
                                           block_size=64 << 20),
             parse_options=pcsv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
@@ -233,7 +234,9 @@ def ingest_unit(unit: TextUnit, survey: Survey, duplicate_ids: np.ndarray, out_s
     fields = good.column(S.PARTITION_COLUMN).to_numpy(zero_copy_only=False)
     for f in np.unique(fields):
         part = good.filter(pc.equal(good.column(S.PARTITION_COLUMN), pa.scalar(int(f), pa.int32())))
-        part = part.take(pc.sort_indices(part, [(survey.id_column, "ascending")]))
+        ids = part.column(survey.id_column).to_numpy()
+        if len(ids) > 1 and (np.diff(ids) < 0).any():      # files are usually in ID order already
+            part = part.take(pc.sort_indices(part, [(survey.id_column, "ascending")]))
         part = part.drop_columns([S.PARTITION_COLUMN])       # in the directory name, as Spark writes it
         per_row = max(1, part.nbytes // max(part.num_rows, 1))
         write_parquet_atomically(part, f"{out_staging}/{S.PARTITION_COLUMN}={int(f)}/part-{unit.index:05d}-{token}.parquet",
