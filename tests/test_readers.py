@@ -156,3 +156,28 @@ def test_units_cut_at_line_starts_keep_exact_line_numbers(tmp_path, public_frame
                                                           if k > 0 and ln.strip() and not ln.startswith(b"#")]
         assert all(r[R.RAW_LINE].encode() == want[r[R.LINE_NUMBER] - 1] for r in rows)
         assert all(r[R.N_FIELDS] == r[R.EXPECTED_FIELDS] for r in rows)
+
+
+def test_a_unit_writes_each_field_sorted_by_id(tmp_path, public_frame, survey):
+    """A task on shuffled input (no Spark): one file per Field, rows in ID order, the content hash of
+    what it wrote, and the duplicate marked in the quarantine."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_csv
+
+    rows = public_frame.head(50).sample(frac=1.0, random_state=3)
+    path = write_csv(rows, tmp_path / "shuffled.csv")
+    lay = R.inspect_file(str(path), survey)
+    index = T.index_inputs([lay], survey)
+    dup = int(rows["ID"].iloc[0])
+    res = T.ingest_unit(index.units[0], survey, np.array([dup]), str(tmp_path / "out"), str(tmp_path / "q"), "tok")
+    files = sorted((tmp_path / "out").glob("Field=*/*.parquet"))
+    assert len(files) == len(res["fields"]) >= 1
+    for f in files:
+        t = pq.read_table(f)
+        ids = t.column("ID").to_numpy()
+        assert (np.diff(ids) > 0).all() and "Field" not in t.column_names
+        assert res["fields"][int(f.parent.name.split("=")[1])]["hash"] == T.content_hash(t)
+    assert res["by_reason"] == {"duplicate_id": 1} and res["rows"] == 50
+    assert sum(r["rows"] for r in res["fields"].values()) == 49

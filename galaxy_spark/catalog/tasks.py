@@ -185,7 +185,6 @@ def raw_batch(lines: list[bytes], unit: TextUnit, survey: Survey):
     if good:
         table = pcsv.read_csv(
             pa.py_buffer(b"\n".join(good) + b"\n"),
-            # one thread: Spark already runs a task per core
             read_options=pcsv.ReadOptions(column_names=[f"c{k}" for k in range(lay.n_fields)],
                                           block_size=64 << 20),
             parse_options=pcsv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
