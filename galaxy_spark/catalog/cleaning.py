@@ -87,6 +87,17 @@ def validated_columns(survey: Survey) -> list[tuple[str, str]]:
     return out + [(REASON, "string"), (REASON_DETAIL, "string")]
 
 
+def typed_ids(raw):
+    """IDs as int64 from their raw strings: 1-18 ASCII digits after trimming spaces, else null. The
+    one rule for the validation and for the ingest's duplicate scan (tasks.index_inputs)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = pc.utf8_trim(raw, " ")
+    digits = pc.fill_null(pc.match_substring_regex(t, _ID_RE), False)
+    return pc.cast(pc.if_else(digits, t, pa.scalar(None, pa.string())), pa.int64())
+
+
 def _blank(arr):
     """Null or only spaces (SQL trim() = '')."""
     import pyarrow.compute as pc
@@ -193,9 +204,7 @@ def validate_batch(batch, survey: Survey, convention: str):
         if is_band:
             continue  # decoded per band below
         if c.name == survey.id_column:
-            digits = pc.fill_null(pc.match_substring_regex(pc.utf8_trim(col[c.name], " "), _ID_RE), False)
-            text = pc.if_else(digits, pc.utf8_trim(col[c.name], " "), pa.scalar(None, pa.string()))
-            arr = pc.cast(text, pa.int64())
+            arr = typed_ids(col[c.name])
         elif c.type == "int":
             keep = whole & (np.abs(p.value) <= _INT_MAX)
             arr = masked(np.where(keep, p.value, 0).astype(np.int32), keep, pa.int32())
@@ -276,7 +285,7 @@ def _reasons(n: int, problems: dict, n_fields, expected):
     detail = np.full(n, None, dtype=object)
     for r in np.flatnonzero(wrong_count):
         detail[r] = f"{n_fields[r].as_py()} fields, expected {expected[r].as_py()}"
-    rejected = np.asarray([x is not None for x in reason]) & ~wrong_count
+    rejected = ~open_rows & ~wrong_count
     if rejected.any():
         parts: dict[int, list] = {}
         for code in REASONS:

@@ -77,19 +77,12 @@ def count_fields(line: bytes, fmt: str) -> int:
     return len(line.split()) if fmt == "ascii" else line.count(b",") + 1
 
 
-def _typed_id(line: bytes, fmt: str, n_fields: int, pos: int) -> int | None:
-    """The ID as validation types it (cleaning._ID_RE): 1-18 ASCII digits after trimming spaces,
-    on a line with the right field count."""
+def _id_field(line: bytes, fmt: str, n_fields: int, pos: int) -> bytes | None:
+    """The raw ID field of a line with the right field count (typed by `cleaning.typed_ids`)."""
     if fmt == "ascii":
         fields = line.split()
-        if len(fields) != n_fields:
-            return None
-        x = fields[pos]
-    else:
-        if line.count(b",") != n_fields - 1:
-            return None
-        x = line.split(b",", pos + 1)[pos].strip(b" ")
-    return int(x) if 0 < len(x) <= 18 and x.isdigit() and x.isascii() else None
+        return fields[pos] if len(fields) == n_fields else None
+    return line.split(b",", pos + 1)[pos] if line.count(b",") == n_fields - 1 else None
 
 
 def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = UNIT_BYTES,
@@ -97,7 +90,9 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
     """One sequential read of every input (see the module docstring)."""
     import datetime as _dt
 
-    units, stats, prints, ids = [], {}, {}, []
+    import pyarrow as pa
+
+    units, stats, prints, id_fields = [], {}, {}, []
     for lay in layouts:
         pos = dict(lay.positions).get(survey.id_column)
         h = hashlib.sha256()
@@ -119,9 +114,9 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
                     if i != lay.header_line and is_data_line(line):
                         data_lines += 1
                         if pos is not None:
-                            v = _typed_id(line, lay.format, lay.n_fields, pos)
+                            v = _id_field(line, lay.format, lay.n_fields, pos)
                             if v is not None:
-                                ids.append(v)
+                                id_fields.append(v)
                 line_no += len(lines)
                 offset += len(complete)
                 if not gz and offset - unit_start >= unit_bytes and block:
@@ -139,8 +134,8 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
         prints[lay.path] = {"path": lay.path, "size": st.st_size, "sha256": h.hexdigest(),
                             "mtime": _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc).isoformat()}
         stats[lay.path] = {"lines": line_no, "data_lines": data_lines}
-    arr = np.asarray(ids, np.int64)
-    uniq, counts = np.unique(arr, return_counts=True)
+    typed = C.typed_ids(pa.array(id_fields, pa.binary()).cast(pa.string()))
+    uniq, counts = np.unique(typed.drop_null().to_numpy(), return_counts=True)
     return InputIndex(units, stats, prints, uniq[counts > 1])
 
 
