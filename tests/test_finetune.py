@@ -75,7 +75,9 @@ def test_keras_rebuild_without_normalisation_and_with_an_input_layer():
     x = rng.normal(20, 2, (300, 24)).astype(np.float32)
     rebuilt = F.keras_from_stack(stack)
     assert norm is None and len(rebuilt.layers) == 1 + len(dense)
-    assert np.max(np.abs(np.asarray(rebuilt(x, training=False)) - stack(x))) < 1e-5
+    # Unnormalised magnitudes through perturbed linear layers give logits in the hundreds, so float32
+    # summation order alone moves the softmax by ~1e-5; a wrong weight or activation moves it by ~0.1.
+    assert np.max(np.abs(np.asarray(rebuilt(x, training=False)) - stack(x))) < 1e-4
 
 
 # ---- (b) folds -----------------------------------------------------------------------------------
