@@ -1,12 +1,17 @@
-"""Filter response curves named by the survey file, read straight from the package data.
+"""Filter response curves named by the survey file.
 
-kcorrect ships the real ALHAMBRA curves as small Yanny-style tables (`| lambda | pass |`); reading
-them directly takes milliseconds (kcorrect's own loader takes ~1 s each).
+Two kinds of `response:` entry:
+- `{package: kcorrect, file: NAME}`: a curve an installed package ships (kcorrect's small
+  Yanny-style tables, `| lambda | pass |`; read directly in milliseconds, kcorrect's own loader
+  takes ~1 s each);
+- `{file: PATH}`: a two-column text table (wavelength in Å, throughput; `#` comments), PATH
+  relative to the survey file's directory or absolute — the official curves of a survey (e.g. from
+  the SVO Filter Profile Service) or the approximate ones `scripts/make_curves.py` builds from a
+  band's published centre and width (`approximate_throughput`).
 """
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,20 +31,43 @@ class Response:
         return float(np.sqrt(np.trapezoid(t * w, w) / np.trapezoid(t / w, w)))
 
 
+# Approximate curves: a flat top with raised-cosine edges, each edge EDGE_FRACTION of the FWHM wide
+# (10%-90% rise over ~0.2 FWHM, like the interference filters of J-PLUS/J-PAS), the half maximum
+# exactly at centre ± FWHM/2, so the curve's FWHM and pivot are the published ones.
+EDGE_FRACTION = 0.25
+
+
+def approximate_throughput(wave_aa: np.ndarray, centre_aa: float, fwhm_aa: float) -> np.ndarray:
+    """Peak-normalised throughput (0–1) at `wave_aa` of a band of the given centre and FWHM (Å)."""
+    edge = EDGE_FRACTION * fwhm_aa
+    d = np.abs(np.asarray(wave_aa, float) - centre_aa) - (fwhm_aa - edge) / 2   # distance into the edge
+    return np.where(d <= 0, 1.0, np.where(d >= edge, 0.0, 0.5 * (1 + np.cos(np.pi * np.clip(d, 0, edge) / edge))))
+
+
+def approximate_curve(centre_aa: float, fwhm_aa: float, step_aa: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled `approximate_throughput` curve, zero at both ends."""
+    half = (1 + EDGE_FRACTION) * fwhm_aa / 2
+    wave = np.arange(np.floor((centre_aa - half) / step_aa) * step_aa, centre_aa + half + step_aa, step_aa)
+    return wave, approximate_throughput(wave, centre_aa, fwhm_aa)
+
+
 @functools.lru_cache(maxsize=256)
-def _read_table(package: str, file: str) -> tuple[np.ndarray, np.ndarray]:
-    path = importlib.resources.files(package) / "data" / "responses" / file
+def _read_table(location) -> tuple[np.ndarray, np.ndarray]:
     rows = []
-    with path.open() as fh:
+    with location.open() as fh:
         for line in fh:
-            if line.startswith("|"):
+            if line.startswith("|"):          # kcorrect's Yanny tables
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                try:
-                    rows.append((float(cells[0]), float(cells[1])))
-                except ValueError:
-                    continue  # the header row
+            elif line.strip() and not line.lstrip().startswith("#"):
+                cells = line.split()          # plain two-column text
+            else:
+                continue
+            try:
+                rows.append((float(cells[0]), float(cells[1])))
+            except (ValueError, IndexError):
+                continue  # a header row
     if not rows:
-        raise ValueError(f"no response table found in {package}:{file}")
+        raise ValueError(f"no response table found in {location}")
     a = np.asarray(rows)
     return a[:, 0], a[:, 1]
 
@@ -47,7 +75,7 @@ def _read_table(package: str, file: str) -> tuple[np.ndarray, np.ndarray]:
 def load_response(band: Band) -> Response:
     if band.response is None:
         raise ValueError(f"band {band.name} has no response curve in the survey file")
-    wave, thr = _read_table(band.response["package"], band.response["file"])
+    wave, thr = _read_table(band.response["location"])
     order = np.argsort(wave)
     wave, thr = wave[order], np.clip(thr[order], 0.0, None)
     thr = thr / thr.max()  # 'percent' and 'fraction' curves alike end up peak-normalised

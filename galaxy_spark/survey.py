@@ -8,6 +8,7 @@ offending key in every error, e.g. ``alhambra.yaml: bands[3].pivot_aa: expected 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,33 @@ class Survey:
         return float(lo), float(hi)
 
 
+def response_location(response: dict, base=None):
+    """Where a band's `response:` table is: `{package, file}` a resource the package ships under
+    data/responses/, `{file}` a path relative to `base` (the survey file's directory) or absolute.
+    The returned object has `.is_file()` and `.open()`."""
+    if response.get("package"):
+        return importlib.resources.files(response["package"]) / "data" / "responses" / response["file"]
+    path = Path(response["file"])
+    return path if path.is_absolute() or base is None else base / response["file"]
+
+
+def _response(raw: Any, src: str, path: str, base) -> dict:
+    _get(raw, "file", src, path, "str")
+    package = _get(raw, "package", src, path, "str", required=False)
+    scale = _get(raw, "scale", src, path, "str")
+    if scale not in ("percent", "fraction"):
+        raise _err(src, f"{path}.scale", f"expected 'percent' or 'fraction', got {scale!r}")
+    try:
+        location = response_location(raw, base)
+        found = location.is_file()
+    except ModuleNotFoundError:
+        raise _err(src, f"{path}.package", f"package {package!r} is not installed") from None
+    if not found:
+        raise _err(src, f"{path}.file", f"no curve file {raw['file']!r} "
+                   + (f"in package {package!r}" if package else f"(looked at {location})"))
+    return {**raw, "location": location, "approximate": bool(raw.get("approximate", False))}
+
+
 def _err(src: str, key: str, msg: str) -> SurveyConfigError:
     return SurveyConfigError(f"{src}: {key}: {msg}")
 
@@ -304,8 +332,32 @@ def _spectroscopy(raw: Any, src: str, fields: list[int]) -> Spectroscopy:
     )
 
 
-def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
-    """Validate a parsed YAML document and build a Survey; errors name the offending key."""
+def _check_id_scheme(src: str, id_: dict, pointings: dict, ccds: list) -> None:
+    """IDs are prefix, field, pointing and CCD digits, then a running number (Survey.make_id): a
+    number with more than one digit, or no room left for the running number, would make the IDs
+    of two catalogues overlap."""
+    prefix = _get(id_, "prefix", src, "id", "int")
+    digits = _get(id_, "digits", src, "id", "int")
+    if prefix <= 0:
+        raise _err(src, "id.prefix", f"expected a positive integer, got {prefix}")
+    if digits - len(str(prefix)) < 4:
+        raise _err(src, "id.digits", f"{digits} digits leave no room for field, pointing, CCD and a running "
+                   f"number after the {len(str(prefix))}-digit prefix {prefix}: IDs would overlap")
+    if digits > 18:
+        raise _err(src, "id.digits", f"{digits} digits do not fit a 64-bit integer")
+    for key, values in (("layout.pointings", list(pointings)),
+                        *((f"layout.pointings.{f}", list(ps)) for f, ps in pointings.items()),
+                        ("layout.ccds", list(ccds))):
+        bad = [v for v in values if not 0 <= v <= 9]
+        if bad:
+            raise _err(src, key, f"{bad} take more than the one ID digit each level has: IDs would overlap")
+        if len(set(values)) != len(values):
+            raise _err(src, key, f"a number appears twice in {values}: two catalogues would share IDs")
+
+
+def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
+    """Validate a parsed YAML document and build a Survey; errors name the offending key.
+    `base`: the survey file's directory, where relative response-curve paths are looked up."""
     name = _get(raw, "name", src, "", "str")
     id_ = _get(raw, "id", src, "", "dict")
     layout = _get(raw, "layout", src, "", "dict")
@@ -333,10 +385,7 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
         synthetic = bool(b.get("synthetic", False)) if isinstance(b, dict) else False
         resp = _get(b, "response", src, p, "dict", required=not synthetic)
         if resp is not None:
-            _get(resp, "package", src, f"{p}.response", "str")
-            _get(resp, "file", src, f"{p}.response", "str")
-            if _get(resp, "scale", src, f"{p}.response", "str") not in ("percent", "fraction"):
-                raise _err(src, f"{p}.response.scale", f"expected 'percent' or 'fraction', got {resp['scale']!r}")
+            resp = _response(resp, src, f"{p}.response", base)
         bands.append(Band(
             name=_get(b, "name", src, p, "str"),
             pivot_aa=float(_get(b, "pivot_aa", src, p, "positive")),
@@ -365,6 +414,7 @@ def parse_survey(raw: Any, src: str = "<survey>") -> Survey:
     for required in ("Field", "Pointing", "CCD"):
         if required not in [c.name for c in leading]:
             raise _err(src, "columns.leading", f"needs a {required!r} column")
+    _check_id_scheme(src, id_, pointings, ccds)
     labels = _get(raw, "labels", src, "", "dict", required=False, default={}) or {}
     spec_raw = _get(raw, "spectroscopy", src, "", "dict", required=False)
     spectroscopy = None if spec_raw is None else _spectroscopy(spec_raw, src, sorted(pointings))
@@ -415,7 +465,7 @@ def _load_survey(name_or_path: str, resolved: str) -> Survey:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
-    return parse_survey(raw, src=path.name)
+    return parse_survey(raw, src=path.name, base=path.parent)
 
 
 def load_survey(name_or_path: str = "alhambra") -> Survey:

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from galaxy_spark.filters import _read_table, load_responses
+from galaxy_spark.survey import response_location
 from galaxy_spark.survey import Survey
 
 C_AA = 2.99792458e18          # speed of light, Å/s
@@ -59,7 +60,7 @@ def load_templates() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _curve(file: str) -> tuple[np.ndarray, np.ndarray]:
-    w, t = _read_table("kcorrect", file)
+    w, t = _read_table(response_location({"package": "kcorrect", "file": file}))
     o = np.argsort(w)
     t = np.clip(t[o], 0, None)
     return w[o], t / t.max()
