@@ -32,7 +32,7 @@ REAL_ROWS = REPO.parent / "shared" / "data" / "alhambra_f02_vizier_sample.csv"
 
 
 # ---- input generation --------------------------------------------------------------------------
-def make_input(path: Path, n: int, real_rows: Path = REAL_ROWS, survey_name: str = "alhambra") -> None:
+def make_input(path: Path, n: int, real_rows: Path = REAL_ROWS, survey_name: str | None = None) -> None:
     import numpy as np
     import pandas as pd
 

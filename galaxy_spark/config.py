@@ -101,6 +101,11 @@ def _load_pipeline_config(path: str | None, resolved: str) -> dict:
     return cfg
 
 
+def default_survey() -> str:
+    """The survey a job uses without --survey: pipeline.yaml's `survey:` key."""
+    return str(load_pipeline_config().get("survey") or "")
+
+
 def load_pipeline_config(path: str | None = None) -> dict:
     """The pipeline defaults: `path` when given, else pipeline.yaml from $GALAXY_SPARK_CONF_DIR or
     the package. Keys `paths`, `spark` and `mlflow` (mappings) are required; command-line flags

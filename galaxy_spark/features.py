@@ -11,7 +11,8 @@ Two feature sets:
   flags, plus the detection-band magnitude and error and a few morphology measurements.
   Normalisation happens inside the networks, so scoring needs no external scaler.
 Nothing that is a target or derived from one is an input: no `stell` (the star/galaxy label comes
-from it), no `Stellar_Flag`, no BPZ output (zb, Tb, Odds, mass, M_B, chi2, MagPrior).
+from it), no column of the survey file's `labels:` section (its star flag, template-fit redshift,
+type, odds, mass, absolute magnitude, chi2, prior magnitude).
 """
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, li
 
 # Morphology columns used by the default features (log10 where the quantity spans decades).
 MORPHOLOGY = {"fwhm": "log", "area": "log", "ell": "linear", "rk": "linear", "rf": "log", "s2n": "log"}
-# Columns a model must never see: targets and everything derived from them.
-FORBIDDEN_INPUTS = {"stell", "Stellar_Flag"}
+# Canonical columns a model must never see (the star/galaxy label comes from `stell`); every
+# column of the survey file's `labels:` section is excluded as well (forbidden_inputs).
+FORBIDDEN_INPUTS = {"stell"}
+
+
+def forbidden_inputs(survey: Survey) -> set[str]:
+    """Columns no feature may read: FORBIDDEN_INPUTS and the survey's label columns."""
+    return set(FORBIDDEN_INPUTS) | {v for v in survey.labels.values() if isinstance(v, str)}
 NONDETECTION_ERROR = 1.0857  # magnitude error at S/N = 1
 MAX_ERROR = 2.0
 
@@ -128,7 +135,7 @@ def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
         names = [f"{det}_mag", f"{det}_err"]
         for b in others:
             names += [f"{b}-{det}", f"{b}_err", f"{b}_undetected", f"{b}_unobserved"]
-        morph = tuple(m for m in MORPHOLOGY if m not in FORBIDDEN_INPUTS)
+        morph = tuple(m for m in MORPHOLOGY if m not in forbidden_inputs(survey))
         names += [f"{'log_' if MORPHOLOGY[m] == 'log' else ''}{m}" for m in morph]
         return FeatureSpec("default", survey.name, bands, det, survey.error_prefix,
                            morphology=morph, names=tuple(names), **clip)

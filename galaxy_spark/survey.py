@@ -7,7 +7,6 @@ offending key in every error, e.g. ``alhambra.yaml: bands[3].pivot_aa: expected 
 """
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import os
 from dataclasses import dataclass, field
@@ -42,10 +41,28 @@ class SurveyConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
-    """A catalogue column: canonical name, Spark type, VizieR label."""
+    """A catalogue column: canonical name, Spark type, VizieR label; for the mock, the quantity it
+    holds (`mock`, see galaxy_spark.mock.columns.MOCK_QUANTITIES), the band it belongs to, its text
+    format and its description in the ASCII header."""
     name: str
     type: str
     vizier: str | None = None
+    mock: str | None = None
+    band: str | None = None
+    format: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """The `mock:` section: survey facts the simulated catalogue needs beyond bands and depths."""
+    star_fraction: float              # share of the detected objects that are stars
+    candidate_limit_mag: float        # galaxies are drawn to this detection-band magnitude before the cut
+    saturation_mag: float             # stars brighter than this (detection band) are saturated
+    stellar_flag_mag: float           # the statistical star flag is 0.5 (unknown) at and beyond this
+    field_centres: dict[int, tuple[float, float]]   # field -> (RA, Dec) J2000 degrees
+    image_pattern: str                # detection image name, {field} {pointing} {ccd} {band}
+    title: str                        # first line of the mock's ASCII headers
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,22 @@ class Survey:
     truth: tuple[Column, ...]
     labels: dict = field(default_factory=dict)
     spectroscopy: Spectroscopy | None = None
+    mock: MockConfig | None = None
+
+    def mock_config(self) -> MockConfig:
+        """The validated `mock:` section; SurveyConfigError when the survey has none."""
+        if self.mock is None:
+            raise _err(self.source, "mock", "missing section (needed to simulate this survey)")
+        return self.mock
+
+    def label(self, role: str) -> str | None:
+        """The column holding the catalogue's label `role` (labels: section), None when it has none."""
+        v = self.labels.get(role)
+        return v if isinstance(v, str) else None
+
+    def detection_label(self) -> str:
+        """Axis label for the detection band, e.g. 'rSDSS (detection)'."""
+        return f"{self.detection_band} (detection)"
 
     def spec_config(self) -> Spectroscopy:
         """The validated `spectroscopy:` section; SurveyConfigError when the survey has none."""
@@ -253,8 +286,32 @@ def _columns(raw: Any, src: str, path: str) -> tuple[Column, ...]:
         typ = _get(c, "type", src, p, "str")
         if typ not in SPARK_TYPES:
             raise _err(src, f"{p}.type", f"expected one of {SPARK_TYPES}, got {typ!r}")
-        out.append(Column(name, typ, c.get("vizier")))
+        fmt = c.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or not fmt.startswith("%")):
+            raise _err(src, f"{p}.format", f"expected a printf format such as '%.3f', got {fmt!r}")
+        for k in ("mock", "band", "description"):
+            if c.get(k) is not None and not isinstance(c.get(k), str):
+                raise _err(src, f"{p}.{k}", f"expected a string, got {c.get(k)!r}")
+        out.append(Column(name, typ, c.get("vizier"), c.get("mock"), c.get("band"), fmt, c.get("description")))
     return tuple(out)
+
+
+def _mock_config(raw: Any, src: str, fields: list[int]) -> MockConfig:
+    P = "mock"
+    centres = {}
+    for f, rd in (_get(raw, "field_centres", src, P, "dict")).items():
+        if f not in fields:
+            raise _err(src, f"{P}.field_centres.{f}", f"not a field of the survey {fields}")
+        centres[f] = tuple(_numbers({f: rd}, f, src, f"{P}.field_centres", 2))
+    missing = sorted(set(fields) - set(centres))
+    if missing:
+        raise _err(src, f"{P}.field_centres", f"no centre for fields {missing}")
+    return MockConfig(star_fraction=_fraction(raw, "star_fraction", src, P),
+                      candidate_limit_mag=float(_get(raw, "candidate_limit_mag", src, P, "positive")),
+                      saturation_mag=float(_get(raw, "saturation_mag", src, P, "positive")),
+                      stellar_flag_mag=float(_get(raw, "stellar_flag_mag", src, P, "positive")),
+                      field_centres=centres, image_pattern=_get(raw, "image_pattern", src, P, "str"),
+                      title=_get(raw, "title", src, P, "str"))
 
 
 def _fraction(d: Any, key: str, src: str, path: str) -> float:
@@ -418,6 +475,8 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
     labels = _get(raw, "labels", src, "", "dict", required=False, default={}) or {}
     spec_raw = _get(raw, "spectroscopy", src, "", "dict", required=False)
     spectroscopy = None if spec_raw is None else _spectroscopy(spec_raw, src, sorted(pointings))
+    mock_raw = _get(raw, "mock", src, "", "dict", required=False)
+    mock = None if mock_raw is None else _mock_config(mock_raw, src, sorted(pointings))
     survey = Survey(
         name=name, source=src, id_column=id_col,
         id_prefix=int(_get(id_, "prefix", src, "id", "int")),
@@ -430,8 +489,11 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
         completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
         bands=tuple(bands), leading=leading, trailing=trailing,
         error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
-        csv_extra=csv_extra, truth=truth, labels=labels, spectroscopy=spectroscopy,
+        csv_extra=csv_extra, truth=truth, labels=labels, spectroscopy=spectroscopy, mock=mock,
     )
+    for i, c in enumerate(survey.csv_columns()):
+        if c.band is not None and c.band not in names:
+            raise _err(src, "columns", f"column {c.name!r}: band {c.band!r} is not one of the bands {names}")
     all_names = [c.name.lower() for c in survey.csv_columns() + list(truth)]
     clash = {n for n in all_names if all_names.count(n) > 1}
     if clash:
@@ -442,10 +504,16 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
     return survey
 
 
-def survey_file(name_or_path: str | os.PathLike = "alhambra"):
+def survey_file(name_or_path: str | os.PathLike | None = None):
     """The survey file to read: an explicit path to a .yaml/.yml file as given, else
     surveys/<name>.yaml from $GALAXY_SPARK_CONF_DIR or the package. SurveyConfigError when
-    there is none (naming where it looked and the surveys it knows)."""
+    there is none (naming where it looked and the surveys it knows). None: pipeline.yaml's default."""
+    if name_or_path is None or name_or_path == "":
+        from galaxy_spark.config import default_survey
+
+        name_or_path = default_survey()
+        if not name_or_path:
+            raise SurveyConfigError("no survey named and pipeline.yaml has no `survey:` default")
     if is_yaml_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
@@ -458,17 +526,43 @@ def survey_file(name_or_path: str | os.PathLike = "alhambra"):
     return found
 
 
-@functools.lru_cache(maxsize=16)
-def _load_survey(name_or_path: str, resolved: str) -> Survey:
-    path = survey_file(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
-    return parse_survey(raw, src=path.name, base=path.parent)
+def catalogue_survey(catalog: str, requested: str | None = None) -> Survey:
+    """The survey of the ingested catalogue `catalog`: its manifest names it. `requested` (a job's
+    --survey, a name or a file) must agree with the manifest when both are known; without a
+    manifest it is the requested survey or pipeline.yaml's default."""
+    from galaxy_spark.errors import InputError
+    from galaxy_spark.io.manifest import read_manifest
+
+    man = read_manifest(catalog, "catalogue manifest") or {}
+    recorded = man.get("survey")
+    if requested is None and recorded:
+        try:
+            return load_survey(recorded)
+        except SurveyConfigError as e:
+            raise InputError(f"catalogue {catalog} is from survey {recorded!r}, whose file is not found ({e}); "
+                             f"pass --survey PATH to its YAML file") from None
+    survey = load_survey(requested)
+    if recorded and survey.name != recorded:
+        raise InputError(f"--survey {requested}: the catalogue {catalog} was ingested as survey {recorded!r}, "
+                         f"not {survey.name!r}")
+    return survey
 
 
-def load_survey(name_or_path: str = "alhambra") -> Survey:
-    """Load and validate a survey file (`survey_file`: a packaged name such as 'alhambra' or a
-    path to a YAML file). Errors name the file and the offending key. Cached per file."""
-    return _load_survey(str(name_or_path), str(survey_file(name_or_path)))
+_LOADED: dict[str, Survey] = {}
+
+
+def _load_survey(path) -> Survey:
+    key = str(path)
+    if key not in _LOADED:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
+        _LOADED[key] = parse_survey(raw, src=path.name, base=path.parent)
+    return _LOADED[key]
+
+
+def load_survey(name_or_path: str | None = None) -> Survey:
+    """Load and validate a survey file (`survey_file`: a packaged name, a path to a YAML file, or
+    None for pipeline.yaml's default). Errors name the file and the offending key. Cached per file."""
+    return _load_survey(survey_file(name_or_path))

@@ -58,13 +58,14 @@ def test_no_target_or_derived_value_is_an_input():
         used = set(spec.required_columns())
         assert not used & FORBIDDEN_INPUTS
         assert not used & {v for v in SURVEY.labels.values() if isinstance(v, str)}
-        assert not any(c in used for c in ("zb_1", "Tb_1", "Odds_1", "Stell_Mass_1", "M_Abs_1", "MagPrior", "z_ml"))
+        assert not any(c in used for c in ("zb_1", "Tb_1", "Odds_1", "Stell_Mass_1", "M_Abs_1", "MagPrior", "z_ml",
+                                           "Stellar_Flag"))
 
 
 # Columns that are targets or derived from them: the survey file's label columns, the mock's truth,
 # the survey's other BPZ outputs and everything features.FORBIDDEN_INPUTS names.
 LABEL_COLUMNS = sorted({v for v in SURVEY.labels.values() if isinstance(v, str)} | set(FORBIDDEN_INPUTS)
-                       | {c.name for c in SURVEY.truth} | {"z_ml", "t_ml", "Chi2", "M_Abs_1", "MagPrior"})
+                       | {c.name for c in SURVEY.truth} | {"z_ml", "t_ml", "Chi2", "M_Abs_1", "MagPrior", "Stellar_Flag"})
 
 
 def labelled_rows():
@@ -93,7 +94,7 @@ def test_changing_a_label_does_not_change_features():
 def test_the_label_check_catches_a_leaked_label(monkeypatch):
     """The check above can fail: let `stell` (the star/galaxy label's column) through as a
     morphology input and it reports it."""
-    monkeypatch.setattr(features, "FORBIDDEN_INPUTS", set())
+    monkeypatch.setattr(features, "forbidden_inputs", lambda survey: set())
     monkeypatch.setitem(features.MORPHOLOGY, "stell", "linear")
     spec = make_feature_spec("default", SURVEY)
     assert "stell" in spec.morphology

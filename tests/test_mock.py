@@ -216,8 +216,9 @@ def test_labels_are_template_fits_of_the_written_photometry(small_csv, survey):
     observed = mag > -90
     detected = observed & (mag < 90)
     lab = ctx.labeller.labels(mag, err, detected, observed, df[survey.detection_band].to_numpy(float), ctx.det)
-    for col in ("zb_1", "zb_Min_1", "zb_Max_1", "Tb_1", "Odds_1", "z_ml", "M_Abs_1", "Stell_Mass_1"):
-        np.testing.assert_allclose(lab[col], df[col], atol=6e-4, err_msg=col)
+    for role in ("redshift", "redshift_low", "redshift_high", "spectral_type", "redshift_odds", "redshift_ml",
+                 "absolute_magnitude", "stellar_mass"):
+        np.testing.assert_allclose(lab[role], df[survey.label(role)], atol=6e-4, err_msg=role)
     # and moving the truth without touching the photometry changes nothing: no truth input exists
     assert "z_true" not in ctx.labeller.labels.__code__.co_varnames
 

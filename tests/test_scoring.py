@@ -79,7 +79,7 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
     sc = read_scores(out)
     assert len(sc) == len(cat) and sc["ID"].is_unique
     assert set(sc["ID"]) == set(cat["ID"])
-    assert set(B.output_columns()) == set(sc.columns)
+    assert set(B.output_columns("ID", load_survey().detection_band)) == set(sc.columns)
 
     # exactly Ensemble.predict on the same batches (one file = one Arrow batch per Field here) and
     # the same BLAS threading (Spark gives each Python worker OMP_NUM_THREADS=1) ...
@@ -410,7 +410,7 @@ def test_mc_normal_is_standard_and_keyed_by_id():
 def test_coverage_report(env):
     cat = env["frame"]
     sc = B.score_frame(env["model"].ensemble, cat)
-    rep = C.coverage_report(sc, cat)
+    rep = C.coverage_report(sc, cat, load_survey())
     assert rep["n_objects"] > 0 and 0 <= rep["zb_1"]["coverage68"] <= rep["zb_1"]["coverage95"] <= 1
     assert "z_true" in rep
 
@@ -429,10 +429,11 @@ def test_coverage_on_spark_filters_the_test_split_before_collecting(env, tmp_pat
         return out
 
     monkeypatch.setattr(DataFrame, "toPandas", spy)
-    rep = C.coverage_report_spark(env["spark"], env["catalog"], tmp_path / "scores", [2, 3, 4, 5, 6, 7, 8])
+    rep = C.coverage_report_spark(env["spark"], env["catalog"], tmp_path / "scores", [2, 3, 4, 5, 6, 7, 8],
+                                  load_survey())
     monkeypatch.undo()
     assert seen and all(in_test_split(f["ID"].to_numpy(np.int64)).all() for f in seen)
-    expect = C.coverage_report(read_scores(tmp_path / "scores"), env["frame"])
+    expect = C.coverage_report(read_scores(tmp_path / "scores"), env["frame"], load_survey())
     assert rep["n_objects"] == expect["n_objects"] and rep["zb_1"] == expect["zb_1"]
 
 

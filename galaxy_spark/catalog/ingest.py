@@ -69,7 +69,7 @@ def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
 
 # ---- the job -------------------------------------------------------------------------------
 def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.PathLike,
-               fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey = "alhambra",
+               fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey | None = None,
                spark=None, echo=log.info, replace: bool = False, max_row_drop: float = DEFAULT_MAX_ROW_DROP,
                unit_bytes: int = T.UNIT_BYTES) -> dict:
     """Ingest `input` (file, directory or glob) into `out` (Parquet by Field) and `quarantine`.
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                         "committed together with the catalogue")
     p.add_argument("--thesis-clip", action="store_true",
                    help="also write B_thesis: magnitudes clipped to the thesis' range")
-    p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
+    p.add_argument("--survey", default=cfg.get("survey"),
                    help="survey definition: a name in conf/surveys/ or a path to a YAML file")
     p.add_argument("--replace", action="store_true",
                    help="commit even when the result has no valid row or far fewer rows than the "

@@ -41,8 +41,9 @@ def parse_args(argv):
                    help="spectroscopic sample (CSV or Parquet: ID, z_spec, …): adds the spectroscopic "
                         "comparison beside emulation and truth")
     p.add_argument("--spec-min-quality", type=int, default=3, help="lowest z_spec_quality counted as secure")
-    p.add_argument("--survey", default=cfg.get("survey", "alhambra"),
-                   help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file")
+    p.add_argument("--survey", default=None,
+                   help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) "
+                        "or a path to a YAML file; default: the one the catalogue's manifest names (they must agree)")
     return p.parse_args(argv)
 
 

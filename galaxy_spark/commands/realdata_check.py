@@ -34,7 +34,7 @@ def parse_args(argv):
     p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on Odds_1")
     p.add_argument("--stellar-flag-max", type=float, default=STELLAR_FLAG_MAX,
                    help="galaxies: Stellar_Flag below this")
-    p.add_argument("--survey", default="alhambra", help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file")
+    p.add_argument("--survey", default=None, help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file (default: pipeline.yaml's)")
     ft = p.add_argument_group("sim-to-real fine-tuning (off unless --finetune-folds K)")
     ft.add_argument("--finetune-folds", type=int, default=0, metavar="K",
                     help="fine-tune the redshift network on the labelled real galaxies with K-fold cross-validation "

@@ -48,6 +48,8 @@ def parse_args(argv):
     p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
                    help="flag 2 when fewer bands are detected")
     p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
+    p.add_argument("--survey", default=None,
+                   help="survey name or YAML file; must be the model's (needed when its file is not packaged)")
     return p.parse_args(argv)
 
 
@@ -61,7 +63,8 @@ def main(argv=None):
     res = run_reprocess(ReprocessOptions(
         catalog=args.catalog, scores=args.scores, model=args.model, dry_run=args.dry_run, force=args.force,
         prune=args.prune, wait_s=args.wait, lock_max_age_s=args.lock_max_age, mc_samples=args.mc_samples,
-        mc_seed=args.mc_seed, min_bands=args.min_bands, master=args.master),
+        mc_seed=args.mc_seed, min_bands=args.min_bands, master=args.master,
+        survey=args.survey),
         echo=lambda m: print(m, flush=True))
     return res.exit_code
 

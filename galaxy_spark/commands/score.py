@@ -32,6 +32,8 @@ def parse_args(argv):
                    help="flag 2 when fewer bands are detected")
     p.add_argument("--batch-size", type=int, default=None, help="rows per Arrow batch a worker scores at once (default 10,000; results do not depend on it)")
     p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
+    p.add_argument("--survey", default=None,
+                   help="survey name or YAML file; must be the model's (needed when its file is not packaged)")
     p.add_argument("--coverage", action="store_true",
                    help="report the 68%%/95%% interval coverage on the test split after scoring")
     return p.parse_args(argv)
@@ -46,6 +48,7 @@ def main(argv=None):
     configure_tracking()
     run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,
                            mc_samples=args.mc_samples, mc_seed=args.mc_seed, min_bands=args.min_bands,
-                           master=args.master, batch_size=args.batch_size, coverage=args.coverage))
+                           master=args.master, batch_size=args.batch_size, coverage=args.coverage,
+                           survey=args.survey))
     return 0
 

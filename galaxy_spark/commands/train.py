@@ -16,6 +16,8 @@ def parse_args(argv):
     cfg = load_pipeline_config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
+    p.add_argument("--survey", default=None,
+                   help="survey name or YAML file; default: the one the catalogue's manifest names (they must agree)")
     p.add_argument("--preset", default="default",
                    help="network preset: default | paper (packaged: galaxy_spark/conf/presets/; "
                         "$GALAXY_SPARK_CONF_DIR/presets/ first) | a path to a YAML file")
@@ -55,7 +57,7 @@ def main(argv=None):
                                  register=args.register or None, max_epochs=args.max_epochs,
                                  sample_fraction=args.sample_fraction, label_source=args.labels,
                                  promote=args.promote, seed=args.seed, spec=args.spec,
-                                 spec_min_quality=args.spec_min_quality), spark)
+                                 spec_min_quality=args.spec_min_quality, survey=args.survey), spark)
     finally:
         spark.stop()
     print(f"MLflow run {res['run_id']} ({uri}); model {res['model_uri']}")

@@ -65,7 +65,7 @@ ESTIMATES = {
 PROVENANCE = ("model_name", "model_version", "model_run_id", "scored_at")
 
 
-def output_columns(id_column: str = "ID", detection_band: str = "F814W") -> list[str]:
+def output_columns(id_column: str, detection_band: str) -> list[str]:
     """The scores' columns in order: ID, `PASSTHROUGH`, the detection-band magnitude, `ESTIMATES`,
     `PROVENANCE`."""
     return [id_column, *PASSTHROUGH, detection_band, *ESTIMATES, *PROVENANCE]

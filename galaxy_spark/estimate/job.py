@@ -313,6 +313,7 @@ class JobOptions:
     master: str | None = None
     batch_size: int | None = None
     coverage: bool = False
+    survey: str | None = None       # must be the model's survey; needed when its file is not packaged
 
 
 def survey_id_column(survey_name: str) -> str:
@@ -325,6 +326,21 @@ def survey_id_column(survey_name: str) -> str:
         return "ID"
 
 
+def model_survey(model: ResolvedModel, requested: str | None):
+    """(survey or None, ID column) for scoring with `model`: `requested` (a job's --survey) must be
+    the survey the model was trained on; without it, the model's survey file if it can be found."""
+    trained_on = model.ensemble.feature_spec.survey
+    if requested is None:
+        return None, survey_id_column(trained_on)
+    from galaxy_spark.survey import load_survey
+
+    survey = load_survey(requested)
+    if survey.name != trained_on:
+        raise InputError(f"--survey {requested} is survey {survey.name!r} but model {model.uri} was "
+                         f"trained on {trained_on!r}")
+    return survey, survey.id_column
+
+
 def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
     """Every check that can fail on user input, before Spark starts."""
     if opts.mc_samples < 0:
@@ -335,9 +351,10 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
         raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
     model = resolve_model(opts.model)
-    id_column = survey_id_column(model.ensemble.feature_spec.survey)
+    survey, id_column = model_survey(model, opts.survey)
     checked = check_catalogue(opts.catalog, model, opts.fields, id_column)
     checked["id_column"] = id_column
+    checked["survey"] = survey
     return model, checked
 
 
@@ -367,7 +384,10 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
         t_job = time.perf_counter() - t0
         coverage = None
         if opts.coverage:
-            coverage = coverage_report_spark(spark, opts.catalog, opts.out, checked["fields"], id_column)
+            from galaxy_spark.survey import load_survey
+
+            coverage = coverage_report_spark(spark, opts.catalog, opts.out, checked["fields"],
+                                             checked["survey"] or load_survey(model.ensemble.feature_spec.survey))
     finally:
         if own:
             spark.stop()

@@ -102,6 +102,7 @@ class ReprocessOptions:
     mc_seed: int = 0
     min_bands: int = DEFAULT_MIN_BANDS
     master: str | None = None
+    survey: str | None = None       # must be the model's survey (jobs/score.py --survey)
 
 
 def prune_field(scores: Path, f: int, token: str) -> None:
@@ -235,7 +236,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     if todo:       # input checks for the work before any record is written (a bad input → exit 2)
         model = full_model or resolve_model(ref.pinned)
         model.uri = opts.model
-        id_column = J.survey_id_column(model.ensemble.feature_spec.survey)
+        _, id_column = J.model_survey(model, opts.survey)
         checked = J.check_catalogue(catalog, model, ",".join(str(p.field) for p in todo), id_column)
         checked["id_column"] = id_column
     now = _now()

@@ -38,7 +38,7 @@ from galaxy_spark.evaluate.blocks import MAG_BINS, Z_BINS, headline, network_met
 from galaxy_spark.evaluate.data import attach_spec, detection_magnitude, label_sets, num, read_test_join, star_rule
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import model_uri_for, resolve_model
-from galaxy_spark.survey import Survey, load_survey
+from galaxy_spark.survey import Survey, catalogue_survey
 from galaxy_spark.log import get_logger
 
 log = get_logger(__name__)
@@ -56,7 +56,7 @@ class EvalOptions:
     bpz: bool = True
     mlflow: bool = True                 # read thesis runs and loss curves from MLflow
     experiment: str | None = None       # for the thesis table (default: the model run's experiment)
-    survey: str = "alhambra"
+    survey: str | None = None          # a survey name or file; None: pipeline.yaml's
     spec: str | None = None             # spectroscopic sample (ID, z_spec, …): the third comparison
     spec_min_quality: int = 3
 
@@ -153,7 +153,7 @@ def run_evaluation(opts: EvalOptions, spark) -> Evaluation:
     model for the throughput timing, evaluate. ``metrics["data"]["seconds"]`` is the wall time."""
     t0 = time.time()
     check_job_paths({"--scores": opts.scores, "--catalog": opts.catalog}, {"--out": (opts.out, "report")})
-    survey = load_survey(opts.survey)
+    survey = catalogue_survey(opts.catalog, opts.survey)
     df, info = read_test_join(spark, opts.scores, opts.catalog, survey, opts.model_run_id)
     if opts.spec:
         df, info["spec"] = attach_spec(spark, df, opts.catalog, opts.spec, survey)

@@ -42,7 +42,7 @@ class RealDataOptions:
     format: str = "vizier"
     odds_min: float = ODDS_MIN
     stellar_flag_max: float = STELLAR_FLAG_MAX
-    survey: str = "alhambra"
+    survey: str | None = None          # a survey name or file; None: pipeline.yaml's
     # Sim-to-real adaptation (galaxy_spark.train.finetune): K-fold fine-tuning of the redshift network on
     # labelled real galaxies; 0 = off.
     finetune_folds: int = 0
@@ -70,17 +70,30 @@ def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar
     """Boolean masks of the comparison samples, the primary (high-Odds galaxies) first: galaxies by
     Stellar_Flag < ``stellar_flag_max``; with Odds_1 > ``odds_min``; by detection magnitude (AB)
     below / above ``BRIGHT_MAG``; with Odds_1 > 0.5."""
-    lab = survey.labels
-    sf = num(cat, lab.get("stellar_flag", "Stellar_Flag"))
-    odds = num(cat, lab.get("redshift_odds", "Odds_1"))
+    sf_col, odds_col, det = _label(survey, "stellar_flag"), _label(survey, "redshift_odds"), survey.detection_band
+    sf, odds = num(cat, sf_col), num(cat, odds_col)
     mag = detection_magnitude(cat, survey)
     gal = sf < stellar_flag_max
     hi = gal & (odds > odds_min)
-    return {f"galaxies, Odds_1 > {odds_min:g}": hi,
+    return {f"galaxies, {odds_col} > {odds_min:g}": hi,
             "all galaxies": gal,
-            f"galaxies, F814W < {BRIGHT_MAG:g}": gal & (mag < BRIGHT_MAG),
-            f"galaxies, {BRIGHT_MAG:g} <= F814W < 24.5": gal & (mag >= BRIGHT_MAG) & (mag < 24.5),
-            "galaxies, Odds_1 > 0.5": gal & (odds > 0.5)}
+            bright_sample(survey): gal & (mag < BRIGHT_MAG),
+            f"galaxies, {BRIGHT_MAG:g} <= {det} < 24.5": gal & (mag >= BRIGHT_MAG) & (mag < 24.5),
+            f"galaxies, {odds_col} > 0.5": gal & (odds > 0.5)}
+
+
+def bright_sample(survey: Survey) -> str:
+    """Name of the bright-galaxy sample (detection band < BRIGHT_MAG)."""
+    return f"galaxies, {survey.detection_band} < {BRIGHT_MAG:g}"
+
+
+def _label(survey: Survey, role: str) -> str:
+    """The survey's label column `role`; the real-data check needs it (InputError when missing)."""
+    col = survey.label(role)
+    if not col:
+        raise InputError(f"survey {survey.name!r} ({survey.source}) has no labels.{role} column: the real-data "
+                         f"check compares with the survey's own labels")
+    return col
 
 
 def _ingest(opts: RealDataOptions, survey: Survey, spark) -> tuple[pd.DataFrame, dict]:
@@ -140,7 +153,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
                                      pred["z_phot_lo95"].to_numpy(float)[mask],
                                      pred["z_phot_hi95"].to_numpy(float)[mask]))
         res[name] = r
-    stellar_flag = num(cat, survey.labels.get("stellar_flag", "Stellar_Flag"))
+    stellar_flag = num(cat, _label(survey, "stellar_flag"))
     stars = M.classification_metrics((stellar_flag >= opts.stellar_flag_max).astype(float),
                                      pred["p_star"].to_numpy(float))
     rows = manifest.get("rows", {})
@@ -148,20 +161,20 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
                "rows": {"read": rows.get("read"), "ingested": int(len(cat)), "quarantined": rows.get("quarantined"),
                         "scorable": int(pred["scorable"].sum())},
                "reference": f"{zref_col} (the survey's own BPZ redshift)",
-               "selection": {"galaxies": f"Stellar_Flag < {opts.stellar_flag_max:g}",
-                             "high_odds": f"Odds_1 > {opts.odds_min:g}"},
+               "selection": {"galaxies": f"{_label(survey, 'stellar_flag')} < {opts.stellar_flag_max:g}",
+                             "high_odds": f"{_label(survey, 'redshift_odds')} > {opts.odds_min:g}"},
                "primary_sample": next(iter(samples)), "samples": res,
                "stars_vs_stellar_flag": {k: stars[k] for k in ("purity", "completeness", "roc_auc",
                                                                "balanced_accuracy", "n")},
                "predict_objects_per_s": len(cat) / predict_s if predict_s > 0 else float("nan"),
                "seconds": round(time.time() - t0, 1)}
     if opts.finetune_folds:
-        bright_name = f"galaxies, F814W < {BRIGHT_MAG:g}"
+        bright_name = bright_sample(survey)
         label, label_name, label_desc = FT.realdata_labels(cat, survey, opts.finetune_label, opts.finetune_spec)
         block, _ = FT.finetune_check(ensemble, cat, cat[survey.id_column].to_numpy(np.int64), zp, label, label_name,
-                                     samples["all galaxies"], (f"F814W < {BRIGHT_MAG:g} galaxies", samples[bright_name]),
+                                     samples["all galaxies"], (f"{survey.detection_band} < {BRIGHT_MAG:g} galaxies", samples[bright_name]),
                                      opts.finetune_folds, ft_settings, echo=log.info)
         metrics["finetune"] = {**block, "label_description": label_desc}
         metrics["seconds"] = round(time.time() - t0, 1)
-    odds = num(cat, survey.labels.get("redshift_odds", "Odds_1"))
+    odds = num(cat, _label(survey, "redshift_odds"))
     return RealDataCheck(metrics, opts, zref, zp, odds, samples, zref_col)

@@ -30,7 +30,7 @@ A "detected" band whose magnitude or error is missing is treated as not observed
 Outputs per object (bpz.py names in brackets): ``zb`` mode of p(z) [Z_B]; ``zb_min``/``zb_max`` the
 2.5%/97.5% points of p(z) [ODDS=0.95 interval, PHOTO_ERRORS=yes]; ``odds`` = P(|z − zb| ≤
 0.02(1+zb)) — ALHAMBRA's definition (Molino et al. 2014), not desc-bpz's default 1.96×0.05(1+z); ``tb`` type
-at the peak on the 1…8 scale (steps of 1/3); ``z_ml``, ``t_ml`` maximum likelihood; ``chi2`` = χ²_min /
+at the peak on the 1…8 scale (steps of 1/3); ``z_maxlike``, ``t_maxlike`` maximum likelihood; ``chi2`` = χ²_min /
 (n_bands_used − 1); ``n_bands`` bands with data; optionally the p(z) array.
 """
 from __future__ import annotations
@@ -199,7 +199,7 @@ class BPZModel:
         """`flux_grid(z, bands) -> (n_z, n_templates, n_bands)` replaces the SED files' model
         fluxes (the mock's labelling templates); `prior_types` = (elliptical, spiral, starburst)
         template counts for the HDF-N prior (default: desc-bpz's CWW+Kinney split)."""
-        self.survey = load_survey(survey or "alhambra") if isinstance(survey, str) or survey is None else survey
+        self.survey = load_survey(survey) if isinstance(survey, str) or survey is None else survey
         self.z = np.round(np.arange(zmin, zmax + dz / 2, dz), 10)
         self.dz = dz
         self.templates = read_template_list(templates) if isinstance(templates, str) else list(templates)
@@ -372,12 +372,12 @@ class BPZModel:
         out = dict(
             zb=zb, zb_min=self.z[j1], zb_max=self.z[j2], odds=odds,
             tb=it_b / (1.0 + self.ninterp) + 1.0,
-            z_ml=self.z[iz_ml], t_ml=it_ml / (1.0 + self.ninterp) + 1.0,
+            z_maxlike=self.z[iz_ml], t_maxlike=it_ml / (1.0 + self.ninterp) + 1.0,
             chi2=np.where(n_used > 1, chi2_min / np.maximum(n_used - 1, 1), np.nan),
             n_bands=n_used,
         )
         bad = (n_used == 0) | ~np.isfinite(norm[:, 0]) | (norm[:, 0] <= 0)
-        for k in ("zb", "zb_min", "zb_max", "odds", "tb", "z_ml", "t_ml", "chi2"):
+        for k in ("zb", "zb_min", "zb_max", "odds", "tb", "z_maxlike", "t_maxlike", "chi2"):
             out[k] = np.where(bad, np.nan, np.asarray(out[k], float))
         if return_pz:
             out["pz"] = np.where(bad[:, None], np.nan, p)
@@ -407,7 +407,7 @@ class BPZModel:
         chunk = max(int(chunk), 1)
         for s in range(0, len(df), chunk):
             parts.append(self.fit_arrays(f[s:s + chunk], ef[s:s + chunk], m0[s:s + chunk], prior, return_pz))
-        keys = ("zb", "zb_min", "zb_max", "odds", "tb", "z_ml", "t_ml", "chi2", "n_bands")
+        keys = ("zb", "zb_min", "zb_max", "odds", "tb", "z_maxlike", "t_maxlike", "chi2", "n_bands")
         if parts:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         else:
@@ -471,7 +471,7 @@ def _default_model(survey_name: str, kwargs_key: tuple) -> BPZModel:
     return BPZModel(load_survey(survey_name), **dict(kwargs_key))
 
 
-def fit_bpz(df: pd.DataFrame, survey: Survey | str = "alhambra", prior: str = "hdfn_gen",
+def fit_bpz(df: pd.DataFrame, survey: Survey | str | None = None, prior: str = "hdfn_gen",
             chunk: int = 500, return_pz: bool = False, mag_column: str | None = None,
             **model_kwargs) -> pd.DataFrame:
     """Fit BPZ to a canonical-catalogue DataFrame (see the module docstring); the model grid is built

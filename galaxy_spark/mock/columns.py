@@ -1,9 +1,11 @@
-"""One CCD catalogue of the mock: every public column, the F814W_Image string and the truth.
+"""One CCD catalogue of the mock: every column the survey file declares, and the truth.
 
 `make_ccd(ctx, field, pointing, ccd, n, seed_seq)` returns a dict column-name -> numpy array,
-with the columns of survey.csv_columns() + survey.truth. Band names, their order, the ID scheme
-and the sentinels all come from the survey definition; this module only knows the non-band
-columns by name (they are the catalogue's schema: stell, ell, zb_1, …).
+with the columns of survey.csv_columns() + survey.truth. Band names, their order, the ID scheme,
+the sentinels, the label columns (`labels:`) and the survey's own extra columns (each naming the
+quantity it holds with `mock:`, one of MOCK_QUANTITIES) all come from the survey file; this module
+knows by name only the canonical schema every survey maps onto (ID, Field, …, stell, s2n; see
+galaxy_spark.catalog.schema) and the mock's truth columns.
 """
 from __future__ import annotations
 
@@ -18,13 +20,10 @@ PSF_FWHM_PX = 4.9            # ~1.08", the median FWHM of the real bright stars
 SIGMA_PSF = PSF_FWHM_PX / 2.355
 CCD_PIX = (500.0, 4550.0)    # x, y range of the detection image covered by a CCD catalogue
 CCD_CENTRE = 0.5 * (CCD_PIX[0] + CCD_PIX[1])
-STAR_FRACTION = 0.03         # share of the detected objects that are stars
-SATURATION_MAG = 16.0        # F814W brighter than this: Satur_Flag = 1
-STELLAR_FLAG_MAG = 22.5      # Stellar_Flag is exactly 0.5 at and beyond this F814W
-
-# Approximate field centres (J2000, degrees; Moles et al. 2008, F02 checked on the real rows).
-FIELD_CENTRES = {2: (37.10, 0.85), 3: (139.08, 46.04), 4: (150.00, 2.09), 5: (188.75, 61.95),
-                 6: (214.16, 52.42), 7: (243.04, 54.50), 8: (356.46, 15.59)}
+# The quantities a survey column can hold (its `mock:` key in the survey file); `irms` needs `band:`.
+MOCK_QUANTITIES = ("aperture_magnitude", "aperture_magnitude_error", "aperture_magnitude_corrected",
+                   "detections", "xray", "weight_percentage", "saturated", "stellar_flag", "duplicate",
+                   "prior_magnitude", "irms", "low_weight_optical", "low_weight_nir", "detection_image")
 POINTING_STEP_DEG = 0.45     # pointings of a field side by side in RA
 CCD_OFFSET_DEG = 0.19        # the 4 LAICA CCDs sit on a 2×2 grid with gaps
 
@@ -34,7 +33,8 @@ class Context:
 
     def __init__(self, survey):
         self.survey = survey
-        self.gal = GalaxyModel(survey)
+        self.mock = survey.mock_config()
+        self.gal = GalaxyModel(survey, det_limit=self.mock.candidate_limit_mag)
         self.star = StarModel(survey)
         self.bands = self.gal.grid.band_names           # survey order (all with a response)
         assert self.bands == survey.band_names, "every survey band needs a response curve"
@@ -102,7 +102,7 @@ def _detect(ctx, rng, n, draw, true_mag, sizes, m5_det):
 def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq: np.random.SeedSequence):
     survey = ctx.survey
     rng = np.random.default_rng(seed_seq)
-    n_star = int(rng.binomial(n, STAR_FRACTION))
+    n_star = int(rng.binomial(n, ctx.mock.star_fraction))
     n_gal = n - n_star
     nb = len(ctx.bands)
     # this CCD's depths: the survey's, varied image to image
@@ -159,9 +159,9 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     irms[:, ctx.det] = np.clip(irms[:, ctx.optical].mean(1) + rng.normal(0, 0.003, n), 0, 1)
 
     # saturated bright stars: some optical bands lost
-    satur = star & (mag_det < SATURATION_MAG)
+    satur = star & (mag_det < ctx.mock.saturation_mag)
     lost = satur[:, None] & ctx.optical[None, :] & (rng.random((n, nb)) < 0.3) \
-        & (ph.maggies_to_mag(f_true) < SATURATION_MAG - 0.5)
+        & (ph.maggies_to_mag(f_true) < ctx.mock.saturation_mag - 0.5)
     observed &= ~lost
 
     mag, err, detected = ph.to_catalogue(f_obs, sig, m5, observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
@@ -215,7 +215,7 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     m3, e3, det3 = ph.to_catalogue(f3_obs[:, None], sig3[:, None], np.array([m5_det]),
                                    np.ones((n, 1), bool), ctx.nd_mag, ctx.no_mag, ctx.no_err)
     m3, e3, det3 = m3[:, 0], e3[:, 0], det3[:, 0]
-    m3c = np.where(det3, m3 + rng.normal(0.19, 0.03, n), -99.0)
+    m3c = np.where(det3, m3 + rng.normal(0.19, 0.03, n), ctx.no_mag)
 
     # ---- flags --------------------------------------------------------------------------
     nfobs = detected.sum(1)
@@ -223,14 +223,14 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     sflag = np.where(star, np.clip(1 - rng.exponential(0.01, n), 0, 1), np.clip(rng.exponential(0.035, n), 0, 1))
     confused = rng.random(n) < np.where(star, 0.04, 0.01)
     sflag = np.where(confused, rng.uniform(0.1, 0.9, n), sflag)
-    sflag = np.where(mag_det >= STELLAR_FLAG_MAG, 0.5, np.round(sflag, 2))
+    sflag = np.where(mag_det >= ctx.mock.stellar_flag_mag, 0.5, np.round(sflag, 2))
     dupli = (rng.random(n) < 0.006).astype(int)
 
     # ---- catalogue labels: template fitting on the observed photometry, as the survey did ------
     labels = ctx.labeller.labels(mag, err, detected, observed, mag_det, ctx.det)
 
     # ---- sky coordinates and IDs ----------------------------------------------------------
-    ra0, dec0 = FIELD_CENTRES.get(field, (15.0 * field, 10.0))
+    ra0, dec0 = ctx.mock.field_centres[field]
     pts = survey.pointings[field]
     pi = pts.index(pointing) - 0.5 * (len(pts) - 1)
     ci = survey.ccds.index(ccd)
@@ -268,22 +268,22 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     for k, band in enumerate(ctx.bands):
         put(band, mag[:, k])
         put(survey.error_column(band), err[:, k])
-    put("F814W_3arcs", m3)
-    put("dF814W_3arcs", e3)
-    put("F814W_3arcs_corr", m3c)
-    put("nfobs", nfobs)
-    put("xray", np.zeros(n, int))
-    put("PercW", percw)
-    put("Satur_Flag", satur.astype(int))
-    put("Stellar_Flag", sflag)
-    put("DupliDet_Flag", dupli)
-    cols.update(labels)
-    put("MagPrior", mag_det)
-    for k, band in enumerate(ctx.bands):
-        put(f"irms_{band}", irms[:, k])
-    put("irms_OPT_Flag", (irms[:, ctx.optical] < 0.8).sum(1))
-    put("irms_NIR_Flag", (irms[:, ctx.nir] < 0.8).sum(1))
-    put("F814W_Image", np.full(n, f"f0{field}p0{pointing}_{survey.detection_band}_{ccd}.swp.fits", dtype=object))
+    quantities = {
+        "aperture_magnitude": m3, "aperture_magnitude_error": e3, "aperture_magnitude_corrected": m3c,
+        "detections": nfobs, "xray": np.zeros(n, int), "weight_percentage": percw,
+        "saturated": satur.astype(int), "stellar_flag": sflag, "duplicate": dupli, "prior_magnitude": mag_det,
+        "low_weight_optical": (irms[:, ctx.optical] < 0.8).sum(1), "low_weight_nir": (irms[:, ctx.nir] < 0.8).sum(1),
+        "detection_image": np.full(n, ctx.mock.image_pattern.format(field=field, pointing=pointing, ccd=ccd,
+                                                                    band=survey.detection_band), dtype=object),
+    }
+    for c in survey.csv_columns():
+        if c.mock == "irms":
+            put(c.name, irms[:, ctx.bands.index(c.band)])
+        elif c.mock is not None:
+            put(c.name, quantities[c.mock])
+    for role, values in labels.items():
+        if survey.label(role):
+            put(survey.label(role), values)
     put("z_true", np.r_[g.z, np.zeros(n_star)])
     put("type_true", np.r_[g.type_bpz, np.zeros(n_star)])
     put("logmass_true", np.r_[g.logmass, np.zeros(n_star)])

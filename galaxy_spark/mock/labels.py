@@ -83,8 +83,9 @@ class SurveyLabeller:
 
     def labels(self, mag: np.ndarray, err: np.ndarray, detected: np.ndarray, observed: np.ndarray,
                mag_det: np.ndarray, det_index: int) -> dict[str, np.ndarray]:
-        """Every BPZ-output column for objects with catalogue photometry (n, n_bands), as the
-        file holds it (sentinels included; non-detections carry the 1σ limit in `err`)."""
+        """Every BPZ output for objects with catalogue photometry (n, n_bands), as the file holds it
+        (sentinels included; non-detections carry the 1σ limit in `err`), keyed by the label role
+        of the survey file's `labels:` section (redshift, redshift_odds, stellar_mass, …)."""
         mag = np.round(mag, 3)
         err = np.round(err, 3)
         state = np.where(detected, DETECTED, np.where(observed, NOT_DETECTED, NOT_OBSERVED))
@@ -102,10 +103,10 @@ class SurveyLabeller:
         with np.errstate(divide="ignore", invalid="ignore"):
             mabs = -2.5 * np.log10(r["amplitude"] * self.rest_b[it]) - self.cosmo.distmod(np.maximum(zb, 1e-3))
         tb = self.type_scale[it]
-        t_ml = self.type_scale[np.clip(np.round((r["t_ml"] - 1.0) * (1 + self.bpz.ninterp)).astype(int),
+        t_ml = self.type_scale[np.clip(np.round((r["t_maxlike"] - 1.0) * (1 + self.bpz.ninterp)).astype(int),
                                        0, self.bpz.nt - 1)]
         mabs = np.clip(mabs, -25.5, -8.0)                  # BPZ's own M_B range is bounded too
         mass = -0.4 * mabs + MASS_C[np.clip(np.floor(tb).astype(int), 1, 10) - 1]
-        return {"zb_1": zb, "zb_Min_1": r["zb_min"], "zb_Max_1": r["zb_max"], "Tb_1": tb,
-                "Odds_1": r["odds"], "z_ml": r["z_ml"], "t_ml": t_ml, "Chi2": np.clip(r["chi2"], 0.0, 98.0),
-                "Stell_Mass_1": mass, "M_Abs_1": mabs}
+        return {"redshift": zb, "redshift_low": r["zb_min"], "redshift_high": r["zb_max"], "spectral_type": tb,
+                "redshift_odds": r["odds"], "redshift_ml": r["z_maxlike"], "spectral_type_ml": t_ml,
+                "chi2": np.clip(r["chi2"], 0.0, 98.0), "stellar_mass": mass, "absolute_magnitude": mabs}

@@ -46,7 +46,7 @@ def read_vizier(survey, path) -> pd.DataFrame:
 
 
 def mock_frame(survey, table: dict) -> pd.DataFrame:
-    d = pd.DataFrame({k: v for k, v in table.items() if k != "F814W_Image"})
+    d = pd.DataFrame({k: v for k, v in table.items() if np.asarray(v).dtype != object})   # no image names
     nd = float(survey.sentinels["not_detected_magnitude"])
     no = float(survey.sentinels["not_observed_magnitude"])
     for b in survey.band_names:
@@ -58,7 +58,24 @@ def mock_frame(survey, table: dict) -> pd.DataFrame:
     return d
 
 
-def _binned(d, col, fn, mag="F814W"):
+# The comparisons read the survey's columns through these role names (with_roles), so the code
+# names no survey column: the detection band, the survey's label columns, and its detection count.
+LABEL_ROLES = ("redshift", "redshift_odds", "absolute_magnitude", "stellar_mass", "spectral_type")
+
+
+def with_roles(survey, d: pd.DataFrame) -> pd.DataFrame:
+    """`d` with role-named copies: `detection` (the detection band), the label roles of the
+    survey file, and `detections` (the column the file marks `mock: detections`)."""
+    d = d.copy()
+    d["detection"] = d[survey.detection_band]
+    for role in LABEL_ROLES:
+        d[role] = d[survey.label(role)] if survey.label(role) in d else np.nan
+    counts = [c.name for c in survey.csv_columns() if c.mock == "detections" and c.name in d]
+    d["detections"] = d[counts[0]] if counts else np.nan
+    return d
+
+
+def _binned(d, col, fn, mag="detection"):
     idx = np.digitize(d[mag], MAG_BINS) - 1
     out = []
     for i in range(len(MAG_BINS) - 1):
@@ -111,37 +128,37 @@ def compare(survey, real: pd.DataFrame, mock: pd.DataFrame) -> pd.DataFrame:
         add("noise depth offset (mag)", b, 0.0, noise_depth_offset(survey, real, mock, b),
             "mock minus real at fixed band magnitude; add to noise_depth_5sigma")
     for a, c in _colour_pairs(survey):
-        sel_r = (real["F814W"] < 23) & real[a].notna() & real[c].notna()
-        sel_m = (mock["F814W"] < 23) & mock[a].notna() & mock[c].notna() & (mock["is_star"] == 0)
-        add(f"median colour {a}-{c} (F814W<23)", "colour", float((real[a] - real[c])[sel_r].median()),
+        sel_r = (real["detection"] < 23) & real[a].notna() & real[c].notna()
+        sel_m = (mock["detection"] < 23) & mock[a].notna() & mock[c].notna() & (mock["is_star"] == 0)
+        add(f"median colour {a}-{c} (detection<23)", "colour", float((real[a] - real[c])[sel_r].median()),
             float((mock[a] - mock[c])[sel_m].median()), "mock galaxies only")
-        add(f"IQR colour {a}-{c} (F814W<23)", "colour", float(_iqr((real[a] - real[c])[sel_r])),
+        add(f"IQR colour {a}-{c} (detection<23)", "colour", float(_iqr((real[a] - real[c])[sel_r])),
             float(_iqr((mock[a] - mock[c])[sel_m & (mock["is_star"] == 0)])))
-    rs = (real["stell"] > 0.9) & (real["F814W"] < 20)
-    ms = (mock["stell"] > 0.9) & (mock["F814W"] < 20)
+    rs = (real["stell"] > 0.9) & (real["detection"] < 20)
+    ms = (mock["stell"] > 0.9) & (mock["detection"] < 20)
     for a, c in _colour_pairs(survey):
         add(f"bright-star median colour {a}-{c}", "stars", float((real[a] - real[c])[rs].median()),
-            float((mock[a] - mock[c])[ms].median()), "stell>0.9, F814W<20")
+            float((mock[a] - mock[c])[ms].median()), "stell>0.9, detection<20")
     for lo, hi in ((19, 21), (21, 23), (23, 24), (24, 25)):
-        sr = (real["F814W"] >= lo) & (real["F814W"] < hi)
-        sm = (mock["F814W"] >= lo) & (mock["F814W"] < hi)
-        add(f"median zb_1, F814W {lo}-{hi}", "labels", float(real.loc[sr, "zb_1"].median()), float(mock.loc[sm, "zb_1"].median()))
-        add(f"median Odds_1, F814W {lo}-{hi}", "labels", float(real.loc[sr, "Odds_1"].median()), float(mock.loc[sm, "Odds_1"].median()))
-        add(f"median stell, F814W {lo}-{hi}", "morphology", float(real.loc[sr, "stell"].median()), float(mock.loc[sm, "stell"].median()))
-        add(f"fraction stell>0.9, F814W {lo}-{hi}", "morphology", float((real.loc[sr, "stell"] > 0.9).mean()),
+        sr = (real["detection"] >= lo) & (real["detection"] < hi)
+        sm = (mock["detection"] >= lo) & (mock["detection"] < hi)
+        add(f"median redshift label, detection {lo}-{hi}", "labels", float(real.loc[sr, "redshift"].median()), float(mock.loc[sm, "redshift"].median()))
+        add(f"median odds, detection {lo}-{hi}", "labels", float(real.loc[sr, "redshift_odds"].median()), float(mock.loc[sm, "redshift_odds"].median()))
+        add(f"median stell, detection {lo}-{hi}", "morphology", float(real.loc[sr, "stell"].median()), float(mock.loc[sm, "stell"].median()))
+        add(f"fraction stell>0.9, detection {lo}-{hi}", "morphology", float((real.loc[sr, "stell"] > 0.9).mean()),
             float((mock.loc[sm, "stell"] > 0.9).mean()), "real sample is star-rich")
-        add(f"median area, F814W {lo}-{hi}", "morphology", float(real.loc[sr, "area"].median()), float(mock.loc[sm, "area"].median()))
-        add(f"median nfobs, F814W {lo}-{hi}", "flags", float(real.loc[sr, "nfobs"].median()), float(mock.loc[sm, "nfobs"].median()))
+        add(f"median area, detection {lo}-{hi}", "morphology", float(real.loc[sr, "area"].median()), float(mock.loc[sm, "area"].median()))
+        add(f"median detections, detection {lo}-{hi}", "flags", float(real.loc[sr, "detections"].median()), float(mock.loc[sm, "detections"].median()))
     for lim, paper in PAPER_MEAN_Z.items():
-        add(f"<zb_1> for F814W<{lim}", "n(z|m)", float(real.loc[real["F814W"] < lim, "zb_1"].mean()),
-            float(mock.loc[mock["F814W"] < lim, "zb_1"].mean()), "real: biased sample")
-        add(f"<z_true> galaxies F814W<{lim} vs paper", "n(z|m)", paper,
-            float(mock.loc[(mock["F814W"] < lim) & (mock["is_star"] == 0), "z_true"].mean()), "Molino+2014")
+        add(f"<redshift label> for detection<{lim}", "n(z|m)", float(real.loc[real["detection"] < lim, "redshift"].mean()),
+            float(mock.loc[mock["detection"] < lim, "redshift"].mean()), "real: biased sample")
+        add(f"<z_true> galaxies detection<{lim} vs paper", "n(z|m)", paper,
+            float(mock.loc[(mock["detection"] < lim) & (mock["is_star"] == 0), "z_true"].mean()), "Molino+2014")
     gal = mock[(mock["is_star"] == 0)]
-    ez = (gal["zb_1"] - gal["z_true"]) / (1 + gal["z_true"])
+    ez = (gal["redshift"] - gal["z_true"]) / (1 + gal["z_true"])
     for (lo, hi), paper in (((0, 22.5), 0.010), ((22.5, 24.5), 0.014)):
-        s = ez[(gal["F814W"] >= lo) & (gal["F814W"] < hi)]
-        add(f"sigma_NMAD zb_1 vs z_true, F814W {lo}-{hi}", "labels", paper,
+        s = ez[(gal["detection"] >= lo) & (gal["detection"] < hi)]
+        add(f"sigma_NMAD redshift label vs z_true, detection {lo}-{hi}", "labels", paper,
             float(1.4826 * np.median(np.abs(s - s.median()))), "paper value in 'real'")
     add("star fraction", "population", np.nan, float(mock["is_star"].mean()), "thesis label ~2.6%")
     pf_r = real["photoflag"].value_counts(normalize=True)
@@ -203,19 +220,19 @@ def plots(survey, real, mock, out: Path) -> list[Path]:
            for b in bands}
     err = {b: {who: _binned(d, survey.error_column(b), np.median, mag=b) for who, d in frames.items()}
            for b in bands}
-    colours = {f"{a} - {c}": {who: (d[a] - d[c])[d["F814W"] < 23].dropna() for who, d in frames.items()}
+    colours = {f"{a} - {c}": {who: (d[a] - d[c])[d["detection"] < 23].dropna() for who, d in frames.items()}
                for a, c in _colour_pairs(survey)}
     binned = {who: {"stell median": _binned(d, "stell", np.median),
                     "stell frac>0.9": _binned(d, "stell", lambda s: (s > 0.9).mean()),
-                    "Odds_1 median": _binned(d, "Odds_1", np.median)} for who, d in frames.items()}
-    return [VP.band_grid(centres, det, "Detection fraction vs F814W", "F814W", "detected / observed",
+                    "odds median": _binned(d, "redshift_odds", np.median)} for who, d in frames.items()}
+    return [VP.band_grid(centres, det, "Detection fraction vs detection-band magnitude", "detection", "detected / observed",
                          out / "detection_fraction.png", ylim=(-0.05, 1.05)),
             VP.band_grid(centres, err, "Median error vs magnitude", "magnitude in the band", "median error (mag)",
                          out / "error_magnitude.png", logy=True, ylim=(1e-3, 2)),
-            VP.colour_histograms(colours, "Colour distributions, F814W < 23 (detected in both bands)",
+            VP.colour_histograms(colours, "Colour distributions, detection band < 23 (detected in both bands)",
                                  out / "colours.png"),
             VP.labels_morphology(real, mock, centres, binned, out / "labels_morphology.png"),
-            VP.magnitude_counts(real["F814W"], mock["F814W"], "F814W", out / "f814w_counts.png")]
+            VP.magnitude_counts(real["detection"], mock["detection"], "detection", out / "detection_counts.png")]
 
 
 def run_validation(survey, real_path, n_objects, seed, out_dir, progress=False) -> Path:
@@ -226,12 +243,12 @@ def run_validation(survey, real_path, n_objects, seed, out_dir, progress=False) 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out_dir}: cannot create directory: {e.strerror}") from None
-    real = read_vizier(survey, real_path)
-    mock = mock_frame(survey, generate_table(survey, n_objects, seed, progress))
+    real = with_roles(survey, read_vizier(survey, real_path))
+    mock = with_roles(survey, mock_frame(survey, generate_table(survey, n_objects, seed, progress)))
     table = compare(survey, real, mock)
     table.to_csv(out / "differences.csv", index=False, float_format="%.4f")
     with open(out / "differences.md", "w") as fh:
-        fh.write(f"# Mock vs real ALHAMBRA rows\n\nmock: {n_objects} objects, seed {seed}; real: {real_path} "
+        fh.write(f"# Mock vs real {survey.name} rows\n\nmock: {n_objects} objects, seed {seed}; real: {real_path} "
                  f"({len(real)} rows, one field, bright- and star-rich).\n\n")
         fh.write(_markdown(table))
     plots(survey, real, mock, out)

@@ -15,51 +15,19 @@ import numpy as np
 
 from galaxy_spark.errors import InputError
 
-# formats of the non-band columns; band magnitudes/errors are %.3f, ints %i, other doubles %.3f
-SPECIAL_FORMATS = {"RA": "%.4f", "Dec": "%.4f", "area": "%.0f", "fwhm": "%.2f", "stell": "%.2f",
-                   "ell": "%.4f", "theta": "%.1f", "rk": "%.2f", "s2n": "%.2f", "Stellar_Flag": "%.2f",
-                   "z_true": "%.4f"}
-
-DESCRIPTIONS = {
-    "ID": "Object ID (814·10^8 + Field·10^7 + Pointing·10^6 + CCD·10^5 + number)",
-    "Field": "ALHAMBRA field", "Pointing": "Pointing within the field", "CCD": "LAICA CCD",
-    "RA": "Right ascension (J2000, deg)", "Dec": "Declination (J2000, deg)",
-    "x": "x position on the detection image (pixels)", "y": "y position on the detection image (pixels)",
-    "area": "Isophotal area (pixels)", "fwhm": "FWHM (pixels)", "stell": "SExtractor CLASS_STAR",
-    "ell": "Ellipticity 1 - b/a", "a": "Major-axis rms (pixels)", "b": "Minor-axis rms (pixels)",
-    "theta": "Position angle (deg)", "rk": "Kron factor", "rf": "Flux radius (pixels)",
-    "s2n": "S/N in the AUTO aperture (detection image)", "photoflag": "SExtractor flags",
-    "F814W_3arcs": "F814W in a 3 arcsec aperture", "dF814W_3arcs": "its error",
-    "F814W_3arcs_corr": "F814W in 3 arcsec, corrected (-99 = none)",
-    "nfobs": "Bands with a detection", "xray": "X-ray counterpart", "PercW": "Weight percentage",
-    "Satur_Flag": "Saturated", "Stellar_Flag": "Statistical star/galaxy flag (0 galaxy, 0.5 unknown, 1 star)",
-    "DupliDet_Flag": "Duplicate detection", "zb_1": "BPZ redshift (first peak)",
-    "zb_Min_1": "Lower 95% limit of zb_1", "zb_Max_1": "Upper 95% limit of zb_1",
-    "Tb_1": "BPZ spectral type (1-11)", "Odds_1": "BPZ odds", "z_ml": "Maximum-likelihood redshift",
-    "t_ml": "Maximum-likelihood type", "Chi2": "Reduced chi2 (99 = none)",
-    "Stell_Mass_1": "log10 stellar mass (Msun)", "M_Abs_1": "Absolute B magnitude (AB)",
-    "MagPrior": "Magnitude used for the BPZ prior (F814W)",
-    "irms_OPT_Flag": "Optical bands with irms < 0.8", "irms_NIR_Flag": "NIR bands with irms < 0.8",
-    "F814W_Image": "Detection image", "z_true": "[mock truth] redshift (0 for stars)",
-    "type_true": "[mock truth] spectral type on the BPZ 1-11 scale (0 for stars)",
-    "logmass_true": "[mock truth] log10 stellar mass (0 for stars)", "is_star": "[mock truth] 1 = star",
-}
-
-
 def column_formats(survey, names) -> list[str]:
-    types = {c.name: c.type for c in survey.csv_columns() + list(survey.truth)}
-    bands = set(survey.band_names) | {survey.error_column(b) for b in survey.band_names}
+    """printf formats of `names`: the survey file's `format:` where it gives one, else by type
+    (ints %i, strings %s, doubles — band magnitudes and errors included — %.3f)."""
+    cols = {c.name: c for c in survey.csv_columns() + list(survey.truth)}
     out = []
     for n in names:
-        t = types[n]
-        if n in SPECIAL_FORMATS:
-            out.append(SPECIAL_FORMATS[n])
-        elif t in ("int", "long"):
+        c = cols[n]
+        if c.format:
+            out.append(c.format)
+        elif c.type in ("int", "long"):
             out.append("%i")
-        elif t == "string":
+        elif c.type == "string":
             out.append("%s")
-        elif n in bands:
-            out.append("%.3f")
         else:
             out.append("%.3f")
     return out
@@ -88,24 +56,25 @@ def format_rows(cols: dict, names, fmts, sep: str) -> str:
 
 
 def _describe(survey, name):
-    if name in DESCRIPTIONS:
-        return DESCRIPTIONS[name]
+    described = {c.name: c.description for c in survey.csv_columns() + list(survey.truth) if c.description}
+    if name in described:
+        return described[name]
     if name in survey.band_names:
         return f"{name} AB magnitude (99 = not detected, -99 = not observed)"
     for b in survey.band_names:
         if name == survey.error_column(b):
             return f"{b} error (1-sigma limit if not detected, 0 if not observed)"
-        if name == f"irms_{b}":
-            return f"{b} weight-image value (0-1)"
     return name
 
 
 def ascii_header(survey, names, field, pointing, ccd, n, seed) -> str:
     lines = [
-        f"## ALHAMBRA-like mock catalogue (galaxy_spark), field {field} pointing {pointing} CCD {ccd}",
-        "## Physically based simulation: kcorrect SED mixtures, Madau IGM, Calzetti dust, real ALHAMBRA",
-        f"## filter curves; {n} objects, seed {seed}. Magnitudes AB; 99 = not detected (error = 1-sigma",
-        "## limiting magnitude), -99 = not observed (error 0). Truth columns appended at the end.",
+        f"## {survey.mock_config().title} (galaxy_spark), field {field} pointing {pointing} CCD {ccd}",
+        "## Physically based simulation: kcorrect SED mixtures, Madau IGM, Calzetti dust, the survey",
+        f"## file's filter curves; {n} objects, seed {seed}. Magnitudes AB; "
+        f"{survey.sentinels['not_detected_magnitude']:g} = not detected (error = 1-sigma",
+        f"## limiting magnitude), {survey.sentinels['not_observed_magnitude']:g} = not observed "
+        f"(error {survey.sentinels['not_observed_error']:g}). Truth columns appended at the end.",
         "##",
     ]
     for i, name in enumerate(names, 1):

@@ -58,6 +58,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
     sets = ev.labels
     primary = m["headline"]["labels"]
     mag = ev.mag
+    det = m["data"]["detection_band"]
 
     plots = {}
 
@@ -91,8 +92,8 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
         series = {"network": M.ez(num(df, "z_phot")[gal], zt)}
         xm = mag[gal]
         where = "the test split"
-    plots["residuals_mag"] = (P.residuals(xm, series, "F814W", out / "residuals_vs_mag.png"),
-                              f"Δz/(1+z) vs F814W against {primary} labels, {where}: running median ± NMAD")
+    plots["residuals_mag"] = (P.residuals(xm, series, det, out / "residuals_vs_mag.png"),
+                              f"Δz/(1+z) vs {det} against {primary} labels, {where}: running median ± NMAD")
     plots["residuals_z"] = (P.residuals(zt, series, f"z ({primary})", out / "residuals_vs_z.png"),
                             f"Δz/(1+z) vs redshift against {primary} labels, {where}")
     preds = {"network": num(df, "z_phot")[gal]}
@@ -115,7 +116,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
         fpr, tpr = M.roc_curve(lab_s["star"], num(df, "p_star"))
         roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
     by_mag = m["network"][primary]["stellarity"]["by_mag"]
-    plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png"),
+    plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png", det),
                             f"Star/galaxy: ROC and purity/completeness vs F814W ({primary} labels, p_star ≥ 0.5)")
     if base and primary in base.get("bpz", {}):
         tabs_m = {"network": base["network"][primary]["redshift"]["by_mag"],
@@ -125,8 +126,8 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
     else:
         tabs_m = {"network": m["network"][primary]["redshift"]["by_mag"]}
         tabs_z = {"network": m["network"][primary]["redshift"]["by_z"]}
-    plots["binned_mag"] = (P.binned_compare(tabs_m, "F814W", out / "binned_vs_mag.png"),
-                           "σ_NMAD, bias and outlier fraction per F814W bin (same objects)")
+    plots["binned_mag"] = (P.binned_compare(tabs_m, det, out / "binned_vs_mag.png"),
+                           f"σ_NMAD, bias and outlier fraction per {det} bin (same objects)")
     plots["binned_z"] = (P.binned_compare(tabs_z, f"z ({primary})", out / "binned_vs_z.png"),
                          "σ_NMAD, bias and outlier fraction per redshift bin (same objects)")
     plots["loss"] = (P.epoch_curves(ev.histories, out / "loss_curves.png"),

@@ -166,9 +166,10 @@ def pit(hists: dict[str, dict], path: Path) -> Path:
     return save(fig, path)
 
 
-def star_galaxy(roc: dict[str, tuple[np.ndarray, np.ndarray, float]], by_mag: pd.DataFrame, path: Path) -> Path:
+def star_galaxy(roc: dict[str, tuple[np.ndarray, np.ndarray, float]], by_mag: pd.DataFrame, path: Path,
+                mag_label: str = "detection-band magnitude") -> Path:
     """Left: ROC curves {label: (fpr, tpr, auc)}. Right: purity, completeness and balanced accuracy
-    of the star class vs F814W (``metrics.binned(classification_metrics, …)`` output)."""
+    of the star class vs the detection-band magnitude (``metrics.binned(classification_metrics, …)``)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 4.0))
     for i, (name, (fpr, tpr, auc)) in enumerate(roc.items()):
         a1.plot(fpr, tpr, color=f"C{i}", label=f"{name} (AUC {auc:.3f})" if np.isfinite(auc) else name)
@@ -187,7 +188,7 @@ def star_galaxy(roc: dict[str, tuple[np.ndarray, np.ndarray, float]], by_mag: pd
         a2.legend(fontsize=8, loc="lower left")
     else:
         empty(a2)
-    a2.set_xlabel("F814W")
+    a2.set_xlabel(mag_label)
     a2.set_title("stars: purity / completeness vs magnitude")
     a2.grid(alpha=0.3)
     return save(fig, path)
@@ -245,7 +246,8 @@ def curves(history: dict, keys: list[tuple[str, str]], title: str, ylabel: str, 
 
 
 def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, selected: np.ndarray,
-                     path: Path, ref_label: str = "survey BPZ zb_1", title: str = "") -> Path:
+                     path: Path, ref_label: str = "survey template-fit redshift", title: str = "",
+                     odds_label: str = "odds") -> Path:
     """z_phot vs the survey's own redshift: all galaxies coloured by Odds, the selected sample ringed,
     the 1:1 line and the |Δz|/(1+z) = 0.15 outlier boundaries."""
     zr, zp, od = (np.asarray(a, float) for a in (z_ref, z_phot, odds))
@@ -257,7 +259,7 @@ def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, se
         return save(fig, path)
     top = float(max(np.nanpercentile(np.r_[zr[ok], zp[ok]], 99.5) * 1.05, 0.5))
     sc = ax.scatter(zr[ok], zp[ok], c=od[ok], s=9, cmap="viridis", vmin=0, vmax=1, alpha=0.8)
-    fig.colorbar(sc, ax=ax, label="Odds_1")
+    fig.colorbar(sc, ax=ax, label=odds_label)
     s = ok & sel
     ax.scatter(zr[s], zp[s], s=40, facecolors="none", edgecolors="r", lw=0.8, label=f"selected (n={int(s.sum())})")
     g = np.linspace(0, top, 50)

@@ -58,43 +58,43 @@ def labels_morphology(real: pd.DataFrame, mock: pd.DataFrame, centres: np.ndarra
                       binned: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
     """Six panels of catalogue labels and morphology: zb_1 vs F814W; stell median and fraction > 0.9
     vs F814W; median Odds_1 vs F814W (``binned``: {"real"|"mock": {"stell median", "stell frac>0.9",
-    "Odds_1 median"}: values per bin at ``centres``}); n(z | F814W limit); Stell_Mass_1 vs M_Abs_1;
+    "odds median"}: values per bin at ``centres``}); n(z | detection-band limit); Stell_Mass_1 vs M_Abs_1;
     the mock's zb_1 vs its z_true. Mock scatter panels show 8,000 random objects."""
     fig, axs = plt.subplots(2, 3, figsize=(14, 7.5))
     sub = mock.sample(min(len(mock), 8000), random_state=0)
     ax = axs[0, 0]
-    ax.scatter(sub["F814W"], sub["zb_1"], s=1, c="r", alpha=0.3, label="mock")
-    ax.scatter(real["F814W"], real["zb_1"], s=3, c="k", label="real")
-    ax.set_xlabel("F814W"); ax.set_ylabel("zb_1"); ax.set_ylim(0, 4); ax.legend(fontsize=8)
+    ax.scatter(sub["detection"], sub["redshift"], s=1, c="r", alpha=0.3, label="mock")
+    ax.scatter(real["detection"], real["redshift"], s=3, c="k", label="real")
+    ax.set_xlabel("detection"); ax.set_ylabel("redshift"); ax.set_ylim(0, 4); ax.legend(fontsize=8)
     ax = axs[0, 1]
     for who, b in binned.items():
         sty = STYLES[who]
         ax.plot(centres, b["stell median"], sty, label=f"{who} median")
         ax.plot(centres, b["stell frac>0.9"], sty.replace("-", "--"), label=f"{who} frac>0.9", alpha=0.6)
-    ax.set_xlabel("F814W"); ax.set_ylabel("stell"); ax.legend(fontsize=7)
+    ax.set_xlabel("detection"); ax.set_ylabel("stell"); ax.legend(fontsize=7)
     ax = axs[0, 2]
     for who, b in binned.items():
-        ax.plot(centres, b["Odds_1 median"], STYLES[who], label=who)
-    ax.set_xlabel("F814W"); ax.set_ylabel("median Odds_1"); ax.legend(fontsize=8)
+        ax.plot(centres, b["odds median"], STYLES[who], label=who)
+    ax.set_xlabel("detection"); ax.set_ylabel("median odds"); ax.legend(fontsize=8)
     ax = axs[1, 0]
     zb = np.linspace(0, 4, 41)
     for lim in (22.5, 24.5):
         ls = "-" if lim == 22.5 else "--"
-        ax.hist(real.loc[real["F814W"] < lim, "zb_1"], zb, density=True, histtype="step", color="k", ls=ls,
+        ax.hist(real.loc[real["detection"] < lim, "redshift"], zb, density=True, histtype="step", color="k", ls=ls,
                 label=f"real zb, <{lim}")
-        g = mock[(mock["is_star"] == 0) & (mock["F814W"] < lim)]
+        g = mock[(mock["is_star"] == 0) & (mock["detection"] < lim)]
         ax.hist(g["z_true"], zb, density=True, histtype="step", color="r", ls=ls,
                 label=f"mock z_true, <{lim} (mean {g['z_true'].mean():.2f})")
-    ax.set_xlabel("z"); ax.legend(fontsize=7); ax.set_title("n(z | F814W limit)")
+    ax.set_xlabel("z"); ax.legend(fontsize=7); ax.set_title("n(z | detection-band limit)")
     ax = axs[1, 1]
-    ax.scatter(sub["M_Abs_1"], sub["Stell_Mass_1"], s=1, c=sub["Tb_1"], cmap="coolwarm_r")
-    ax.scatter(real["M_Abs_1"], real["Stell_Mass_1"], s=4, facecolors="none", edgecolors="k")
-    ax.set_xlabel("M_Abs_1"); ax.set_ylabel("Stell_Mass_1"); ax.set_title("mass vs M_B (mock colour = Tb)")
+    ax.scatter(sub["absolute_magnitude"], sub["stellar_mass"], s=1, c=sub["spectral_type"], cmap="coolwarm_r")
+    ax.scatter(real["absolute_magnitude"], real["stellar_mass"], s=4, facecolors="none", edgecolors="k")
+    ax.set_xlabel("absolute_magnitude"); ax.set_ylabel("stellar_mass"); ax.set_title("mass vs M_B (mock colour = Tb)")
     ax = axs[1, 2]
     g = sub[sub["is_star"] == 0]
-    ax.scatter(g["z_true"], g["zb_1"], s=1, c="r", alpha=0.3)
+    ax.scatter(g["z_true"], g["redshift"], s=1, c="r", alpha=0.3)
     ax.plot([0, 4], [0, 4], "k-", lw=0.5)
-    ax.set_xlim(0, 4); ax.set_ylim(0, 4); ax.set_xlabel("z_true"); ax.set_ylabel("zb_1")
+    ax.set_xlim(0, 4); ax.set_ylim(0, 4); ax.set_xlabel("z_true"); ax.set_ylabel("redshift")
     ax.set_title("mock labels vs truth")
     return save(fig, path, dpi=DPI)
 

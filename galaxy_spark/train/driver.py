@@ -26,7 +26,7 @@ from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
 from galaxy_spark.model.nets import load_preset
 from galaxy_spark.model.registry import describe_version
 from galaxy_spark.model.tracking import use_experiment
-from galaxy_spark.survey import load_survey
+from galaxy_spark.survey import catalogue_survey
 from galaxy_spark.train.champion import selection_metrics, set_alias
 from galaxy_spark.train.data import LABEL_PHASES, LABEL_SOURCES, SPLIT_DESCRIPTION, TrainingData, \
     catalogue_fingerprint, load_training_data
@@ -52,7 +52,7 @@ class TrainOptions:
     label_source: str = "catalogue"
     promote: bool = False
     seed: int = 42
-    survey: str = "alhambra"
+    survey: str | None = None          # a survey name or file; None: pipeline.yaml's
     spec: str | None = None             # spectroscopic sample (CSV/Parquet: ID, z_spec, …)
     spec_min_quality: int = 3
 
@@ -235,7 +235,7 @@ def train(opts: TrainOptions, spark) -> dict:
     import mlflow
 
     t_start = time.time()
-    survey = load_survey(opts.survey)
+    survey = catalogue_survey(opts.catalog, opts.survey)
     preset = load_preset(opts.preset)
     check_options(opts)
     data = load_training_data(spark, opts.catalog, survey, preset, make_feature_spec(preset["features"], survey),
