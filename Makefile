@@ -19,19 +19,34 @@ SPARK_SUBMIT := $(VENV)/bin/spark-submit --master $(MASTER) --driver-memory 8g
 OBJECTS ?= 446343
 SEED ?= 42
 PRESET ?= default
-RAW := data/raw/alhambra_mock.csv
-SPEC := data/raw/alhambra_mock.specz.csv
+# Which survey file (galaxy_spark/conf/surveys/<name>.yaml, or a path): `make run SURVEY=jplus`.
+# Another survey's data, reports and registered model live apart from the default's.
+SURVEY ?= alhambra
+SURVEY_NAME := $(basename $(notdir $(SURVEY)))
+ifeq ($(SURVEY_NAME),alhambra)
+DATA := data
+REPORT ?= reports/latest
+MODEL_NAME := galaxy-ensemble
+else
+DATA := data/$(SURVEY_NAME)
+REPORT ?= reports/$(SURVEY_NAME)
+MODEL_NAME := galaxy-ensemble-$(SURVEY_NAME)
+endif
+RAW := $(DATA)/raw/$(SURVEY_NAME)_mock.csv
+SPEC := $(DATA)/raw/$(SURVEY_NAME)_mock.specz.csv
+CATALOG := $(DATA)/catalog
+SCORES := $(DATA)/scores
 # What the networks learn from: spec+catalogue (pretrain on the catalogue's template-fit labels,
 # fine-tune on the spectroscopic sample) by default; `make train LABELS=catalogue` is the thesis'
 # emulator of the survey's values.
 LABELS ?= spec+catalogue
-REPORT ?= reports/latest
 
 .PHONY: help setup check-java run mock ingest train train-paper train-catalogue score evaluate realdata-check \
         mock-validate reprocess ui serve pyfiles cluster-demo test bench clean
 
 help:
 	@echo "make run            whole pipeline on the embedded mock ($(OBJECTS) objects): mock, ingest, train, score, evaluate"
+	@echo "make run SURVEY=jplus   the same for another survey file (jplus, splus, jpas, or a path to a YAML file)"
 	@echo "make test           the test suite (real Spark, real MLflow, headless Chromium)"
 	@echo "make bench          benchmarks -> reports/bench/"
 	@echo "make ui             MLflow UI on http://127.0.0.1:5000"
@@ -55,25 +70,25 @@ check-java: $(STAMP)
 	@$(PY) -m galaxy_spark.spark --check-java
 
 mock: setup
-	$(PY) jobs/mock.py --objects $(OBJECTS) --seed $(SEED) --format csv --out $(RAW)
+	$(PY) jobs/mock.py --survey $(SURVEY) --objects $(OBJECTS) --seed $(SEED) --format csv --out $(RAW)
 
 ingest: setup
-	$(SPARK_SUBMIT) jobs/ingest.py --input $(RAW) --out data/catalog --quarantine data/quarantine
+	$(SPARK_SUBMIT) jobs/ingest.py --survey $(SURVEY) --input $(RAW) --out $(CATALOG) --quarantine $(DATA)/quarantine
 
 train: setup
-	$(SPARK_SUBMIT) jobs/train.py --catalog data/catalog --preset $(PRESET) --labels $(LABELS) --spec $(SPEC)
+	$(SPARK_SUBMIT) jobs/train.py --survey $(SURVEY) --catalog $(CATALOG) --preset $(PRESET) --labels $(LABELS) --spec $(SPEC) --register $(MODEL_NAME)
 
 train-paper: setup
-	$(SPARK_SUBMIT) jobs/train.py --catalog data/catalog --preset paper --spec $(SPEC)
+	$(SPARK_SUBMIT) jobs/train.py --survey $(SURVEY) --catalog $(CATALOG) --preset paper --spec $(SPEC) --register $(MODEL_NAME)
 
 train-catalogue: setup
-	$(SPARK_SUBMIT) jobs/train.py --catalog data/catalog --preset $(PRESET) --labels catalogue --spec $(SPEC)
+	$(SPARK_SUBMIT) jobs/train.py --survey $(SURVEY) --catalog $(CATALOG) --preset $(PRESET) --labels catalogue --spec $(SPEC) --register $(MODEL_NAME)
 
 score: setup
-	$(SPARK_SUBMIT) jobs/score.py --catalog data/catalog --out data/scores --coverage
+	$(SPARK_SUBMIT) jobs/score.py --survey $(SURVEY) --catalog $(CATALOG) --out $(SCORES) --model models:/$(MODEL_NAME)@champion --coverage
 
 evaluate: setup
-	$(SPARK_SUBMIT) jobs/evaluate.py --scores data/scores --catalog data/catalog --spec $(SPEC) --out $(REPORT)
+	$(SPARK_SUBMIT) jobs/evaluate.py --survey $(SURVEY) --scores $(SCORES) --catalog $(CATALOG) --spec $(SPEC) --out $(REPORT)
 
 run: setup
 	$(MAKE) --no-print-directory mock ingest train score evaluate
@@ -88,7 +103,7 @@ mock-validate: setup
 	$(PY) jobs/mock.py --validate --real tests/data/alhambra_f02_vizier_sample.csv --objects 60000 --seed $(SEED) --out reports/mock-validation
 
 reprocess: setup
-	$(SPARK_SUBMIT) jobs/reprocess.py --catalog data/catalog --scores data/scores
+	$(SPARK_SUBMIT) jobs/reprocess.py --survey $(SURVEY) --catalog $(CATALOG) --scores $(SCORES) --model models:/$(MODEL_NAME)@champion
 
 ui: setup
 	@$(PY) -m galaxy_spark.model.tracking http://127.0.0.1:5000

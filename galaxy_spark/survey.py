@@ -120,6 +120,7 @@ class Survey:
     detection_band: str
     detection_min_snr: float
     completeness_mag: float
+    bright_mag: float           # the headline bright / faint split (detection band, AB mag)
     bands: tuple[Band, ...]
     leading: tuple[Column, ...]
     trailing: tuple[Column, ...]
@@ -487,6 +488,7 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
         sentinels=sent, detection_band=det_band,
         detection_min_snr=float(_get(det, "min_snr", src, "detection", "positive")),
         completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
+        bright_mag=float(_get(det, "bright_mag", src, "detection", "positive")),
         bands=tuple(bands), leading=leading, trailing=trailing,
         error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
         csv_extra=csv_extra, truth=truth, labels=labels, spectroscopy=spectroscopy, mock=mock,
@@ -524,28 +526,6 @@ def survey_file(name_or_path: str | os.PathLike | None = None):
         raise SurveyConfigError(f"survey definition not found: {searched(SURVEYS, str(name_or_path))} "
                                 f"(known surveys: {', '.join(conf_names(SURVEYS)) or 'none'})")
     return found
-
-
-def catalogue_survey(catalog: str, requested: str | None = None) -> Survey:
-    """The survey of the ingested catalogue `catalog`: its manifest names it. `requested` (a job's
-    --survey, a name or a file) must agree with the manifest when both are known; without a
-    manifest it is the requested survey or pipeline.yaml's default."""
-    from galaxy_spark.errors import InputError
-    from galaxy_spark.io.manifest import read_manifest
-
-    man = read_manifest(catalog, "catalogue manifest") or {}
-    recorded = man.get("survey")
-    if requested is None and recorded:
-        try:
-            return load_survey(recorded)
-        except SurveyConfigError as e:
-            raise InputError(f"catalogue {catalog} is from survey {recorded!r}, whose file is not found ({e}); "
-                             f"pass --survey PATH to its YAML file") from None
-    survey = load_survey(requested)
-    if recorded and survey.name != recorded:
-        raise InputError(f"--survey {requested}: the catalogue {catalog} was ingested as survey {recorded!r}, "
-                         f"not {survey.name!r}")
-    return survey
 
 
 _LOADED: dict[str, Survey] = {}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark import metrics as M
-from galaxy_spark.evaluate.blocks import BRIGHT_MAG, network_redshift_block, redshift_block
+from galaxy_spark.evaluate.blocks import network_redshift_block, redshift_block
 from galaxy_spark.evaluate.data import num
 from galaxy_spark.features import id_hash_unit
 from galaxy_spark.survey import Survey
@@ -114,15 +114,16 @@ def baseline_comparison(df: pd.DataFrame, sets: dict, mag: np.ndarray, survey: S
     return out, frame
 
 
-def comparison_table(frame: pd.DataFrame, bright: float = BRIGHT_MAG) -> pd.DataFrame:
+def comparison_table(frame: pd.DataFrame, bright: float, faint: float) -> pd.DataFrame:
     """Network and BPZ on the same galaxies, per comparison (emulation, spectroscopic, truth) and
-    magnitude range (< bright, bright–24.5, all): σ_NMAD, outlier fraction, n. ``frame`` is
+    detection-band magnitude range (< bright, bright–faint, all; the survey file's
+    detection.bright_mag and completeness_mag): σ_NMAD, outlier fraction, n. ``frame`` is
     ``baseline_comparison``'s per-object table."""
     rows = []
     for src, what in COMPARISONS.items():
         if f"z_{src}" not in frame:
             continue
-        for lo, hi in ((0.0, bright), (bright, 24.5), (0.0, 99.0)):
+        for lo, hi in ((0.0, bright), (bright, faint), (0.0, 99.0)):
             sel = frame[f"galaxy_{src}"].to_numpy(bool) & np.isfinite(frame[f"z_{src}"].to_numpy(float)) \
                 & (frame["mag"] >= lo) & (frame["mag"] < hi)
             zt = frame[f"z_{src}"].to_numpy(float)[sel]

@@ -23,7 +23,6 @@ from galaxy_spark.evaluate.data import QUANTILE_COLUMNS, QUANTILE_LEVELS, num
 
 MAG_BINS = (14.0, 18.0, 19.0, 20.0, 21.0, 22.0, 22.5, 23.0, 23.5, 24.0, 24.5, 27.0)   # AB mag
 Z_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 7.0)
-BRIGHT_MAG = 22.5      # AB mag; Molino+2014 quote BPZ accuracy for I < 22.5 and 22.5 < I < 24.5
 
 
 def quantiles(df: pd.DataFrame) -> np.ndarray:

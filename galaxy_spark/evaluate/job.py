@@ -38,7 +38,8 @@ from galaxy_spark.evaluate.blocks import MAG_BINS, Z_BINS, headline, network_met
 from galaxy_spark.evaluate.data import attach_spec, detection_magnitude, label_sets, num, read_test_join, star_rule
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import model_uri_for, resolve_model
-from galaxy_spark.survey import Survey, catalogue_survey
+from galaxy_spark.io.manifest import catalogue_survey
+from galaxy_spark.survey import Survey
 from galaxy_spark.log import get_logger
 
 log = get_logger(__name__)
@@ -97,7 +98,7 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
     if opts.bpz:
         base, bpz_frame = baseline_comparison(df, sets, mag, survey, opts.bpz_max_objects, ensemble)
         metrics["baseline"] = base
-        metrics["comparisons"] = comparison_table(bpz_frame).to_dict(orient="records")
+        metrics["comparisons"] = comparison_table(bpz_frame, survey.bright_mag, survey.completeness_mag).to_dict(orient="records")
         if ensemble is None:
             notes.append("network throughput not measured: the model could not be loaded")
     else:

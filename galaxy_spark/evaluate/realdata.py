@@ -20,7 +20,6 @@ import pandas as pd
 
 from galaxy_spark.errors import InputError
 from galaxy_spark import metrics as M
-from galaxy_spark.evaluate.blocks import BRIGHT_MAG
 from galaxy_spark.evaluate.data import detection_magnitude, num
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import resolve_model
@@ -69,7 +68,7 @@ class RealDataCheck:
 def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar_flag_max: float) -> dict:
     """Boolean masks of the comparison samples, the primary (high-Odds galaxies) first: galaxies by
     Stellar_Flag < ``stellar_flag_max``; with Odds_1 > ``odds_min``; by detection magnitude (AB)
-    below / above ``BRIGHT_MAG``; with Odds_1 > 0.5."""
+    below the survey's detection.bright_mag and between it and completeness_mag; with Odds_1 > 0.5."""
     sf_col, odds_col, det = _label(survey, "stellar_flag"), _label(survey, "redshift_odds"), survey.detection_band
     sf, odds = num(cat, sf_col), num(cat, odds_col)
     mag = detection_magnitude(cat, survey)
@@ -77,14 +76,15 @@ def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar
     hi = gal & (odds > odds_min)
     return {f"galaxies, {odds_col} > {odds_min:g}": hi,
             "all galaxies": gal,
-            bright_sample(survey): gal & (mag < BRIGHT_MAG),
-            f"galaxies, {BRIGHT_MAG:g} <= {det} < 24.5": gal & (mag >= BRIGHT_MAG) & (mag < 24.5),
+            bright_sample(survey): gal & (mag < survey.bright_mag),
+            f"galaxies, {survey.bright_mag:g} <= {det} < {survey.completeness_mag:g}":
+                gal & (mag >= survey.bright_mag) & (mag < survey.completeness_mag),
             f"galaxies, {odds_col} > 0.5": gal & (odds > 0.5)}
 
 
 def bright_sample(survey: Survey) -> str:
-    """Name of the bright-galaxy sample (detection band < BRIGHT_MAG)."""
-    return f"galaxies, {survey.detection_band} < {BRIGHT_MAG:g}"
+    """Name of the bright-galaxy sample (detection band < the survey's detection.bright_mag)."""
+    return f"galaxies, {survey.detection_band} < {survey.bright_mag:g}"
 
 
 def _label(survey: Survey, role: str) -> str:
@@ -172,7 +172,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
         bright_name = bright_sample(survey)
         label, label_name, label_desc = FT.realdata_labels(cat, survey, opts.finetune_label, opts.finetune_spec)
         block, _ = FT.finetune_check(ensemble, cat, cat[survey.id_column].to_numpy(np.int64), zp, label, label_name,
-                                     samples["all galaxies"], (f"{survey.detection_band} < {BRIGHT_MAG:g} galaxies", samples[bright_name]),
+                                     samples["all galaxies"], (f"{survey.detection_band} < {survey.bright_mag:g} galaxies", samples[bright_name]),
                                      opts.finetune_folds, ft_settings, echo=log.info)
         metrics["finetune"] = {**block, "label_description": label_desc}
         metrics["seconds"] = round(time.time() - t0, 1)

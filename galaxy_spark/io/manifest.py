@@ -16,6 +16,7 @@ from pathlib import Path
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.io.fs import UriPath, location, store
+from galaxy_spark.survey import Survey, SurveyConfigError, load_survey
 
 MANIFEST = "_manifest.json"
 
@@ -56,3 +57,22 @@ def manifest_sha256(directory: str | os.PathLike) -> str | None:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def catalogue_survey(catalog: str, requested: str | None = None) -> Survey:
+    """The survey of the ingested catalogue `catalog`: its manifest names it. `requested` (a job's
+    --survey, a name or a file) must agree with the manifest when both are known; without a
+    manifest it is the requested survey or pipeline.yaml's default."""
+    man = read_manifest(catalog, "catalogue manifest") or {}
+    recorded = man.get("survey")
+    if requested is None and recorded:
+        try:
+            return load_survey(recorded)
+        except SurveyConfigError as e:
+            raise InputError(f"catalogue {catalog} is from survey {recorded!r}, whose file is not found ({e}); "
+                             f"pass --survey PATH to its YAML file") from None
+    survey = load_survey(requested)
+    if recorded and survey.name != recorded:
+        raise InputError(f"--survey {requested}: the catalogue {catalog} was ingested as survey {recorded!r}, "
+                         f"not {survey.name!r}")
+    return survey

@@ -26,7 +26,7 @@ from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
 from galaxy_spark.model.nets import load_preset
 from galaxy_spark.model.registry import describe_version
 from galaxy_spark.model.tracking import use_experiment
-from galaxy_spark.survey import catalogue_survey
+from galaxy_spark.io.manifest import catalogue_survey
 from galaxy_spark.train.champion import selection_metrics, set_alias
 from galaxy_spark.train.data import LABEL_PHASES, LABEL_SOURCES, SPLIT_DESCRIPTION, TrainingData, \
     catalogue_fingerprint, load_training_data
