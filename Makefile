@@ -42,7 +42,7 @@ SCORES := $(DATA)/scores
 LABELS ?= spec+catalogue
 
 .PHONY: help setup check-java run mock ingest train train-paper train-catalogue score evaluate realdata-check \
-        mock-validate reprocess ui serve pyfiles cluster-demo test bench clean
+        mock-validate bands-study reprocess ui serve pyfiles cluster-demo test bench clean
 
 help:
 	@echo "make run            whole pipeline on the embedded mock ($(OBJECTS) objects): mock, ingest, train, score, evaluate"
@@ -52,6 +52,7 @@ help:
 	@echo "make ui             MLflow UI on http://127.0.0.1:5000"
 	@echo "make train-paper    the thesis' four networks (for comparison)"
 	@echo "make train-catalogue  the default networks emulating the catalogue's values (the thesis' task)"
+	@echo "make bands-study    accuracy vs number of bands (J-PLUS, ALHAMBRA, J-PAS) on the same simulated galaxies"
 	@echo "make mock-validate  compare the mock with the 817 real ALHAMBRA rows"
 	@echo "make serve          REST endpoint of the champion model on 127.0.0.1:5001 (mlflow models serve)"
 	@echo "make pyfiles        dist/galaxy_spark.zip for spark-submit --py-files (executors without the package)"
@@ -104,6 +105,10 @@ mock-validate: setup
 
 reprocess: setup
 	$(SPARK_SUBMIT) jobs/reprocess.py --survey $(SURVEY) --catalog $(CATALOG) --scores $(SCORES) --model models:/$(MODEL_NAME)@champion
+
+# One simulated population observed through several survey files (pipeline.yaml's bands_study)
+bands-study: setup
+	$(PY) jobs/bands_study.py --objects $(if $(filter 446343,$(OBJECTS)),60000,$(OBJECTS)) --seed $(SEED) --out reports/bands
 
 ui: setup
 	@$(PY) -m galaxy_spark.model.tracking http://127.0.0.1:5000

@@ -44,6 +44,12 @@ def _set(raw: dict, path: tuple, value):
     (("id", "digits"), "11", r"id\.digits: expected an integer"),
     (("labels", "redshift"), "zb_9", r"labels\.redshift: 'zb_9' is not a column of the survey"),
     (("columns", "csv_extra"), [{"name": "id", "type": "string"}], r"columns: column names clash"),
+    (("bands", 2, "fwhm_aa"), ..., r"bands\[2\]\.fwhm_aa: missing required key"),
+    (("bands", 0, "response", "file"), "nosuch.dat", r"bands\[0\]\.response\.file: no curve file 'nosuch.dat' in package"),
+    (("detection", "bright_mag"), ..., r"detection\.bright_mag: missing required key"),
+    (("layout", "ccds"), [1, 2, 12], r"layout\.ccds: \[12\] take more than the one ID digit each level has: IDs would overlap"),
+    (("layout", "ccds"), [1, 2, 2], r"layout\.ccds: a number appears twice in \[1, 2, 2\]: two catalogues would share IDs"),
+    (("id", "digits"), 6, r"id\.digits: 6 digits leave no room for field, pointing, CCD and a running number"),
 ])
 def test_malformed_survey_names_the_key(path, value, message):
     with pytest.raises(SurveyConfigError, match=f"^x.yaml: {message}"):
@@ -66,6 +72,31 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
 def test_the_shipped_survey_is_valid():
     s = parse_survey(RAW, "alhambra.yaml")
     assert s.name == "alhambra" and len(s.bands) == 24 and s.thesis_clip == (0.0, 27.0)
+
+
+@pytest.mark.parametrize("name, n_bands, approximate", [("jplus", 12, True), ("splus", 12, True), ("jpas", 60, True)])
+def test_the_other_shipped_surveys_are_valid(name, n_bands, approximate):
+    """J-PLUS, S-PLUS, J-PAS: curves from the tables next to the survey file, marked approximate."""
+    s = load_survey(name)
+    assert len(s.bands) == n_bands and s.detection_band in s.band_names
+    assert all(b.response["approximate"] is approximate and b.response["location"].is_file() for b in s.bands)
+
+
+def test_unknown_curve_table_next_to_the_file(tmp_path):
+    """Curve tables are looked up next to the survey file; a missing one names the band's key."""
+    import shutil
+
+    shutil.copytree(survey_file("jplus").parent / "curves" / "jplus", tmp_path / "curves" / "jplus")
+    raw = yaml.safe_load(survey_file("jplus").read_text())
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    assert len(load_survey(str(f)).bands) == 12
+    raw["bands"][4]["response"]["file"] = "curves/jplus/J0999.dat"
+    f2 = tmp_path / "mine2.yaml"
+    f2.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SurveyConfigError, match=r"^mine2.yaml: bands\[4\]\.response\.file: no curve file "
+                                                r"'curves/jplus/J0999.dat' \(looked at .*J0999.dat\)"):
+        load_survey(str(f2))
 
 
 def test_conf_dir_override(tmp_path, monkeypatch):

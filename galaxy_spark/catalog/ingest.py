@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_pipeline_config()
     ic = cfg.get("ingest") or {}
     p = argparse.ArgumentParser(prog="ingest", formatter_class=HelpFormatter, description=(
-        "Read a raw ALHAMBRA-style catalogue (public ASCII, CSV or VizieR CSV), decode the "
+        "Read a raw survey catalogue (public ASCII, CSV or VizieR CSV, as the survey file describes), decode the "
         "sentinels, quarantine invalid rows and write Parquet partitioned by Field."))
     p.add_argument("--input", default=cfg["paths"].get("raw"),
                    help="raw catalogue: a file, a directory of files or a glob (quote it)")

@@ -2,7 +2,7 @@
 package, or ``python -m galaxy_spark.commands``) and the `jobs/<job>.py` files spark-submit takes
 both run these modules' `main`.
 
-    galaxy-spark mock|ingest|train|score|evaluate|realdata-check|reprocess --help
+    galaxy-spark mock|ingest|train|score|evaluate|realdata-check|reprocess|bands-study --help
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ COMMANDS = {"mock": "a simulated survey catalogue", "ingest": "raw catalogue -> 
             "train": "four networks, tracked in MLflow, one registered ensemble",
             "score": "score a catalogue with a registered model (Spark)",
             "evaluate": "metrics, baselines and the HTML report", "realdata-check": "real rows vs the survey's BPZ",
-            "reprocess": "rescore what changed (for a scheduler)"}
+            "reprocess": "rescore what changed (for a scheduler)",
+            "bands-study": "accuracy vs number of bands: one population through several survey files"}
 
 
 def usage() -> str:

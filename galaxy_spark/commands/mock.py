@@ -1,7 +1,9 @@
-"""Generate the mock ALHAMBRA catalogue, or validate it against real rows.
+"""Generate a survey's mock catalogue (the survey file's bands, layout and columns; default
+pipeline.yaml's survey), or validate it against real rows.
 
     python jobs/mock.py --objects 446343 --seed 42 --format csv --out data/raw/alhambra_mock.csv
-    python jobs/mock.py --format ascii --out data/raw/mock_ascii          # 48 public-style files
+    python jobs/mock.py --survey jplus --objects 20000 --out data/jplus/raw/jplus_mock.csv
+    python jobs/mock.py --format ascii --out data/raw/mock_ascii          # one public-style file per CCD
         (each also writes its spectroscopic sample: alhambra_mock.specz.csv, mock_ascii.specz.csv)
     python jobs/mock.py --validate --real ../shared/data/alhambra_f02_vizier_sample.csv \
         --objects 60000 --seed 42 --out reports/mock-validation
@@ -30,7 +32,7 @@ def parse_args(argv):
     p = _Parser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--objects", type=str, default=str(DEFAULT_OBJECTS), help="number of objects")
     p.add_argument("--seed", type=str, default="42", help="random seed: same seed, same bytes")
-    p.add_argument("--format", default="csv", help="csv (one file) or ascii (48 public-style files in a directory)")
+    p.add_argument("--format", default="csv", help="csv (one file) or ascii (one public-style file per CCD catalogue of the survey, in a directory)")
     p.add_argument("--out", required=True, help="output file (csv) or directory (ascii, --validate)")
     p.add_argument("--survey", default=None, help="survey: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file (default: pipeline.yaml's)")
     p.add_argument("--validate", action="store_true", help="compare a mock with real rows instead of writing one")

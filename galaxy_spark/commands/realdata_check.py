@@ -27,13 +27,13 @@ def parse_args(argv):
     from galaxy_spark.evaluate.realdata import ODDS_MIN, STELLAR_FLAG_MAX
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of ALHAMBRA)")
+    p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of the survey's)")
     p.add_argument("--format", default="vizier", help="ingest format: vizier | ascii | csv | auto")
     p.add_argument("--model", default="models:/galaxy-ensemble@champion", help="MLflow model URI")
     p.add_argument("--out", default=os.path.join("reports", "realdata"), help="report directory, replaced atomically")
-    p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on Odds_1")
+    p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on the survey's redshift_odds label")
     p.add_argument("--stellar-flag-max", type=float, default=STELLAR_FLAG_MAX,
-                   help="galaxies: Stellar_Flag below this")
+                   help="galaxies: the survey's stellar_flag label below this")
     p.add_argument("--survey", default=None, help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file (default: pipeline.yaml's)")
     ft = p.add_argument_group("sim-to-real fine-tuning (off unless --finetune-folds K)")
     ft.add_argument("--finetune-folds", type=int, default=0, metavar="K",
@@ -41,7 +41,7 @@ def parse_args(argv):
                          "(folds by ID hash; each fold scored by a network fine-tuned on the other K-1); 0 = off, "
                          "else K >= 2 and at most the number of labelled galaxies")
     ft.add_argument("--finetune-label", default=None, metavar="COLUMN",
-                    help="label column of the input to fine-tune on (None: the survey's own BPZ redshift, zb_1)")
+                    help="label column of the input to fine-tune on (None: the survey's own redshift label)")
     ft.add_argument("--finetune-spec", default=None, metavar="FILE",
                     help="spectroscopic sample (CSV/Parquet: ID, z_spec[, spec_class, z_spec_quality]): fine-tune on "
                          "z_spec of its secure (quality >= 3) galaxies instead of a column of the input")
@@ -65,7 +65,7 @@ def main(argv=None):
     from galaxy_spark.model.tracking import configure_tracking
 
     if not args.input:
-        raise InputError("no --input given: pass a real catalogue file (e.g. the VizieR CSV of ALHAMBRA rows)")
+        raise InputError("no --input given: pass a real catalogue file (e.g. a VizieR CSV of the survey's rows)")
     if not os.path.exists(args.input):
         raise InputError(f"input not found: {args.input}")
     from galaxy_spark.train.finetune import FinetuneSettings, check_options

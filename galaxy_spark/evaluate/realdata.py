@@ -124,7 +124,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
     t0 = time.time()
     survey = load_survey(opts.survey)
     if not opts.input:
-        raise InputError("no --input given: pass a real catalogue file (e.g. the VizieR CSV of ALHAMBRA rows)")
+        raise InputError("no --input given: pass a real catalogue file (e.g. a VizieR CSV of the survey's rows)")
     if not Path(opts.input).exists():
         raise InputError(f"input not found: {opts.input}")
     check_job_paths({"--input": opts.input}, {"--out": (opts.out, "report")})

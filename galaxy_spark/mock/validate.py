@@ -100,7 +100,7 @@ def compare(survey, real: pd.DataFrame, mock: pd.DataFrame) -> pd.DataFrame:
         rf = _binned(real[real[st] != 2], st, lambda s: (s == 0).mean())
         mf = _binned(mock[mock[st] != 2], st, lambda s: (s == 0).mean())
         ok = np.isfinite(rf) & np.isfinite(mf)
-        add("detection fraction, mean abs diff over F814W bins", b, np.nan,
+        add(f"detection fraction, mean abs diff over {survey.detection_band} bins", b, np.nan,
             float(np.nanmean(np.abs(mf - rf)[ok])) if ok.any() else np.nan)
         add("not-observed fraction", b, float((real[st] == 2).mean()), float((mock[st] == 2).mean()))
     for b in survey.band_names:

@@ -117,7 +117,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
         roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
     by_mag = m["network"][primary]["stellarity"]["by_mag"]
     plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png", det),
-                            f"Star/galaxy: ROC and purity/completeness vs F814W ({primary} labels, p_star ≥ 0.5)")
+                            f"Star/galaxy: ROC and purity/completeness vs {det} ({primary} labels, p_star ≥ 0.5)")
     if base and primary in base.get("bpz", {}):
         tabs_m = {"network": base["network"][primary]["redshift"]["by_mag"],
                   "BPZ": base["bpz"][primary]["redshift"]["by_mag"]}
@@ -153,6 +153,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
     d = m["data"]
     h = m["headline"]
     primary = h["labels"]
+    det, survey = d["detection_band"], d["survey"]
     parts = []
     nav = "".join(f'<a href="#{anchor(s)}">{html.escape(s)}</a>' for s in SECTIONS)
     parts.append(section("Summary", f"<p>Held-out test split, {fmt(d['n_test'])} objects; headline figures "
@@ -186,7 +187,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
     body = table_html(_overall_rows(rows, REDSHIFT_KEYS))
     body += img_html(*plots["pred_vs_true"])
     for src, v in m["network"].items():
-        body += f"<h3>Network, by F814W ({html.escape(src)} labels, whole test split)</h3>" + table_html(
+        body += f"<h3>Network, by {det} ({html.escape(src)} labels, whole test split)</h3>" + table_html(
             _bins(v["redshift"]["by_mag"]), index=False)
         body += f"<h3>Network, by redshift ({html.escape(src)} labels)</h3>" + table_html(
             _bins(v["redshift"]["by_z"]), index=False)
@@ -200,7 +201,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             "BPZ": {"objects": base["n"], "objects_per_s": base["bpz"]["timing"]["objects_per_s"],
                     "seconds": base["bpz"]["timing"]["seconds"]}}).T
         t.index.name = "estimator"
-        body = (f"<p>BPZ (CWW+Kinney templates, ALHAMBRA responses, Madau IGM, HDF-N prior; "
+        body = (f"<p>BPZ (CWW+Kinney templates, the {html.escape(survey)} response curves, Madau IGM, HDF-N prior; "
                 f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
                 f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
                 f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
@@ -211,7 +212,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
         for src in m["network"]:
             if src not in base["bpz"]:
                 continue
-            body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
+            body += f"<h3>By {det} ({html.escape(src)} labels)</h3>" + table_html(
                 _side_by_side(base["network"][src]["redshift"]["by_mag"], base["bpz"][src]["redshift"]["by_mag"]),
                 index=False)
             body += f"<h3>By redshift ({html.escape(src)} labels)</h3>" + table_html(
@@ -236,7 +237,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
     body = table_html(_overall_rows({f"network / {s}": v["stellarity"]["overall"] for s, v in m["network"].items()},
                                     ckeys))
     for src, v in m["network"].items():
-        body += f"<h3>By F814W ({html.escape(src)} labels)</h3>" + table_html(
+        body += f"<h3>By {det} ({html.escape(src)} labels)</h3>" + table_html(
             _bins(v["stellarity"]["by_mag"], ("lo", "hi", "count", "purity", "completeness", "roc_auc",
                                              "balanced_accuracy", "accuracy")), index=False)
     body += img_html(*plots["star_galaxy"])
@@ -251,7 +252,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
         rrows[f"spectral type / {s}"] = v["spectral_type"]["overall"]
     body = table_html(_overall_rows(rrows, rk))
     for s, v in m["network"].items():
-        body += f"<h3>Stellar mass by F814W ({html.escape(s)})</h3>" + table_html(
+        body += f"<h3>Stellar mass by {det} ({html.escape(s)})</h3>" + table_html(
             _bins(v["stellar_mass"]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
     parts.append(section("Stellar mass and spectral type",
                           "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body))
@@ -303,6 +304,7 @@ def console_lines(ev, report: Path, out, n_logged: int | None) -> list[str]:
     name = os.path.basename(os.path.abspath(out))
     lines = []
     h = ev.metrics["headline"]
+    det = ev.metrics["data"]["detection_band"]
     lines.append(f"report: {os.path.abspath(report)}")
     lines.append(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
     lines.append(f"test split: {h['n_test']} objects; labels: {h['labels']}")
@@ -318,7 +320,7 @@ def console_lines(ev, report: Path, out, n_logged: int | None) -> list[str]:
     if comparisons:
         lines.append("same galaxies, network vs BPZ (sigma_nmad / outlier fraction):")
         for r in comparisons:
-            lines.append(f"  {r['comparison']:<52s} F814W {r['mag']:<9s} n {r['n']:>6d}  network "
+            lines.append(f"  {r['comparison']:<52s} {det} {r['mag']:<9s} n {r['n']:>6d}  network "
                   f"{fmt(r['network_sigma_nmad'])} / {fmt(r['network_outlier_frac'])}  BPZ "
                   f"{fmt(r['bpz_sigma_nmad'])} / {fmt(r['bpz_outlier_frac'])}")
     if n_logged is not None:

@@ -273,3 +273,39 @@ def realdata_scatter(z_ref: np.ndarray, z_phot: np.ndarray, odds: np.ndarray, se
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     return save(fig, path)
+
+
+def accuracy_vs_bands(result: dict, path: Path) -> Path:
+    """σ_NMAD and outlier fraction against the number of bands (one point per survey, network and
+    template fit), and σ_NMAD by magnitude per survey: the band-count study on the same objects."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
+    surveys = result.get("surveys", {})
+    if not surveys:
+        for ax in axes:
+            empty(ax)
+        return save(fig, path)
+    names = sorted(surveys, key=lambda s: surveys[s]["bands"])
+    nb = [surveys[s]["bands"] for s in names]
+    for est, style in (("network", "-o"), ("template_fit", "--s")):
+        for ax, key in zip(axes[:2], ("sigma_nmad", "outlier_frac")):
+            ax.plot(nb, [surveys[s][est]["all"][key] for s in names], style, color=COLORS.get(est), label=est)
+    for ax, key in zip(axes[:2], ("σ_NMAD", "outlier fraction (|Δz|/(1+z) > 0.15)")):
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(nb, [f"{n}\n{s}" for n, s in zip(nb, names)])
+        ax.set_xlabel("bands")
+        ax.set_title(f"{key}, {result['same_objects']:,} same galaxies")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    for s in names:
+        for est, ls in (("network", "-"), ("template_fit", "--")):
+            t = pd.DataFrame(surveys[s][est]["by_mag"])
+            line, = ax.plot(t["center"], t["sigma_nmad"], ls, marker="o", ms=3,
+                            label=f"{s} {est}", color=None if est == "network" else line.get_color())
+    ax.set_xlabel(f"{result['magnitude_band']} (true, AB)")
+    ax.set_ylabel("σ_NMAD")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)

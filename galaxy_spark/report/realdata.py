@@ -72,18 +72,19 @@ def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
         write_report_manifest(staging)
         tab = pd.DataFrame({k: {kk: v.get(kk) for kk in SAMPLE_KEYS} for k, v in res.items()}).T
         tab.index.name = "sample"
+        zref, sel = check.reference_column, m["selection"]
+        odds = sel["high_odds"].split(" ")[0]
         body = (f"<p>Input <code>{html.escape(input_name)}</code>: {m['rows']['read']} rows read, "
                 f"{m['rows']['ingested']} ingested; model <code>{html.escape(opts.model)}</code> (run "
                 f"{m['model_run_id']}). Network z_phot vs the survey's own BPZ redshift "
                 f"<code>{check.reference_column}</code> — a consistency check against another photo-z, not "
                 "against spectroscopy.</p><h2>Redshift</h2>" + table_html(tab)
-                + img_html(plot, "z_phot vs zb_1 for Stellar_Flag galaxies, coloured by Odds_1; the primary "
-                                 "sample ringed")
+                + img_html(plot, f"z_phot vs {zref} for galaxies, coloured by {odds}; the primary sample ringed")
                 + finetune_section(m.get("finetune"))
-                + "<h2>Definitions</h2><p>Galaxies: Stellar_Flag &lt; "
-                f"{opts.stellar_flag_max:g} (the survey's cut). High Odds: Odds_1 &gt; {opts.odds_min:g}, "
+                + f"<h2>Definitions</h2><p>Galaxies: {html.escape(sel['galaxies'])} (the survey's cut). "
+                f"High Odds: {html.escape(sel['high_odds'])}, "
                 "i.e. more than 90% of BPZ's p(z) within zb ± 0.02(1+zb): objects whose catalogue "
-                "redshift is secure enough to serve as a reference. ez = (z_phot − zb_1)/(1 + zb_1); "
+                f"redshift is secure enough to serve as a reference. ez = (z_phot − {zref})/(1 + {zref}); "
                 "σ_NMAD, bias, outliers |ez| &gt; 0.15 as in the evaluation report.</p>")
         (staging / "report.html").write_text(page("Real-data check", body), encoding="utf-8")
     return out / "report.html"
