@@ -54,7 +54,7 @@ def test_bands_study_same_objects(tmp_path):
     assert set(m["surveys"]) == {"jplus", "jpas"} and m["same_objects"] > 20
     assert [m["surveys"][s]["bands"] for s in ("jplus", "jpas")] == [12, 60]
     # the same objects: every estimator is scored on exactly the common test galaxies
-    assert {m["surveys"][s][e]["all"]["n"] for s in m["surveys"] for e in ("network", "template_fit")} \
+    assert {m["surveys"][s][e]["all"]["n"] for s in m["surveys"] for e in ("network", "template_fit", "bpz")} \
         == {m["same_objects"]}
     assert (out / "accuracy_vs_bands.png").stat().st_size > 10_000
 

@@ -7,8 +7,10 @@ fluxes, its noise depths the errors, its detection band and S/N cut the detectio
 template-fit redshift the survey would publish (BPZ with the mock's templates: `mock.labels`). Per
 survey a redshift network of the preset (p(z) output, photometric features only) is trained on the
 true redshifts of the ID-hash training split of its own detected galaxies — a simulation-only
-measure of what the bands carry, not the pipeline's label policy — and both estimators are scored
-against the truth on the test-split galaxies every survey detects. Morphology is left out so only the
+measure of what the bands carry, not the pipeline's label policy — and three estimators are scored
+against the truth on the test-split galaxies every survey detects: the network, the survey's own
+template fit (its catalogue labels) and the evaluation's BPZ baseline (desc-bpz CWW+Kinney
+templates, HDF-N prior: `evaluate.baseline.run_bpz`), the template fitting a user would run. Morphology is left out so only the
 photometry differs. Stars are not drawn: this compares redshifts of galaxies.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark import metrics as M
+from galaxy_spark.evaluate.baseline import run_bpz
 from galaxy_spark.features import assign_split, build_features, make_feature_spec
 from galaxy_spark.log import get_logger
 from galaxy_spark.mock import photometry as ph
@@ -30,6 +33,7 @@ from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, li
 from galaxy_spark.train.fit import fit_network, numpy_network, point_prediction
 
 log = get_logger(__name__)
+ESTIMATORS = ("network", "template_fit", "bpz")
 BAND_STUDY_MAG_BINS = (14.0, 18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0)     # AB, the reference detection band
 
 
@@ -101,7 +105,7 @@ def bands_study(surveys: list[Survey], preset: dict, n: int, seed: int, depth_li
     split = assign_split(ids, preset["split"]["train"], preset["split"]["validation"])
     cfg = preset["networks"]["redshift"]
     ref_mag = ph.maggies_to_mag(gal.maggies[:, pop.det_index])
-    per, z_net, z_fit, found = {}, {}, {}, {}
+    per, z_net, z_fit, found, columns = {}, {}, {}, {}, {}
     for s in surveys:
         t0 = time.time()
         obs = observe(s, pop, gal, area, seed)
@@ -115,6 +119,7 @@ def bands_study(surveys: list[Survey], preset: dict, n: int, seed: int, depth_li
         zp[use] = point_prediction("pdf", net.stack(x[use]), net.z_bins)
         t_score = time.time() - t1
         z_net[s.name], z_fit[s.name], found[s.name] = zp, obs["labels"]["redshift"], use
+        columns[s.name] = obs["columns"]
         per[s.name] = {"bands": len(s.band_names), "detection_band": s.detection_band,
                        "detected": int(use.sum()), "train_rows": int((use & (split == "train")).sum()),
                        "seconds": {"observe_and_label": round(t_obs, 1), "train": round(t_train, 1),
@@ -123,9 +128,15 @@ def bands_study(surveys: list[Survey], preset: dict, n: int, seed: int, depth_li
         log.info(f"{s.name}: {len(s.band_names)} bands, {int(use.sum()):,} of {n:,} detected; "
                  f"train {t_train:.0f} s")
     common = (split == "test") & np.logical_and.reduce([found[k] for k in found])
-    for name in per:
+    for s in surveys:
+        name = s.name
+        z_bpz = np.full(n, np.nan)
+        fit, timing = run_bpz(columns[name][common].reset_index(drop=True), s)
+        z_bpz[common] = fit["zb"].to_numpy(float)
+        per[name]["seconds"]["bpz_fit"] = round(timing["seconds"], 1)
+        per[name]["bpz_objects_per_s"] = round(timing["objects_per_s"])
         blocks = {}
-        for est, zz in (("network", z_net[name]), ("template_fit", z_fit[name])):
+        for est, zz in (("network", z_net[name]), ("template_fit", z_fit[name]), ("bpz", z_bpz)):
             blocks[est] = {"all": M.photoz_metrics(zz[common], gal.z[common]),
                            "by_mag": M.binned(M.photoz_metrics, ref_mag[common], BAND_STUDY_MAG_BINS,
                                               zz[common], gal.z[common]).to_dict(orient="records")}
@@ -139,7 +150,7 @@ def study_table(result: dict) -> pd.DataFrame:
     """One row per survey and estimator: bands, σ_NMAD, outlier fraction, bias on the same objects."""
     rows = []
     for name, r in result["surveys"].items():
-        for est in ("network", "template_fit"):
+        for est in ESTIMATORS:
             a = r[est]["all"]
             rows.append({"survey": name, "bands": r["bands"], "estimator": est, "n": a.get("n"),
                          "sigma_nmad": a.get("sigma_nmad"), "outlier_frac": a.get("outlier_frac"),

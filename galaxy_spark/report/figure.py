@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402,F401 - re-used by the figure modules
 
-COLORS = {"network": "C0", "BPZ": "C3", "bpz": "C3", "template_fit": "C3", "truth": "k", "catalogue": "C2"}
+COLORS = {"network": "C0", "BPZ": "C3", "bpz": "C3", "template_fit": "C1", "truth": "k", "catalogue": "C2"}
 
 
 def save(fig, path: Path, dpi: int = 110) -> Path:

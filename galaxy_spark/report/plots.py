@@ -286,7 +286,7 @@ def accuracy_vs_bands(result: dict, path: Path) -> Path:
         return save(fig, path)
     names = sorted(surveys, key=lambda s: surveys[s]["bands"])
     nb = [surveys[s]["bands"] for s in names]
-    for est, style in (("network", "-o"), ("template_fit", "--s")):
+    for est, style in (("network", "-o"), ("template_fit", "--s"), ("bpz", ":^")):
         for ax, key in zip(axes[:2], ("sigma_nmad", "outlier_frac")):
             ax.plot(nb, [surveys[s][est]["all"][key] for s in names], style, color=COLORS.get(est), label=est)
     for ax, key in zip(axes[:2], ("σ_NMAD", "outlier fraction (|Δz|/(1+z) > 0.15)")):
@@ -298,11 +298,10 @@ def accuracy_vs_bands(result: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[2]
-    for s in names:
-        for est, ls in (("network", "-"), ("template_fit", "--")):
+    for i, s in enumerate(names):        # one colour per survey, one line style per estimator
+        for est, ls in (("network", "-"), ("template_fit", "--"), ("bpz", ":")):
             t = pd.DataFrame(surveys[s][est]["by_mag"])
-            line, = ax.plot(t["center"], t["sigma_nmad"], ls, marker="o", ms=3,
-                            label=f"{s} {est}", color=None if est == "network" else line.get_color())
+            ax.plot(t["center"], t["sigma_nmad"], ls, marker="o", ms=3, label=f"{s} {est}", color=f"C{i}")
     ax.set_xlabel(f"{result['magnitude_band']} (true, AB)")
     ax.set_ylabel("σ_NMAD")
     ax.set_yscale("log")
