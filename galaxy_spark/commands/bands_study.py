@@ -37,7 +37,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.bands import bands_study
+    from galaxy_spark.evaluate.bands import bands_study, study_table
     from galaxy_spark.model.nets import load_preset
     from galaxy_spark.report.bands import write_bands_report
     from galaxy_spark.survey import load_survey
@@ -52,7 +52,5 @@ def main(argv=None):
                          args.max_epochs)
     report = write_bands_report(result, args.out)
     print(f"report: {os.path.abspath(report)}")
-    from galaxy_spark.evaluate.bands import study_table
-
     print(study_table(result).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0

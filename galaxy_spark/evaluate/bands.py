@@ -26,7 +26,7 @@ from galaxy_spark.evaluate.baseline import run_bpz
 from galaxy_spark.features import assign_split, build_features, make_feature_spec
 from galaxy_spark.log import get_logger
 from galaxy_spark.mock import photometry as ph
-from galaxy_spark.mock.columns import _sizes, isophotal_area
+from galaxy_spark.mock.columns import isophotal_area, object_sizes
 from galaxy_spark.mock.core import context
 from galaxy_spark.mock.population import GalaxyModel
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, lim_column, state_column
@@ -43,17 +43,17 @@ def draw_population(reference: Survey, n: int, seed: int, depth_limit: float):
     pop = GalaxyModel(reference, det_limit=depth_limit)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     gal = pop.draw(rng, n)
-    _, sig_maj, sig_min = _sizes(gal.r_e_arcsec, gal.q)
+    _, sig_maj, sig_min = object_sizes(gal.r_e_arcsec, gal.q)
     area = isophotal_area(rng, ph.maggies_to_mag(gal.maggies[:, pop.det_index]), np.sqrt(sig_maj * sig_min),
                           np.zeros(n, bool))
     return pop, gal, area
 
 
 def observe(survey: Survey, pop: GalaxyModel, gal, area: np.ndarray, seed: int) -> dict:
-    """The population through `survey`: catalogue magnitudes/errors with its sentinels, detection
-    mask, its template-fit labels and the canonical columns the features read."""
+    """The population through `survey`: the detection mask, the catalogue photometry (magnitudes,
+    errors, detected/observed masks, with the survey's sentinels) and the canonical columns the
+    features read."""
     ctx = context(survey)
-    n = gal.z.size
     rng = np.random.default_rng(np.random.SeedSequence([seed, len(survey.band_names)]).spawn(1)[0])
     f_true = ctx.gal.grid.observed(gal.coeffs, gal.z, gal.av) * (10 ** (-0.4 * pop.cosmo.distmod(gal.z)))[:, None]
     ap = ph.aperture_factor(area)
@@ -63,11 +63,6 @@ def observe(survey: Survey, pop: GalaxyModel, gal, area: np.ndarray, seed: int) 
     observed = np.ones(f_obs.shape, bool)
     mag, err, det = ph.to_catalogue(f_obs, sig, ctx.m5, observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
     det[:, ctx.det] &= found
-    labels = {k: np.full(n, np.nan) for k in ("redshift", "redshift_odds")}
-    if found.any():
-        lab = ctx.labeller.labels(mag[found], err[found], det[found], observed[found], mag[found, ctx.det], ctx.det)
-        for k in labels:
-            labels[k][found] = lab[k]
     cols = {}
     for k, b in enumerate(ctx.bands):
         state = np.where(det[:, k], DETECTED, np.where(observed[:, k], NOT_DETECTED, NOT_OBSERVED))
@@ -75,8 +70,20 @@ def observe(survey: Survey, pop: GalaxyModel, gal, area: np.ndarray, seed: int) 
         cols[f"{survey.error_prefix}{b}"] = np.where(det[:, k], err[:, k], np.nan)
         cols[lim_column(b)] = np.where(state == NOT_DETECTED, err[:, k], np.nan)
         cols[state_column(b)] = state
-    return {"found": found, "mag_det": np.where(found, mag[:, ctx.det], np.nan), "labels": labels,
-            "columns": pd.DataFrame(cols)}
+    return {"found": found, "photometry": (mag, err, det, observed), "columns": pd.DataFrame(cols)}
+
+
+def template_fit_redshift(survey: Survey, photometry: tuple, rows: np.ndarray) -> np.ndarray:
+    """The survey's own template-fit redshift (its catalogue label, `mock.labels`) of the objects
+    `rows` (boolean mask); NaN elsewhere. Each object is fitted on its own, so fitting only the
+    objects that are scored gives them the labels a whole catalogue would."""
+    ctx = context(survey)
+    mag, err, det, observed = photometry
+    z = np.full(rows.size, np.nan)
+    if rows.any():
+        z[rows] = ctx.labeller.labels(mag[rows], err[rows], det[rows], observed[rows], mag[rows, ctx.det],
+                                      ctx.det)["redshift"]
+    return z
 
 
 def photometric_spec(survey: Survey):
@@ -105,7 +112,7 @@ def bands_study(surveys: list[Survey], preset: dict, n: int, seed: int, depth_li
     split = assign_split(ids, preset["split"]["train"], preset["split"]["validation"])
     cfg = preset["networks"]["redshift"]
     ref_mag = ph.maggies_to_mag(gal.maggies[:, pop.det_index])
-    per, z_net, z_fit, found, columns = {}, {}, {}, {}, {}
+    per, z_net, found, observations = {}, {}, {}, {}
     for s in surveys:
         t0 = time.time()
         obs = observe(s, pop, gal, area, seed)
@@ -118,25 +125,27 @@ def bands_study(surveys: list[Survey], preset: dict, n: int, seed: int, depth_li
         zp = np.full(n, np.nan)
         zp[use] = point_prediction("pdf", net.stack(x[use]), net.z_bins)
         t_score = time.time() - t1
-        z_net[s.name], z_fit[s.name], found[s.name] = zp, obs["labels"]["redshift"], use
-        columns[s.name] = obs["columns"]
+        z_net[s.name], found[s.name], observations[s.name] = zp, use, obs
         per[s.name] = {"bands": len(s.band_names), "detection_band": s.detection_band,
                        "detected": int(use.sum()), "train_rows": int((use & (split == "train")).sum()),
-                       "seconds": {"observe_and_label": round(t_obs, 1), "train": round(t_train, 1),
+                       "seconds": {"observe": round(t_obs, 1), "train": round(t_train, 1),
                                    "score": round(t_score, 2)},
                        "network_objects_per_s": round(int(use.sum()) / max(t_score, 1e-9))}
         log.info(f"{s.name}: {len(s.band_names)} bands, {int(use.sum()):,} of {n:,} detected; "
                  f"train {t_train:.0f} s")
     common = (split == "test") & np.logical_and.reduce([found[k] for k in found])
     for s in surveys:
-        name = s.name
+        name, obs = s.name, observations[s.name]
+        t0 = time.time()
+        z_fit = template_fit_redshift(s, obs["photometry"], common)
+        per[name]["seconds"]["template_fit"] = round(time.time() - t0, 1)
         z_bpz = np.full(n, np.nan)
-        fit, timing = run_bpz(columns[name][common].reset_index(drop=True), s)
+        fit, timing = run_bpz(obs["columns"][common].reset_index(drop=True), s)
         z_bpz[common] = fit["zb"].to_numpy(float)
         per[name]["seconds"]["bpz_fit"] = round(timing["seconds"], 1)
         per[name]["bpz_objects_per_s"] = round(timing["objects_per_s"])
         blocks = {}
-        for est, zz in (("network", z_net[name]), ("template_fit", z_fit[name]), ("bpz", z_bpz)):
+        for est, zz in (("network", z_net[name]), ("template_fit", z_fit), ("bpz", z_bpz)):
             blocks[est] = {"all": M.photoz_metrics(zz[common], gal.z[common]),
                            "by_mag": M.binned(M.photoz_metrics, ref_mag[common], BAND_STUDY_MAG_BINS,
                                               zz[common], gal.z[common]).to_dict(orient="records")}

@@ -63,6 +63,7 @@ class RealDataCheck:
     odds: np.ndarray          # the survey's Odds_1
     samples: dict             # {sample name: boolean mask}; the first is the primary sample
     reference_column: str     # the survey's redshift column (zb_1)
+    odds_column: str          # the survey's redshift odds column (Odds_1)
 
 
 def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar_flag_max: float) -> dict:
@@ -176,5 +177,5 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
                                      opts.finetune_folds, ft_settings, echo=log.info)
         metrics["finetune"] = {**block, "label_description": label_desc}
         metrics["seconds"] = round(time.time() - t0, 1)
-    odds = num(cat, _label(survey, "redshift_odds"))
-    return RealDataCheck(metrics, opts, zref, zp, odds, samples, zref_col)
+    odds_col = _label(survey, "redshift_odds")
+    return RealDataCheck(metrics, opts, zref, zp, num(cat, odds_col), samples, zref_col, odds_col)

@@ -69,7 +69,9 @@ def isophotal_area(rng, mag, sig_obs, star):
     return np.maximum(np.round(area), 5)
 
 
-def _sizes(r_e_arcsec, q):
+def object_sizes(r_e_arcsec, q):
+    """(intrinsic σ, observed major- and minor-axis σ) in pixels of objects of half-light radius
+    `r_e_arcsec` and axis ratio `q`, the PSF included."""
     size_px = r_e_arcsec / PIXEL_ARCSEC / 1.18          # exponential r_e -> Gaussian-ish σ
     sig_maj = np.sqrt(size_px ** 2 + SIGMA_PSF ** 2)
     sig_min = np.sqrt((q * size_px) ** 2 + SIGMA_PSF ** 2)
@@ -112,10 +114,10 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     m5[ctx.det] = m5_det
     g, area_g, fdet_g, sdet_g, s2n_g = _detect(
         ctx, rng, n_gal, ctx.gal.draw, lambda o: ph.maggies_to_mag(o.maggies[:, ctx.det]),
-        lambda o, k: _sizes(o.r_e_arcsec, o.q), m5_det)
+        lambda o, k: object_sizes(o.r_e_arcsec, o.q), m5_det)
     s, area_s, fdet_s, sdet_s, s2n_s = _detect(
         ctx, rng, n_star, ctx.star.draw, lambda o: o.mag_det,
-        lambda o, k: _sizes(np.zeros(k), np.ones(k)), m5_det)
+        lambda o, k: object_sizes(np.zeros(k), np.ones(k)), m5_det)
 
     is_star = np.r_[np.zeros(n_gal, int), np.ones(n_star, int)]
     star = is_star.astype(bool)
@@ -170,7 +172,7 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     detected[:, ctx.det] = True
 
     # ---- morphology ---------------------------------------------------------------------
-    size_px, sig_maj, sig_min = _sizes(np.r_[g.r_e_arcsec, np.zeros(n_star)], np.r_[g.q, np.ones(n_star)])
+    size_px, sig_maj, sig_min = object_sizes(np.r_[g.r_e_arcsec, np.zeros(n_star)], np.r_[g.q, np.ones(n_star)])
     sig_obs = np.sqrt(sig_maj * sig_min)
     k2 = np.interp(mag_det_true, *AREA_K2)
     qobs = np.clip(sig_min / sig_maj * 10 ** rng.normal(0, 0.04, n), 0.05, 1.0)

@@ -72,8 +72,7 @@ def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
         write_report_manifest(staging)
         tab = pd.DataFrame({k: {kk: v.get(kk) for kk in SAMPLE_KEYS} for k, v in res.items()}).T
         tab.index.name = "sample"
-        zref, sel = check.reference_column, m["selection"]
-        odds = sel["high_odds"].split(" ")[0]
+        zref, odds, sel = check.reference_column, check.odds_column, m["selection"]
         body = (f"<p>Input <code>{html.escape(input_name)}</code>: {m['rows']['read']} rows read, "
                 f"{m['rows']['ingested']} ingested; model <code>{html.escape(opts.model)}</code> (run "
                 f"{m['model_run_id']}). Network z_phot vs the survey's own BPZ redshift "
