@@ -220,8 +220,13 @@ def build_features(df, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- targets ----------------------------------------------------------------------------
 TARGETS = ("redshift", "stellarity", "spectral_type", "stellar_mass")
+OPTIONAL_TARGETS = ("sed",)    # the rest-frame SED network (model/sed.py), when a preset has one
 TRUTH_COLUMNS = {"redshift": "z_true", "stellarity": "is_star", "spectral_type": "type_true",
                  "stellar_mass": "logmass_true"}
+# the mock's true SED: weights of the 5 kcorrect templates (sum 1) and Calzetti A_V; and the
+# noiseless detection-band magnitude (what synthetic photometry is measured against)
+TRUTH_SED_COLUMNS = tuple(f"sed_coeff{k}_true" for k in range(1, 6)) + ("av_true",)
+TRUTH_DETECTION_MAG = "det_mag_true"
 DEFAULT_STAR_THRESHOLD = 0.9  # stell >= threshold -> star (survey file: labels.star_threshold)
 
 

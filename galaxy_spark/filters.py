@@ -91,12 +91,85 @@ def load_responses(survey: Survey, include_synthetic: bool = True) -> dict[str, 
             if b.response is not None and (include_synthetic or not b.synthetic)}
 
 
+C_AA = 2.99792458e18          # speed of light, Å/s
+AB_ZP = 3631e-23              # erg/s/cm²/Hz of an AB magnitude 0 source
+
+
+def band_weights(wave_rest: np.ndarray, curve_wave: np.ndarray, curve_thr: np.ndarray, z: np.ndarray,
+                 igm: np.ndarray | None = None) -> np.ndarray:
+    """Weights W (n_wave, n_z) so that the AB maggies of a rest-frame f_λ sampled at `wave_rest`
+    (the spectrum moved to redshift z: f_λ(λ/(1+z))/(1+z), no distance dimming) are ``f @ W``.
+
+    ∫ f_obs R λ dλ over observed λ = (1+z) ∫ f(λr) R(λr(1+z)) λr dλr; the AB denominator is
+    ∫ R c/λ dλ · 3631 Jy. `igm` (n_wave, n_z): the IGM transmission at each (λr, z), or None."""
+    z = np.atleast_1d(np.asarray(z, float))
+    dl = np.gradient(wave_rest)
+    lobs = wave_rest[:, None] * (1.0 + z[None, :])
+    r = np.interp(lobs, curve_wave, curve_thr, left=0.0, right=0.0)
+    if igm is not None:
+        r = r * igm
+    den = np.trapezoid(curve_thr * C_AA / curve_wave, curve_wave) * AB_ZP
+    return (1.0 + z)[None, :] * r * (wave_rest * dl)[:, None] / den
+
+
+def igm_transmission(wave_rest: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Madau (1995) IGM transmission (n_wave, n_z) of light emitted at `wave_rest` by a source at
+    each z (desc-bpz's implementation; 1 below z = 0.1, where it is negligible)."""
+    from desc_bpz.bpz_tools_py3 import etau_madau
+
+    z = np.atleast_1d(np.asarray(z, float))
+    out = np.ones((wave_rest.size, z.size))
+    for j, zz in enumerate(z):
+        if zz > 0.1:
+            out[:, j] = etau_madau(wave_rest * (1 + zz), zz)
+    return out
+
+
+def observed_weights(wave_rest: np.ndarray, curve_wave: np.ndarray, curve_thr: np.ndarray, z: np.ndarray,
+                     min_coverage: float = 0.99) -> np.ndarray:
+    """`band_weights` with the IGM, (n_wave, n_z), and NaN in the columns (redshifts) where the
+    redshifted rest-frame grid covers less than `min_coverage` of the filter (its AB-weighted
+    response ∫ R/λ dλ): a spectrum that stops inside a filter has no honest magnitude there."""
+    z = np.atleast_1d(np.asarray(z, float))
+    w = band_weights(wave_rest, curve_wave, curve_thr, z, igm_transmission(wave_rest, z))
+    dens = curve_thr / curve_wave
+    total = np.trapezoid(dens, curve_wave)
+    for j, zz in enumerate(z):
+        inside = (curve_wave >= wave_rest[0] * (1 + zz)) & (curve_wave <= wave_rest[-1] * (1 + zz))
+        if np.trapezoid(np.where(inside, dens, 0.0), curve_wave) < min_coverage * total:
+            w[:, j] = np.nan
+    return w
+
+
+@functools.lru_cache(maxsize=64)
+def standard_curve(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(wavelength Å, peak-normalised throughput) of a filter `speclite` ships ('sdss2010-r',
+    'bessell-V', 'galex-nuv', 'lsst2023-i', 'Euclid-VIS', 'twomass-Ks', 'wise2010-W1', …) or of a
+    two-column text table when `name` is a path. ValueError naming the known groups otherwise."""
+    from pathlib import Path
+
+    if Path(name).suffix and Path(name).is_file():
+        wave, thr = _read_table(Path(name))
+    else:
+        import speclite.filters
+
+        try:
+            f = speclite.filters.load_filter(name)
+        except (ValueError, OSError, KeyError) as e:
+            raise ValueError(f"unknown filter {name!r}: give a speclite name such as sdss2010-r, "
+                             f"bessell-V, lsst2023-i, Euclid-VIS, twomass-Ks, or a curve file ({e})") from None
+        wave, thr = np.asarray(f.wavelength, float), np.asarray(f.response, float)
+    o = np.argsort(wave)
+    wave, thr = wave[o], np.clip(thr[o], 0.0, None)
+    return wave, thr / thr.max()
+
+
 def ab_magnitudes(wave_aa: np.ndarray, f_lambda: np.ndarray, responses: dict[str, Response]) -> np.ndarray:
     """AB magnitudes of spectra f_lambda (erg/s/cm²/Å; shape (..., n_wave)) through photon-counting filters.
 
     m_AB = -2.5 log10( ∫ f_λ T λ dλ / ∫ c/λ T dλ ) - 48.60 (c in Å/s)
     """
-    c_aa = 2.99792458e18
+    c_aa = C_AA
     out = []
     for r in responses.values():
         t = np.interp(wave_aa, r.wave_aa, r.throughput, left=0.0, right=0.0)

@@ -1,5 +1,6 @@
 """spark-submit jobs/score.py --catalog data/catalog [--model models:/galaxy-ensemble@champion]
-[--out data/scores] [--mc-samples N] [--fields 2,3] — score a catalogue with a registered ensemble.
+[--out data/scores] [--mc-samples N] [--fields 2,3] [--synthetic-filters sdss2010-g,lsst2023-i]
+— score a catalogue with a registered ensemble.
 
 The driver resolves the model URI once (alias → version), checks the catalogue against it, and
 broadcasts the NumPy ensemble; each Spark task reads row groups of the catalogue with pyarrow,
@@ -34,6 +35,11 @@ def parse_args(argv):
     p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
     p.add_argument("--survey", default=None,
                    help="survey name or YAML file; must be the model's (needed when its file is not packaged)")
+    p.add_argument("--synthetic-filters", default="",
+                   help="comma-separated filters to add synthetic magnitudes in (models with an SED network): "
+                        "speclite names (sdss2010-u…z, lsst2023-u…y, decam2014-g…, hsc2017-g…, Euclid-VIS/Y/J/H, "
+                        "twomass-J/H/Ks, wise2010-W1…, bessell-U…I, galex-fuv/nuv) or two-column curve files "
+                        "(Å, throughput); one column mag_<filter> (+ _err) each")
     p.add_argument("--coverage", action="store_true",
                    help="report the 68%%/95%% interval coverage on the test split after scoring")
     return p.parse_args(argv)
@@ -49,6 +55,7 @@ def main(argv=None):
     run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,
                            mc_samples=args.mc_samples, mc_seed=args.mc_seed, min_bands=args.min_bands,
                            master=args.master, batch_size=args.batch_size, coverage=args.coverage,
-                           survey=args.survey))
+                           survey=args.survey,
+                           synthetic_filters=tuple(f.strip() for f in args.synthetic_filters.split(",") if f.strip())))
     return 0
 

@@ -65,10 +65,15 @@ ESTIMATES = {
 PROVENANCE = ("model_name", "model_version", "model_run_id", "scored_at")
 
 
-def output_columns(id_column: str, detection_band: str) -> list[str]:
+def sed_estimates(ens: Ensemble) -> list[str]:
+    """The SED columns an ensemble scores (none without an SED network; model/sed.py)."""
+    return list(ens.sed.columns()) if ens.sed is not None else []
+
+
+def output_columns(id_column: str, detection_band: str, sed_columns=()) -> list[str]:
     """The scores' columns in order: ID, `PASSTHROUGH`, the detection-band magnitude, `ESTIMATES`,
-    `PROVENANCE`."""
-    return [id_column, *PASSTHROUGH, detection_band, *ESTIMATES, *PROVENANCE]
+    the ensemble's `sed_estimates`, `PROVENANCE`."""
+    return [id_column, *PASSTHROUGH, detection_band, *ESTIMATES, *sed_columns, *PROVENANCE]
 
 
 # =============================================================================================
@@ -231,15 +236,19 @@ def estimate_columns(ens: Ensemble, cols, opts: ScoreOptions = ScoreOptions(), t
     t0 = time.perf_counter()
     spec = ens.feature_spec
     x, ok = build_features(cols, spec)
+    m_det = numeric(cols[spec.detection_band])
     t1 = time.perf_counter()
     if opts.mc_samples and opts.mc_samples > 0:
         est = mc_estimates(ens, cols, np.asarray(cols[opts.id_column], np.int64), opts.mc_samples, opts.mc_seed)
+        # the SED of the measured photometry at the Monte Carlo z_phot (its spread: the p(z) of
+        # the measured photometry)
+        est.update(ens.sed_arrays(x, est["z_phot"], m_det))
     else:
-        est = ens.predict_arrays(x)
+        est = ens.predict_arrays(x, m_det)
         est["p_star_err"] = np.full(len(x), np.nan)
     t2 = time.perf_counter()
     out = {}
-    for c in ESTIMATES:
+    for c in [*ESTIMATES, *sed_estimates(ens)]:
         if c in ("star_class", "quality_flags"):
             continue
         v = est.get(c)
@@ -277,13 +286,13 @@ def score_frame(ens: Ensemble, df: pd.DataFrame, opts: ScoreOptions = ScoreOptio
         head[c] = pd.to_numeric(head[c], errors="coerce").astype("Int32")
     for c in ("RA", "Dec"):
         head[c] = pd.to_numeric(head[c], errors="coerce").astype(np.float64)
-    body = pd.DataFrame({c: est[c] for c in ESTIMATES})
+    body = pd.DataFrame({c: est[c] for c in [*ESTIMATES, *sed_estimates(ens)]})
     body["star_class"] = pd.array(est["star_class"], dtype="Int32")
     body.loc[~est["scorable"], "star_class"] = pd.NA
     return pd.concat([head, body], axis=1)
 
 
-def arrow_schema(id_column: str, detection_band: str):
+def arrow_schema(id_column: str, detection_band: str, sed_columns=()):
     """What `score_record_batch` yields: `output_columns` without the provenance, as Arrow types."""
     import pyarrow as pa
 
@@ -291,6 +300,7 @@ def arrow_schema(id_column: str, detection_band: str):
               pa.field("CCD", pa.int32()), pa.field("RA", pa.float64()), pa.field("Dec", pa.float64()),
               pa.field(detection_band, pa.float64())]
     fields += [pa.field(c, pa.int32() if c in ("star_class", "quality_flags") else pa.float64()) for c in ESTIMATES]
+    fields += [pa.field(c, pa.float64()) for c in sed_columns]
     return pa.schema(fields)
 
 
@@ -307,7 +317,7 @@ def score_record_batch(ens: Ensemble, batch, opts: ScoreOptions, timer: dict | N
     t1 = time.perf_counter()
     est = estimate_columns(ens, cols, opts, timer)
     t2 = time.perf_counter()
-    schema = arrow_schema(opts.id_column, spec.detection_band)
+    schema = arrow_schema(opts.id_column, spec.detection_band, sed_estimates(ens))
     arrays = []
     for f in schema:
         if f.name in est:

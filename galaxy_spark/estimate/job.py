@@ -217,7 +217,10 @@ def score_units(spark, catalog: str | Path, fields: list[int], model: ResolvedMo
     parts_bc = sc.broadcast(model.ensemble.to_parts())
     provenance = {"model_name": model.name, "model_version": str(model.version), "model_run_id": model.run_id,
                   "scored_at": scored_at}
-    key, cols, stage = model.key, [c for c in columns if c != PARTITION], str(staging)
+    # the worker cache key names the synthetic filters too: same model, other filters = other ensemble
+    sed = model.ensemble.sed
+    key = model.key + ("|" + ",".join(sed.observed) if sed is not None else "")
+    cols, stage = [c for c in columns if c != PARTITION], str(staging)
 
     def run(it):
         return run_units(it, key, parts_bc, opts, cols, stage, provenance, token, batch_rows)
@@ -314,6 +317,7 @@ class JobOptions:
     batch_size: int | None = None
     coverage: bool = False
     survey: str | None = None       # must be the model's survey; needed when its file is not packaged
+    synthetic_filters: tuple = ()   # more synthetic magnitudes (models with an SED network)
 
 
 def survey_id_column(survey_name: str) -> str:
@@ -351,6 +355,7 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
         raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
     model = resolve_model(opts.model)
+    model.ensemble = model.ensemble.with_synthetic_filters(opts.synthetic_filters)
     survey, id_column = model_survey(model, opts.survey)
     checked = check_catalogue(opts.catalog, model, opts.fields, id_column)
     checked["id_column"] = id_column

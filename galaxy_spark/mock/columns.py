@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from galaxy_spark.features import TRUTH_DETECTION_MAG, TRUTH_SED_COLUMNS
 from galaxy_spark.mock import photometry as ph
 from galaxy_spark.mock.labels import SurveyLabeller
 from galaxy_spark.mock.population import GalaxyModel, StarModel
@@ -290,6 +291,13 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     put("type_true", np.r_[g.type_bpz, np.zeros(n_star)])
     put("logmass_true", np.r_[g.logmass, np.zeros(n_star)])
     put("is_star", is_star)
+    # the true SED (shape only: mixture weights of the 5 templates, sum 1, and the dust) and the
+    # noiseless detection-band magnitude, against which predicted spectra are measured
+    weights = g.coeffs / g.coeffs.sum(axis=1, keepdims=True)
+    for k, name in enumerate(TRUTH_SED_COLUMNS[:-1]):
+        put(name, np.r_[weights[:, k], np.zeros(n_star)])
+    put(TRUTH_SED_COLUMNS[-1], np.r_[g.av, np.zeros(n_star)])
+    put(TRUTH_DETECTION_MAG, mag_det_true)
     # rows in ID order, like the public files
     o = np.argsort(ids, kind="stable")
     return {k: v[o] for k, v in cols.items()}

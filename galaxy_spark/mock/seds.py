@@ -26,12 +26,10 @@ import warnings
 
 import numpy as np
 
-from galaxy_spark.filters import _read_table, load_responses
+from galaxy_spark.filters import _read_table, band_weights as _band_weights, igm_transmission, load_responses
 from galaxy_spark.survey import response_location
 from galaxy_spark.survey import Survey
 
-C_AA = 2.99792458e18          # speed of light, Å/s
-AB_ZP = 3631e-23              # erg/s/cm²/Hz of an AB magnitude 0 source
 SDSS_BANDS = ("sdss_u0.dat", "sdss_g0.dat", "sdss_r0.dat", "sdss_i0.dat", "sdss_z0.dat",
               "twomass_J.dat", "twomass_H.dat", "twomass_Ks.dat")
 TWOMASS_AB = (0.91, 1.39, 1.85)      # Vega -> AB offsets of 2MASS J, H, Ks (Blanton & Roweis 2007)
@@ -66,21 +64,6 @@ def _curve(file: str) -> tuple[np.ndarray, np.ndarray]:
     return w[o], t / t.max()
 
 
-def _band_weights(wave_rest: np.ndarray, cw: np.ndarray, ct: np.ndarray, z: np.ndarray, igm: np.ndarray | None):
-    """Weights W (n_wave, n_z) so that maggies of f_lambda(λ/(1+z))/(1+z) = flux @ W.
-
-    ∫ f_obs R λ dλ over observed λ = (1+z) ∫ f(λr) R(λr(1+z)) λr dλr; the AB denominator is
-    ∫ R c/λ dλ · 3631 Jy.
-    """
-    dl = np.gradient(wave_rest)
-    lobs = wave_rest[:, None] * (1.0 + z[None, :])
-    r = np.interp(lobs, cw, ct, left=0.0, right=0.0)
-    if igm is not None:
-        r = r * igm
-    den = np.trapezoid(ct * C_AA / cw, cw) * AB_ZP
-    return (1.0 + z)[None, :] * r * (wave_rest * dl)[:, None] / den
-
-
 def _calzetti_mag(wave: np.ndarray, a_v: float) -> np.ndarray:
     """Calzetti (2000) A_λ in magnitudes; flat below 1200 Å, power-law tail beyond 2.2 µm."""
     import extinction
@@ -96,15 +79,8 @@ def _calzetti_mag(wave: np.ndarray, a_v: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def madau_grid(z_grid_key: tuple) -> np.ndarray:
-    from desc_bpz.bpz_tools_py3 import etau_madau
-
     wave, _, _ = load_templates()
-    z = np.asarray(z_grid_key)
-    out = np.ones((wave.size, z.size))
-    for j, zz in enumerate(z):
-        if zz > 0.1:
-            out[:, j] = etau_madau(wave * (1 + zz), zz)
-    return out
+    return igm_transmission(wave, np.asarray(z_grid_key))
 
 
 class TemplateGrid:
@@ -166,6 +142,29 @@ class TemplateGrid:
         lr = np.log(np.maximum(self.rest, 1e-300))
         g = np.exp((1 - wa)[None, :, None] * lr[:, ia, :] + wa[None, :, None] * lr[:, ia + 1, :])
         return np.einsum("nt,tnk->nk", coeffs, g)
+
+
+def binned_templates(wave_grid: np.ndarray) -> np.ndarray:
+    """The kcorrect templates (5, n_grid) averaged over bins centred on the log-spaced
+    `wave_grid` (Å): what a spectrum on that grid of those templates is, without aliasing their
+    emission lines."""
+    wave, tflux, _ = load_templates()
+    lg = np.log(wave_grid)
+    half = 0.5 * np.diff(lg)
+    edges = np.exp(np.r_[lg[0] - half[0], lg[:-1] + half, lg[-1] + half[-1]])
+    cum = np.concatenate([np.zeros((tflux.shape[0], 1)),
+                          np.cumsum(0.5 * (tflux[:, 1:] + tflux[:, :-1]) * np.diff(wave), axis=1)], axis=1)
+    at = np.stack([np.interp(edges, wave, c) for c in cum])
+    return np.diff(at, axis=1) / np.diff(edges)
+
+
+def rest_spectra(coeffs: np.ndarray, av: np.ndarray, wave_grid: np.ndarray) -> np.ndarray:
+    """Rest-frame f_λ (n, n_grid) of galaxies with kcorrect mixture `coeffs` (n, 5) and Calzetti
+    attenuation `av` (n,), on `wave_grid`: the mock's SED of each galaxy (Calzetti's A_λ is
+    proportional to A_V, so one curve serves every galaxy)."""
+    t = binned_templates(np.asarray(wave_grid, float))
+    a1 = _calzetti_mag(np.asarray(wave_grid, float), 1.0)
+    return (np.asarray(coeffs, float) @ t) * 10 ** (-0.4 * np.asarray(av, float)[:, None] * a1[None, :])
 
 
 @functools.lru_cache(maxsize=1)

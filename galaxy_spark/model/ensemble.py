@@ -1,4 +1,5 @@
-"""The ensemble: four networks + feature spec + calibration, one predict(), NumPy only.
+"""The ensemble: four networks (+ the optional SED network and its basis) + feature spec +
+calibration, one predict(), NumPy only.
 
 Saved as a directory: `ensemble.json` (feature spec, network specs, calibration, provenance) and
 `weights.npz` (normalisation and Dense weights). Evaluating the small dense networks with NumPy
@@ -13,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.features import FeatureSpec, build_features
+from galaxy_spark.errors import InputError
+from galaxy_spark.features import FeatureSpec, build_features, numeric
+from galaxy_spark.model import sed as S
 from galaxy_spark.model.kernels import dense
 
 FORMAT_VERSION = 1
 
-# Output columns of predict(), with units (documented in the README).
+# Output columns of predict(), with units (documented in the README); an ensemble with an SED
+# network adds its columns (`SEDBasis.columns`) before `scorable`.
 OUTPUT_COLUMNS = {
     "z_phot": "redshift point estimate (median of p(z), slope-corrected)",
     "z_phot_lo68": "16th percentile of p(z)", "z_phot_hi68": "84th percentile of p(z)",
@@ -174,8 +178,8 @@ def _clipped_polyfit(x: np.ndarray, y: np.ndarray, degree: int, nsigma: float = 
 
 @dataclass
 class Network:
-    name: str            # redshift | stellarity | spectral_type | stellar_mass
-    kind: str            # regression | classifier | pdf
+    name: str            # redshift | stellarity | spectral_type | stellar_mass | sed
+    kind: str            # regression | classifier | pdf | sed (K basis coefficients)
     stack: DenseStack
     calibration: Calibration
     z_bins: np.ndarray | None = None           # pdf: bin centres
@@ -225,18 +229,62 @@ def read_pdf(znet: "Network", p: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class Ensemble:
-    def __init__(self, feature_spec: FeatureSpec, networks: dict[str, Network], info: dict | None = None):
+    def __init__(self, feature_spec: FeatureSpec, networks: dict[str, Network], info: dict | None = None,
+                 sed: S.SEDBasis | None = None):
         self.feature_spec = feature_spec
         self.networks = networks
         self.info = dict(info or {})
+        self.sed = sed if "sed" in networks else None
+
+    def output_columns(self) -> dict[str, str]:
+        """predict()'s columns with their descriptions: `OUTPUT_COLUMNS`, the SED columns before
+        ``scorable`` when the ensemble has an SED network."""
+        if self.sed is None:
+            return dict(OUTPUT_COLUMNS)
+        cols = {k: v for k, v in OUTPUT_COLUMNS.items() if k != "scorable"}
+        return {**cols, **self.sed.columns(), "scorable": OUTPUT_COLUMNS["scorable"]}
+
+    def with_synthetic_filters(self, names) -> "Ensemble":
+        """This ensemble scoring synthetic magnitudes in more filters (`sed.with_filters`: speclite
+        names or curve files). InputError without an SED network or for an unknown filter."""
+        names = [n for n in names if n]
+        if not names:
+            return self
+        if self.sed is None:
+            raise InputError("--synthetic-filters needs a model with an SED network (the default preset has "
+                             f"one); this model (preset {self.info.get('preset')!r}) has none")
+        try:
+            sed = S.with_filters(self.sed, names)
+        except ValueError as e:
+            raise InputError(f"--synthetic-filters: {e}") from None
+        return Ensemble(self.feature_spec, self.networks, self.info, sed)
+
+    def sed_arrays(self, x: np.ndarray, z_phot: np.ndarray | None = None, m_det: np.ndarray | None = None,
+                   p: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The SED columns for feature rows `x` ({} without an SED network) at the point redshifts
+        `z_phot` with the binned p(z) `p` (both computed from `x` when not given), scaled to the
+        detection-band magnitudes `m_det`."""
+        if self.sed is None:
+            return {}
+        z = self.networks["redshift"]
+        if p is None and z.kind == "pdf":
+            p = z.raw(x)
+        if z_phot is None:
+            z_phot = read_pdf(z, p)["z_phot"] if p is not None else np.maximum(z.calibration.apply(z.raw(x)[:, 0]), 0.0)
+        pz_z = np.maximum(z.calibration.apply(z.z_bins), 0.0) if p is not None else None
+        coeffs = self.sed.coefficients(self.networks["sed"].raw(x))
+        return self.sed.derived(coeffs, z_phot, m_det, p, pz_z)
 
     # ---- prediction --------------------------------------------------------------------
-    def predict_arrays(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The estimates for feature rows `x` as arrays (no masking of unscorable rows)."""
+    def predict_arrays(self, x: np.ndarray, m_det: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The estimates for feature rows `x` as arrays (no masking of unscorable rows); the SED's
+        absolute and synthetic magnitudes need the detection-band magnitudes `m_det`."""
         out = {}
         z = self.networks["redshift"]
+        p = None
         if z.kind == "pdf":
-            out.update(read_pdf(z, z.raw(x)))
+            p = z.raw(x)
+            out.update(read_pdf(z, p))
         else:
             zp = np.maximum(z.calibration.apply(z.raw(x)[:, 0]), 0.0)
             rq = z.residual_quantiles
@@ -251,18 +299,19 @@ class Ensemble:
             n = self.networks[name]
             out[col] = n.calibration.apply(n.raw(x)[:, 0])
             out[f"{col}_err"] = np.full(len(x), n.scatter)
+        out.update(self.sed_arrays(x, out["z_phot"], m_det, p))
         return out
 
-    def predict_features(self, x: np.ndarray, scorable: np.ndarray) -> pd.DataFrame:
-        """`predict_arrays` as a DataFrame of `OUTPUT_COLUMNS`, null where not `scorable`."""
-        df = pd.DataFrame(self.predict_arrays(x))
+    def predict_features(self, x: np.ndarray, scorable: np.ndarray, m_det: np.ndarray | None = None) -> pd.DataFrame:
+        """`predict_arrays` as a DataFrame of `output_columns`, null where not `scorable`."""
+        df = pd.DataFrame(self.predict_arrays(x, m_det))
         df.loc[~scorable, :] = np.nan
         df["scorable"] = scorable
-        return df[list(OUTPUT_COLUMNS)]
+        return df[list(self.output_columns())]
 
     def predict(self, catalogue_rows: pd.DataFrame) -> pd.DataFrame:
         x, ok = build_features(catalogue_rows, self.feature_spec)
-        return self.predict_features(x, ok)
+        return self.predict_features(x, ok, numeric(catalogue_rows[self.feature_spec.detection_band]))
 
     # ---- persistence -------------------------------------------------------------------
     def to_parts(self) -> tuple[dict, dict]:
@@ -282,7 +331,10 @@ class Ensemble:
                           "residual_quantiles": n.residual_quantiles, "scatter": n.scatter,
                           "logit_offset": n.logit_offset}
         doc = {"format_version": FORMAT_VERSION, "feature_spec": self.feature_spec.to_dict(),
-               "networks": nets, "info": self.info, "outputs": OUTPUT_COLUMNS}
+               "networks": nets, "info": self.info, "outputs": self.output_columns()}
+        if self.sed is not None:
+            doc["sed"], sed_arrays = S.to_parts(self.sed)
+            arrays.update(sed_arrays)
         return json.loads(json.dumps(doc, default=float)), arrays
 
     def save(self, path: str | Path) -> Path:
@@ -315,4 +367,5 @@ class Ensemble:
                                  Calibration(**spec["calibration"]),
                                  arrays.get(f"{name}/z_bins"), spec.get("residual_quantiles", {}),
                                  float(spec.get("scatter", float("nan"))), float(spec.get("logit_offset", 0.0)))
-        return cls(FeatureSpec.from_dict(doc["feature_spec"]), nets, doc.get("info", {}))
+        sed = S.from_parts(doc["sed"], arrays) if "sed" in doc else None
+        return cls(FeatureSpec.from_dict(doc["feature_spec"]), nets, doc.get("info", {}), sed)

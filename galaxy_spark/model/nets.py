@@ -14,9 +14,9 @@ import yaml
 
 from galaxy_spark.config import PRESETS, conf_names, find_conf, is_yaml_path
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import TARGETS
+from galaxy_spark.features import OPTIONAL_TARGETS, TARGETS
 
-KINDS = ("regression", "classifier", "pdf")
+KINDS = ("regression", "classifier", "pdf", "sed")
 ACTIVATIONS = ("linear", "relu", "softmax", "tanh", "sigmoid", "elu")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
@@ -45,7 +45,7 @@ def load_preset(name_or_path: str) -> dict:
         if not isinstance(v, (int, float)) or not 0 < v <= 1:
             raise InputError(f"{src}: split.{k}: expected a fraction in (0, 1], got {v!r}")
     nets = need(preset, "networks", "")
-    for t in TARGETS:
+    for t in TARGETS + tuple(t for t in OPTIONAL_TARGETS if isinstance(nets, dict) and t in nets):
         cfg = need(nets, t, "networks.")
         where = f"networks.{t}."
         if need(cfg, "kind", where) not in KINDS:
@@ -67,6 +67,8 @@ def load_preset(name_or_path: str) -> dict:
         else:
             need(cfg, "output", where)
             need(cfg, "loss", where)
+        if (cfg["kind"] == "sed") != (t == "sed"):
+            raise InputError(f"{src}: {where}kind: the sed network, and only it, has kind 'sed'")
     preset.setdefault("slope_correction", {"degree": 1})
     preset.setdefault("regress_on", "all")
     preset["_source"] = str(path)

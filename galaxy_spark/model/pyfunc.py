@@ -9,7 +9,7 @@ environment that has only those requirements — no galaxy_spark installation, n
 and so does ``mlflow models serve`` (tests/test_serving.py checks both).
 
 Input: canonical catalogue rows (the signature's columns: per band magnitude, error, limit and
-state, then morphology). Output: `ensemble.OUTPUT_COLUMNS`. A request the model cannot score
+state, then morphology). Output: `Ensemble.output_columns()` (the SED columns with an SED network). A request the model cannot score
 (missing columns) is an ``MlflowException`` with INVALID_PARAMETER_VALUE: HTTP 400 with the
 message, not a stack trace.
 """
@@ -28,7 +28,8 @@ ARTIFACT_KEY = "ensemble"
 
 # The package modules `predict` imports (relative to galaxy_spark/), shipped with the model.
 SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "features.py",
-                   "model/__init__.py", "model/ensemble.py", "model/kernels.py", "model/pyfunc.py")
+                   "model/__init__.py", "model/ensemble.py", "model/kernels.py", "model/pyfunc.py",
+                   "model/sed.py")
 # Third-party distributions those modules import, pinned in the model's requirements.txt.
 REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyyaml", "numba", "cloudpickle")
 
@@ -37,7 +38,7 @@ warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` met
 
 
 class GalaxyEnsembleModel(mlflow.pyfunc.PythonModel):
-    """predict(catalogue rows as a pandas DataFrame) -> the four estimates (ensemble.OUTPUT_COLUMNS)."""
+    """predict(catalogue rows as a pandas DataFrame) -> the estimates (`Ensemble.output_columns`)."""
 
     def load_context(self, context):
         self.ensemble = Ensemble.load(context.artifacts[ARTIFACT_KEY])

@@ -173,7 +173,9 @@ MODEL_UNIONS = {"survey": "survey", "presets": "preset", "label_sources": "label
 def _model_description(name: str) -> str:
     outputs = "\n".join(f"- `{c}`: {d}" for c, d in OUTPUT_COLUMNS.items())
     return (f"galaxy_spark ensemble: four networks (photometric redshift with p(z), star/galaxy, spectral "
-            f"type, stellar mass) with their slope corrections, evaluated in NumPy.\n\n"
+            f"type, stellar mass) with their slope corrections, evaluated in NumPy; presets with an SED "
+            f"network add the rest-frame spectrum's coefficients, rest-frame colours, absolute and synthetic "
+            f"magnitudes (each version's signature lists its columns).\n\n"
             f"**Inputs**: one row per object, the survey catalogue's photometry in the canonical schema "
             f"(each version's signature lists the columns).\n\n**Outputs**:\n{outputs}\n\n"
             f"**Scoring**: `spark-submit jobs/score.py --catalog data/catalog --model models:/{name}@champion`, "

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import (SELECTION_SPLIT, TARGETS, TRUTH_COLUMNS, FeatureSpec, assign_split,
-                                   build_features, build_targets, id_hash_unit)
+from galaxy_spark.features import (SELECTION_SPLIT, TARGETS, TRUTH_COLUMNS, TRUTH_SED_COLUMNS, FeatureSpec,
+                                   assign_split, build_features, build_targets, id_hash_unit)
+from galaxy_spark.model.sed import SEDBasis
 from galaxy_spark.io.manifest import manifest_sha256
 from galaxy_spark.survey import Survey
 from galaxy_spark.train.fit import Phase
@@ -27,17 +28,17 @@ from galaxy_spark.log import get_logger
 log = get_logger(__name__)
 
 # What each network learns from, per label mode (phases in order; the last one is calibrated).
-# Spectroscopy measures redshift and class only: type and mass always come from the catalogue
-# (or the truth in simulation studies).
+# Spectroscopy measures redshift and class only: type, mass and the SED always come from the
+# catalogue (or the truth in simulation studies).
 LABEL_PHASES = {
     "catalogue": {"redshift": ("catalogue",), "stellarity": ("catalogue",),
-                  "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+                  "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",), "sed": ("catalogue",)},
     "spec": {"redshift": ("spec",), "stellarity": ("spec",),
-             "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+             "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",), "sed": ("catalogue",)},
     "spec+catalogue": {"redshift": ("catalogue", "spec"), "stellarity": ("catalogue", "spec"),
-                       "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",)},
+                       "spectral_type": ("catalogue",), "stellar_mass": ("catalogue",), "sed": ("catalogue",)},
     "truth": {"redshift": ("truth",), "stellarity": ("truth",),
-              "spectral_type": ("truth",), "stellar_mass": ("truth",)},
+              "spectral_type": ("truth",), "stellar_mass": ("truth",), "sed": ("truth",)},
 }
 LABEL_SOURCES = tuple(LABEL_PHASES)
 SPLIT_DESCRIPTION = ("splitmix64(ID) -> [0,1): test [0,0.2), validation [0.2, 0.2+f), train [0.3, 0.3+f)")
@@ -99,6 +100,7 @@ class TrainingData:
     feature_spec: FeatureSpec
     regress_on_galaxies: bool
     spec_report: dict | None = None
+    sed: SEDBasis | None = None          # the SED network's basis, when the preset has one
 
     @property
     def selection_labels(self) -> str:
@@ -120,7 +122,8 @@ class TrainingData:
         """Network `name`'s training phase on labels `source`: labelled, scorable rows (galaxies
         only for the regressions when the preset says so) of the train and validation splits."""
         y = self.label_sets[source][name]
-        use = self.ok & np.isfinite(y) & (self.galaxies(source) if name != "stellarity" else True)
+        labelled = np.isfinite(y).all(axis=1) if y.ndim == 2 else np.isfinite(y)
+        use = self.ok & labelled & (self.galaxies(source) if name != "stellarity" else True)
         return Phase(source, y, use & (self.split == "train"), use & (self.split == "validation"))
 
     def rows(self, mask: np.ndarray, source: str) -> dict[str, np.ndarray]:
@@ -141,6 +144,9 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
     label_cols = [survey.labels[t] for t in TARGETS]
     truth_cols = [TRUTH_COLUMNS[t] for t in TARGETS]
     catalogue_cols = set(spark.read.parquet(catalog).columns) if Path(catalog).exists() else set()
+    with_sed = "sed" in preset["networks"]
+    if with_sed:
+        truth_cols += list(TRUTH_SED_COLUMNS)
     has_truth = all(c in catalogue_cols for c in truth_cols)
     if label_source == "truth" and not has_truth:
         raise InputError("--labels truth needs the mock's truth columns, which this catalogue lacks")
@@ -164,5 +170,26 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
         label_sets["spec"], spec_report = spec_label_set(ids, spec, survey, spec_min_quality)
         log.info(f"spectroscopic sample {spec}: {json.dumps(spec_report)}")
     data = TrainingData(ids, x, ok, split, label_sets, feature_spec, preset["regress_on"] == "galaxies", spec_report)
+    if with_sed:
+        add_sed_labels(data, df, survey, preset["networks"]["sed"], LABEL_PHASES[label_source]["sed"])
     log.info(f"split by ID hash: {data.counts()} (unscorable rows: {int((~ok).sum())})")
     return data
+
+
+def add_sed_labels(data: TrainingData, df: pd.DataFrame, survey: Survey, cfg: dict, phases: tuple[str, ...]) -> None:
+    """Fit the SED basis on the training galaxies of the last phase's labels and add the SED
+    targets to every label set (NaN rows for sources without SED labels: the spectroscopic
+    sample). train/sed.py says what the labels are."""
+    from galaxy_spark.train.sed import sed_labels
+
+    sources = tuple(s for s in ("catalogue", "truth") if s in data.label_sets)
+    fit_source = phases[-1]
+    fit_rows = data.phase("spectral_type", fit_source).train if fit_source != "truth" else (
+        data.ok & (data.split == "train") & data.galaxies("truth"))
+    t0 = time.time()
+    data.sed, targets = sed_labels(df, survey, cfg, fit_rows, fit_source, sources,
+                                   data.label_sets["catalogue"]["spectral_type"])
+    k = data.sed.n_components
+    for src, labels in data.label_sets.items():
+        labels["sed"] = targets.get(src, np.full((len(data.ids), k), np.nan))
+    log.info(f"SED labels ({', '.join(sources)}) and basis in {time.time() - t0:.1f}s")

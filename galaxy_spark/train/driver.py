@@ -1,4 +1,5 @@
-"""Training driver: Spark reads the catalogue, the driver fits the four networks of a preset,
+"""Training driver: Spark reads the catalogue, the driver fits the four networks of a preset (and
+its SED network when it has one),
 corrects their slope bias on the validation split, logs everything to MLflow (one parent run,
 one nested run per network) and registers the four as one pyfunc ensemble.
 
@@ -21,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import TARGETS, make_feature_spec
-from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
+from galaxy_spark.features import OPTIONAL_TARGETS, TARGETS, make_feature_spec
+from galaxy_spark.model.ensemble import Ensemble
 from galaxy_spark.model.nets import load_preset
 from galaxy_spark.model.registry import describe_version
 from galaxy_spark.model.tracking import use_experiment
@@ -218,7 +219,7 @@ def _log_model(ensemble: Ensemble, register: str | None, artifacts: Path):
     code = shipped_code(artifacts / "code")
     in_cols = [ColSpec("integer" if c.endswith("_state") else "double", c)
                for c in ensemble.feature_spec.required_columns()]
-    out_cols = [ColSpec("boolean" if c == "scorable" else "double", c) for c in OUTPUT_COLUMNS]
+    out_cols = [ColSpec("boolean" if c == "scorable" else "double", c) for c in ensemble.output_columns()]
     signature = ModelSignature(inputs=Schema(in_cols), outputs=Schema(out_cols))
     return mlflow.pyfunc.log_model(
         name="ensemble", python_model=GalaxyEnsembleModel(), artifacts={ARTIFACT_KEY: str(ens_dir)},
@@ -244,10 +245,11 @@ def train(opts: TrainOptions, spark) -> dict:
     with mlflow.start_run(run_name=f"train-{preset['name']}") as parent:
         _log_run_params(opts, preset, survey.name, data)
         artifacts = Path(tempfile.mkdtemp(prefix="galaxy_spark_train_"))
-        results = {name: _train_network(name, preset, opts, data, artifacts) for name in TARGETS}
+        names = TARGETS + tuple(t for t in OPTIONAL_TARGETS if t in preset["networks"])
+        results = {name: _train_network(name, preset, opts, data, artifacts) for name in names}
         ensemble = Ensemble(data.feature_spec, {name: r.net for name, r in results.items()},
                             {"preset": preset["name"], "survey": survey.name, "label_source": opts.label_source,
-                             "training_run_id": parent.info.run_id})
+                             "training_run_id": parent.info.run_id}, sed=data.sed)
         test_metrics, sel_metrics = _heldout_metrics(ensemble, data)
         table = _write_results(preset["name"], results, test_metrics, int((data.split == "test").sum()), artifacts)
         info = _log_model(ensemble, opts.register, artifacts)

@@ -38,8 +38,10 @@ def soft_z_labels(z: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarra
 
 def network_target(name: str, cfg: dict, y: np.ndarray):
     """What a network is trained against for labels `y`: soft p(z) bins (`soft_z_labels`, smoothing
-    `label_smoothing_sigma`) for a pdf network, one-hot classes (y = 0/1) for the classifier,
-    else the label itself as a float32 column."""
+    `label_smoothing_sigma`) for a pdf network, one-hot classes (y = 0/1) for the classifier, the
+    basis coefficients (n, K) for the SED network, else the label itself as a float32 column."""
+    if cfg["kind"] == "sed":
+        return y.astype(np.float32)
     if cfg["kind"] == "pdf":
         return soft_z_labels(y, z_bin_centres(cfg), cfg.get("label_smoothing_sigma", 0.0))
     if cfg["kind"] == "classifier":
@@ -49,7 +51,10 @@ def network_target(name: str, cfg: dict, y: np.ndarray):
 
 def point_prediction(kind: str, out: np.ndarray, z_bins: np.ndarray | None = None) -> np.ndarray:
     """The uncalibrated point estimate of a network output: the median of p(z) (`z_bins`: bin
-    centres) for a pdf network, P(class 1) for the classifier, the single output otherwise."""
+    centres) for a pdf network, P(class 1) for the classifier, all K coefficients for the SED
+    network, the single output otherwise."""
+    if kind == "sed":
+        return out
     if kind == "pdf":
         return pdf_quantiles(out, z_bins, [0.5])[:, 0]
     if kind == "classifier":
@@ -58,9 +63,13 @@ def point_prediction(kind: str, out: np.ndarray, z_bins: np.ndarray | None = Non
 
 
 def score_metric(cfg: dict, pred: np.ndarray, true: np.ndarray) -> tuple[str, float]:
-    """The thesis' metric: accuracy for the classifier, r² for the rest."""
+    """The thesis' metric: accuracy for the classifier, r² for the rest (for the SED network over
+    all its coefficients: 1 − Σ residual² / Σ (true − column mean)²)."""
     if cfg["kind"] == "classifier":
         return "accuracy", M.classification_metrics(true, pred)["accuracy"]
+    if cfg["kind"] == "sed":
+        ss_tot = float(((true - true.mean(axis=0)) ** 2).sum())
+        return "r2", 1.0 - float(((pred - true) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
     return "r2", M.regression_metrics(pred, true)["r2"]
 
 
@@ -225,7 +234,7 @@ def fit_and_calibrate(name: str, cfg: dict, x: np.ndarray, phases: Iterable[Phas
            "initial_train_score": hist[f"train_{mname}"][0], "final_train_score": score_metric(cfg, raw_tr, y[tr])[1],
            "initial_val_score": hist[f"val_{mname}"][0], "final_val_score": score_metric(cfg, raw_va, y[va])[1]}
     fitted = FittedNetwork(net, hist, seconds, row, mname, y[va], raw_va)
-    if cfg["kind"] != "classifier":
+    if cfg["kind"] not in ("classifier", "sed"):       # the SED network's coefficients are not slope-corrected
         calibrate(fitted, slope_correction, with_intervals=name == "redshift" and cfg["kind"] != "pdf")
     return fitted
 
