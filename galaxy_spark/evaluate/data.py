@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
+from galaxy_spark.model.sed import is_sed_column
 from galaxy_spark.features import DEFAULT_STAR_THRESHOLD, SPLIT_TEST, TRUTH_COLUMNS, build_targets
 from galaxy_spark.spark import test_split_filter
 from galaxy_spark.survey import DETECTED, Survey, state_column
@@ -84,6 +85,7 @@ def read_test_join(spark, scores: str, catalog: str, survey: Survey,
         raise InputError(f"scores {scores} have no model_run_id: cannot tell which model produced them")
 
     keep = [c for c in list(score_cols) + list(OPTIONAL_SCORE_COLUMNS) if c in sdf.columns]
+    keep += [c for c in sdf.columns if is_sed_column(c) and c not in keep]
     sdf = sdf.select(*keep)
     dup = sdf.groupBy(idc).count().filter("count > 1").limit(3).collect()
     if dup:

@@ -36,6 +36,8 @@ from galaxy_spark.evaluate import tracking as T
 from galaxy_spark.evaluate.baseline import BPZ_MAX_OBJECTS, baseline_comparison, comparison_table
 from galaxy_spark.evaluate.blocks import MAG_BINS, Z_BINS, headline, network_metrics
 from galaxy_spark.evaluate.data import attach_spec, detection_magnitude, label_sets, num, read_test_join, star_rule
+from galaxy_spark.evaluate.sed import sed_evaluation
+from galaxy_spark.model.sed import is_sed_column
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import model_uri_for, resolve_model
 from galaxy_spark.io.manifest import catalogue_survey
@@ -73,6 +75,7 @@ class Evaluation:
     bpz_frame: pd.DataFrame | None = None         # baseline_comparison's per-object table
     histories: dict = field(default_factory=dict)  # loss per epoch of the model's networks
     notes: list = field(default_factory=list)
+    sed: dict = field(default_factory=dict)        # evaluate.sed's arrays for the spectra figures
 
 
 def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, ensemble=None,
@@ -123,9 +126,18 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
             histories = T.loss_histories(client, info["model_run_id"])
         except Exception as e:  # noqa: BLE001 - curves are optional decoration
             notes.append(f"loss curves unavailable: {e}")
+    sed_arrays = {}
+    if ensemble is not None and ensemble.sed is not None:
+        t0 = time.time()
+        metrics["sed"], sed_arrays = sed_evaluation(df, survey, ensemble.sed, mag)
+        log.info(f"SED evaluation in {time.time() - t0:.1f}s")
+        if "skipped" in metrics["sed"]:
+            notes.append(f"SED evaluation skipped: {metrics['sed']['skipped']}")
+    elif any(is_sed_column(c) for c in df.columns):
+        notes.append("SED evaluation skipped: the model could not be loaded")
     metrics["headline"] = headline(metrics)
     metrics["notes"] = notes
-    return Evaluation(metrics, df, sets, mag, bpz_frame, histories, notes)
+    return Evaluation(metrics, df, sets, mag, bpz_frame, histories, notes, sed_arrays)
 
 
 def _throughput_model(opts: EvalOptions, info: dict):

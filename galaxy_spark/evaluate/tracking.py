@@ -125,6 +125,7 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
                 add(f"eval_network_{src}_thesis", b)
             else:
                 add(f"eval_network_{src}_{name}", b["overall"])
+    add("eval_sed", (metrics.get("sed") or {}).get("summary") or {})
     base = metrics.get("baseline") or {}
     for est in ("bpz", "network"):
         for src, b in (base.get(est) or {}).items():

@@ -22,6 +22,7 @@ NumPy only (shipped with the MLflow model). The basis is built at training time
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,6 +30,21 @@ import numpy as np
 NORM_RANGE_AA = (3000.0, 9000.0)     # a spectrum's shape is normalised over this rest-frame range
 MIN_COVERAGE = 0.99                  # share of a filter's response the redshifted grid must cover
 MIN_Z_DISTANCE = 0.005               # absolute magnitudes below this redshift use it (DM(0) = −∞)
+
+
+SCORE_COLUMN = re.compile(r"sed_c\d+|rest_\w+|abs_\w+|mag_\w+")   # what `columns` can name
+
+
+def is_sed_column(name: str) -> bool:
+    """Whether a scores column is one of the SED network's (`SEDBasis.columns`)."""
+    return SCORE_COLUMN.fullmatch(name) is not None
+
+
+def normalised_log(spectra: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """log10 f_λ (n, G) shifted to a mean of 0 over `NORM_RANGE_AA` (the shape of each spectrum)."""
+    lg = np.log10(np.maximum(np.asarray(spectra, np.float64), 1e-300))
+    win = (wave >= NORM_RANGE_AA[0]) & (wave <= NORM_RANGE_AA[1])
+    return lg - lg[:, win].mean(axis=1, keepdims=True)
 
 
 def filter_column(name: str) -> str:
@@ -118,6 +134,11 @@ class SEDBasis:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1.0)), np.nan)
 
+    def detection_magnitude(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Synthetic detection-band magnitudes (no distance dimming) of rest-frame spectra `s`
+        (n, G) moved to redshifts `z` (n,)."""
+        return self._at(self._mag(s @ self.detection), np.asarray(z, np.float64))
+
     def derived(self, coeffs: np.ndarray, z: np.ndarray, m_det: np.ndarray | None = None,
                 pz: np.ndarray | None = None, pz_z: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The `columns` for coefficient rows at point redshifts `z`, scaled to the detection-band
@@ -125,13 +146,19 @@ class SEDBasis:
         p(z) (`pz` (n, B) at redshifts `pz_z` (B,)), each synthetic magnitude's `_err` is its
         p(z)-weighted standard deviation; without it, NaN."""
         coeffs = np.asarray(coeffs, np.float64)
-        n = len(coeffs)
-        z = np.nan_to_num(np.asarray(z, np.float64), nan=0.0)
         out = {c: coeffs[:, k] for k, c in enumerate(self.coefficient_columns())}
-        if n == 0:
+        if len(coeffs) == 0:
             out.update({c: np.zeros(0) for c in self.columns() if c not in out})
             return out
-        s = self.spectra(coeffs)
+        out.update(self.photometry(self.spectra(coeffs), z, m_det, pz, pz_z))
+        return out
+
+    def photometry(self, s: np.ndarray, z: np.ndarray, m_det: np.ndarray | None = None,
+                   pz: np.ndarray | None = None, pz_z: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """`derived` without the coefficients, for any rest-frame spectra `s` (n, G) on `wave`."""
+        n = len(s)
+        z = np.nan_to_num(np.asarray(z, np.float64), nan=0.0)
+        out = {}
         rest_mag = self._mag(s @ self.rest_weights)                       # (n, R)
         idx = {f: k for k, f in enumerate(self.rest_filters)}
         for col, a, b in self.colours:

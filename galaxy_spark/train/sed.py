@@ -24,7 +24,7 @@ import pandas as pd
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import TRUTH_SED_COLUMNS
 from galaxy_spark.log import get_logger
-from galaxy_spark.model.sed import NORM_RANGE_AA, SEDBasis, with_filters
+from galaxy_spark.model.sed import SEDBasis, normalised_log, with_filters
 from galaxy_spark.survey import Survey
 
 log = get_logger(__name__)
@@ -51,13 +51,6 @@ def sed_settings(cfg: dict) -> dict:
 def rest_wave(settings: dict) -> np.ndarray:
     w = settings["wave"]
     return np.geomspace(float(w["min"]), float(w["max"]), int(w["count"]))
-
-
-def normalised_log(spectra: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """log10 f_λ (n, G) shifted to a mean of 0 over `NORM_RANGE_AA` (the shape of each spectrum)."""
-    lg = np.log10(np.maximum(np.asarray(spectra, np.float64), 1e-300))
-    win = (wave >= NORM_RANGE_AA[0]) & (wave <= NORM_RANGE_AA[1])
-    return lg - lg[:, win].mean(axis=1, keepdims=True)
 
 
 def template_family(survey: Survey, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
