@@ -79,13 +79,15 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
     sc = read_scores(out)
     assert len(sc) == len(cat) and sc["ID"].is_unique
     assert set(sc["ID"]) == set(cat["ID"])
-    assert set(B.output_columns("ID", load_survey().detection_band)) == set(sc.columns)
+    ens = env["model"].ensemble
+    sed_cols = B.sed_estimates(ens)
+    assert "rest_u_minus_v" in sed_cols and "mag_sdss2010_r_err" in sed_cols      # the default preset's SED network
+    assert set(B.output_columns("ID", load_survey().detection_band, sed_cols)) == set(sc.columns)
 
     # exactly Ensemble.predict on the same batches (one file = one Arrow batch per Field here) and
     # the same BLAS threading (Spark gives each Python worker OMP_NUM_THREADS=1) ...
     from threadpoolctl import threadpool_limits
 
-    ens = env["model"].ensemble
     for f in sorted(cat["Field"].unique()):
         part = pq.read_table(next((env["catalog"] / f"Field={f}").glob("*.parquet"))).to_pandas()
         with threadpool_limits(1):
@@ -93,7 +95,7 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
         got = sc.set_index("ID").loc[part["ID"].to_numpy()]
         for c in ("z_phot", "z_phot_lo68", "z_phot_hi68", "z_phot_lo95", "z_phot_hi95", "z_phot_mode",
                   "z_phot_odds", "p_star", "spectral_type", "spectral_type_err", "log_stellar_mass",
-                  "log_stellar_mass_err"):
+                  "log_stellar_mass_err", *sed_cols):
             np.testing.assert_array_equal(got[c].to_numpy(), ref[c].to_numpy(), err_msg=f"Field {f} {c}")
     # ... and to float32 precision against one whole-catalogue call (GEMM order depends on batch shape)
     whole = ens.predict(cat.sort_values("ID").reset_index(drop=True))
@@ -120,6 +122,32 @@ def test_scores_match_predict_conserve_ids_and_carry_provenance(env, tmp_path):
     assert sum(v["rows"] for v in man["fields"].values()) == len(cat)
     assert man["fields"]["2"]["model"]["version"] == "1"
     assert not list(tmp_path.glob("scores.staging-*")) and not list(out.glob("_old-*"))
+
+
+def test_synthetic_filters_add_columns_equal_to_predict(env, tmp_path):
+    """--synthetic-filters: one magnitude column (+ spread) per filter, speclite names and curve
+    files alike, the numbers `Ensemble.predict` gives with the same filters; bad names are clear errors."""
+    curve = tmp_path / "my_band.dat"
+    w = np.arange(5000.0, 6001.0, 10.0)
+    np.savetxt(curve, np.c_[w, np.where((w > 5100) & (w < 5900), 1.0, 0.0)])
+    out = tmp_path / "scores"
+    res, _ = score(env, out, synthetic_filters=("lsst2023-i", str(curve)))
+    sc = read_scores(out)
+    assert res["rows_in"] == res["rows_out"] == len(sc)
+    for c in ("mag_lsst2023_i", "mag_lsst2023_i_err", "mag_my_band", "mag_my_band_err", "mag_sdss2010_r"):
+        assert c in sc.columns, c
+    gal = sc["z_phot"].notna()
+    assert sc.loc[gal, "mag_lsst2023_i"].notna().mean() > 0.99
+    assert (sc.loc[gal, "mag_lsst2023_i_err"].dropna() >= 0).all()
+    ens = env["model"].ensemble.with_synthetic_filters(["lsst2023-i", str(curve)])
+    ref = ens.predict(env["frame"]).set_index(env["frame"]["ID"].to_numpy())
+    got = sc.set_index("ID").loc[env["frame"]["ID"].to_numpy()]
+    np.testing.assert_allclose(got["mag_lsst2023_i"], ref["mag_lsst2023_i"], atol=1e-4)
+    np.testing.assert_allclose(got["mag_my_band"], ref["mag_my_band"], atol=1e-4)
+    from galaxy_spark.errors import InputError
+
+    with pytest.raises(InputError, match="unknown filter 'sdss2010-q'"):
+        score(env, tmp_path / "bad", synthetic_filters=("sdss2010-q",))
 
 
 def test_rerun_is_identical_and_model_uri_forms_agree(env, tmp_path):

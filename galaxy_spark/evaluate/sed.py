@@ -11,7 +11,7 @@ against each object's own photometry (test split, galaxies).
   true redshift, scaled to the noiseless detection-band magnitude.
 - χ² per band: the predicted SED at z_phot, scaled to the measured detection-band magnitude,
   against the measured magnitudes of the detected bands; the true SED at the true redshift gives
-  the reference χ² (photometric noise plus this machinery's 300-point rest-frame grid).
+  the reference χ² (photometric noise plus this machinery's 600-point rest-frame grid).
 """
 from __future__ import annotations
 

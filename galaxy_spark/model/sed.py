@@ -1,7 +1,7 @@
 """Rest-frame spectra from the SED network: the fixed basis, decoding, and what a spectrum gives.
 
 The SED network predicts K coefficients on a fixed basis: the principal components of the
-training spectra's log10 f_λ on a log-spaced rest-frame grid (default 1,000–25,000 Å, 300 points),
+training spectra's log10 f_λ on a log-spaced rest-frame grid (default 1,000–25,000 Å, 600 points),
 each spectrum normalised to a mean log10 f_λ of 0 over 3,000–9,000 Å. Decoding is
 ``10 ** (mean + coeffs @ components)``: always positive, a spectrum's shape only. Its amplitude
 comes from the object's own detection-band magnitude at its redshift, so a decoded spectrum gives:

@@ -32,7 +32,7 @@ log = get_logger(__name__)
 BASIS_SAMPLE = 20000          # training galaxies the principal components are fitted on
 CHUNK = 20000                 # rows turned into spectra at once (bounds memory)
 TYPE_GRID = 2001              # catalogue labels: spectral types tabulated on this fine grid
-DEFAULTS = {"wave": {"min": 1000.0, "max": 25000.0, "count": 300}, "components": 8,
+DEFAULTS = {"wave": {"min": 1000.0, "max": 25000.0, "count": 600}, "components": 8,
             "z_nodes": {"max": 6.0, "step": 0.025},
             "colours": [["rest_u_minus_v", "bessell-U", "bessell-V"], ["rest_nuv_minus_r", "galex-nuv", "sdss2010-r"]],
             "absolute": ["bessell-U", "bessell-B", "bessell-V", "sdss2010-r"],
