@@ -136,6 +136,7 @@ bench: setup
 	$(PY) benchmarks/bench_ingest.py --input $(RAW) --out .bench/ingest --json reports/bench/ingest.json
 	$(PY) benchmarks/bench_scoring.py --objects $(OBJECTS) --scale 10 --out reports/bench/scoring.json
 	$(PY) benchmarks/bench_reprocess.py --out reports/bench/reprocess.json
+	$(PY) benchmarks/bench_sed.py --catalog $(CATALOG) --model models:/$(MODEL_NAME)@champion --out reports/bench/sed.json
 
 clean:
 	rm -rf data reports spark-warehouse mlartifacts mlruns mlflow.db .bench

@@ -71,7 +71,7 @@ def test_train_register_and_load_by_alias(workdir, champion):
             "children": sorted(r.data.tags["mlflow.runName"] for r in children),
             "epochs": len(hist), "plots": arts, "params": parent.data.params, "metrics": sorted(parent.data.metrics)}
     assert info["parent_is_top"]
-    assert info["children"] == ["redshift", "spectral_type", "stellar_mass", "stellarity"]
+    assert info["children"] == ["redshift", "sed", "spectral_type", "stellar_mass", "stellarity"]
     assert info["epochs"] >= 1 and any(a.endswith("_loss.png") for a in info["plots"])
     for k in ("preset", "catalogue_fingerprint", "git_commit", "seed", "train_fraction", "n_test"):
         assert k in info["params"]

@@ -318,10 +318,11 @@ def inspect_file(path: str, survey: Survey, fmt: str = "auto") -> FileLayout:
         n_data = len(data[0][1].split()) if data else 0
         names = _ascii_header_names(comments, n_data)
         if names is None:
-            # no header: the fixed public order, optionally followed by the truth columns
+            # no header: the fixed public order, optionally followed by the truth columns (or
+            # their first ones: files of older mocks carry fewer)
             fixed = [c.name for c in survey.public_columns()]
-            with_truth = fixed + [c.name for c in survey.truth]
-            names = with_truth if n_data == len(with_truth) else fixed
+            extra = n_data - len(fixed)
+            names = fixed + [c.name for c in survey.truth][:extra] if 0 < extra <= len(survey.truth) else fixed
     else:
         if not data:
             raise InputError(f"input file {path!r} has no header line")

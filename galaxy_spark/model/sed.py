@@ -13,7 +13,9 @@ comes from the object's own detection-band magnitude at its redshift, so a decod
   point redshift, and their p(z)-weighted spread as the uncertainty.
 
 Observed-frame photometry is precomputed as weights on a grid of redshift nodes (IGM included), so
-every quantity of every object is one matrix product and an interpolation between nodes. A filter
+every quantity of every object is one matrix product and an interpolation between nodes. The
+products go through the networks' float32 kernel (`model.kernels.dense`), so an object's SED
+columns do not depend on how the rows are batched, like its other estimates. A filter
 the grid does not cover at some redshift (less than `MIN_COVERAGE` of its response inside the
 redshifted grid) gives NaN there, never a biased number.
 
@@ -26,6 +28,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from galaxy_spark.model.kernels import dense
 
 NORM_RANGE_AA = (3000.0, 9000.0)     # a spectrum's shape is normalised over this rest-frame range
 MIN_COVERAGE = 0.99                  # share of a filter's response the redshifted grid must cover
@@ -78,6 +82,21 @@ class SEDBasis:
     observed: dict = field(default_factory=dict)
     label_source: str = ""
 
+    def _product(self, x: np.ndarray, name: str) -> np.ndarray:
+        """x @ (the table `name`) through the float32 kernel, rows independent of the batch
+        (float64 out; NaN columns of a table — redshifts it does not cover — come out NaN)."""
+        cache = self.__dict__.setdefault("_f32", {})
+        if name not in cache:
+            w = self.components if name == "components" else self.observed.get(name, getattr(self, name, None))
+            w = np.asarray(w, np.float64)
+            bad = ~np.isfinite(w).all(axis=0)
+            cache[name] = (np.ascontiguousarray(np.nan_to_num(w, nan=0.0), np.float32),
+                           np.zeros(w.shape[1], np.float32), bad)
+        w32, b32, bad = cache[name]
+        out = dense(x, w32, b32).astype(np.float64)
+        out[:, bad] = np.nan
+        return out
+
     @property
     def n_components(self) -> int:
         return int(self.components.shape[0])
@@ -106,7 +125,7 @@ class SEDBasis:
 
     def log_spectra(self, coeffs: np.ndarray) -> np.ndarray:
         """log10 f_λ (n, G) of coefficient rows (normalised shape)."""
-        return self.mean[None, :] + np.asarray(coeffs, np.float64) @ self.components
+        return self.mean[None, :] + self._product(coeffs, "components")
 
     def spectra(self, coeffs: np.ndarray) -> np.ndarray:
         """f_λ (n, G), arbitrary units, shape normalised over `NORM_RANGE_AA`."""
@@ -137,7 +156,7 @@ class SEDBasis:
     def detection_magnitude(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Synthetic detection-band magnitudes (no distance dimming) of rest-frame spectra `s`
         (n, G) moved to redshifts `z` (n,)."""
-        return self._at(self._mag(s @ self.detection), np.asarray(z, np.float64))
+        return self._at(self._mag(self._product(s, "detection")), np.asarray(z, np.float64))
 
     def derived(self, coeffs: np.ndarray, z: np.ndarray, m_det: np.ndarray | None = None,
                 pz: np.ndarray | None = None, pz_z: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -159,59 +178,48 @@ class SEDBasis:
         n = len(s)
         z = np.nan_to_num(np.asarray(z, np.float64), nan=0.0)
         out = {}
-        rest_mag = self._mag(s @ self.rest_weights)                       # (n, R)
+        rest_mag = self._mag(self._product(s, "rest_weights"))            # (n, R)
         idx = {f: k for k, f in enumerate(self.rest_filters)}
         for col, a, b in self.colours:
             out[col] = rest_mag[:, idx[a]] - rest_mag[:, idx[b]]
         m_det = np.full(n, np.nan) if m_det is None else np.asarray(m_det, np.float64)
-        det_nodes = self._mag(s @ self.detection)                          # (n, Z)
+        det_nodes = self._mag(self._product(s, "detection"))               # (n, Z)
         det_z = self._at(det_nodes, z)
         zd = np.maximum(z, MIN_Z_DISTANCE)
         dm = np.interp(zd, self.z_nodes[1:], self.distmod[1:])
         for f in self.absolute:
             out[f"abs_{filter_column(f)}"] = m_det - dm - det_z + rest_mag[:, idx[f]]
         if self.observed:
-            interp = None
+            at_bins = None
             if pz is not None and pz_z is not None:
-                interp = _node_interpolation(self.z_nodes, np.asarray(pz_z, np.float64))   # (Z, B)
+                at_bins = self._node_position(np.asarray(pz_z, np.float64))     # p(z) bins on the nodes
                 p = np.asarray(pz, np.float64)
-            for f, w in self.observed.items():
-                colour_nodes = self._mag(s @ np.nan_to_num(w, nan=0.0)) - det_nodes
-                colour_nodes[:, ~np.isfinite(w).all(axis=0)] = np.nan
+            for f in self.observed:
+                colour_nodes = self._mag(self._product(s, f)) - det_nodes      # (n, Z), NaN: not covered
                 col = f"mag_{filter_column(f)}"
                 out[col] = m_det + self._at(colour_nodes, z)
-                out[f"{col}_err"] = (_weighted_std(_apply(colour_nodes, interp), p) if interp is not None
-                                     else np.full(n, np.nan))
+                if at_bins is None:
+                    out[f"{col}_err"] = np.full(n, np.nan)
+                else:
+                    i, w = at_bins
+                    out[f"{col}_err"] = _weighted_std((1 - w) * colour_nodes[:, i] + w * colour_nodes[:, i + 1], p)
         return out
 
 
-def _node_interpolation(z_nodes: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Matrix (Z, B): values on the nodes → linear interpolation at the redshifts `z`."""
-    i = np.clip(np.searchsorted(z_nodes, z, side="right") - 1, 0, z_nodes.size - 2)
-    w = np.clip((z - z_nodes[i]) / (z_nodes[i + 1] - z_nodes[i]), 0.0, 1.0)
-    m = np.zeros((z_nodes.size, z.size))
-    m[i, np.arange(z.size)] = 1 - w
-    m[i + 1, np.arange(z.size)] += w
-    return m
-
-
-def _apply(nodes: np.ndarray, interp: np.ndarray) -> np.ndarray:
-    """`nodes @ interp` where a NaN node poisons only the redshifts it contributes to."""
-    bad = ~np.isfinite(nodes)
-    vals = np.where(bad, 0.0, nodes) @ interp
-    vals[(bad.astype(np.float64) @ (interp > 0)) > 0] = np.nan
-    return vals
-
-
 def _weighted_std(values: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped."""
+    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped.
+    Row sums are sequential (`cumsum`): numpy's pairwise `sum` may group a row's terms differently
+    with the batch's shape, and a row must not depend on its batch."""
+    def row_sum(a):
+        return np.cumsum(a, axis=1)[:, -1] if a.shape[1] else np.zeros(len(a))
+
     ok = np.isfinite(values)
     w = np.where(ok, p, 0.0)
-    tot = w.sum(axis=1)
+    tot = row_sum(w)
     v = np.where(ok, values, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (w * v).sum(axis=1) / tot
-        var = (w * (v - mean[:, None]) ** 2).sum(axis=1) / tot
+        mean = row_sum(w * v) / tot
+        var = row_sum(w * (v - mean[:, None]) ** 2) / tot
     return np.where(tot > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
 
 

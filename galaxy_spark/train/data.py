@@ -144,14 +144,16 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
     label_cols = [survey.labels[t] for t in TARGETS]
     truth_cols = [TRUTH_COLUMNS[t] for t in TARGETS]
     catalogue_cols = set(spark.read.parquet(catalog).columns) if Path(catalog).exists() else set()
-    with_sed = "sed" in preset["networks"]
-    if with_sed:
-        truth_cols += list(TRUTH_SED_COLUMNS)
     has_truth = all(c in catalogue_cols for c in truth_cols)
     if label_source == "truth" and not has_truth:
         raise InputError("--labels truth needs the mock's truth columns, which this catalogue lacks")
+    with_sed = "sed" in preset["networks"]
+    sed_truth = with_sed and all(c in catalogue_cols for c in TRUTH_SED_COLUMNS)
+    if with_sed and label_source == "truth" and not sed_truth:
+        raise InputError(f"--labels truth trains the SED network on the mock's true SEDs, but this catalogue lacks "
+                         f"{', '.join(TRUTH_SED_COLUMNS)} (a mock from before they were written: regenerate it)")
     columns = list(dict.fromkeys([survey.id_column, "Field"] + feature_spec.required_columns() + label_cols
-                                 + (truth_cols if has_truth else [])))
+                                 + (truth_cols if has_truth else []) + (list(TRUTH_SED_COLUMNS) if sed_truth else [])))
     t0 = time.time()
     df = read_catalogue(spark, catalog, columns)
     log.info(f"read {len(df):,} catalogue rows in {time.time() - t0:.1f}s")
@@ -171,18 +173,19 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
         log.info(f"spectroscopic sample {spec}: {json.dumps(spec_report)}")
     data = TrainingData(ids, x, ok, split, label_sets, feature_spec, preset["regress_on"] == "galaxies", spec_report)
     if with_sed:
-        add_sed_labels(data, df, survey, preset["networks"]["sed"], LABEL_PHASES[label_source]["sed"])
+        add_sed_labels(data, df, survey, preset["networks"]["sed"], LABEL_PHASES[label_source]["sed"], sed_truth)
     log.info(f"split by ID hash: {data.counts()} (unscorable rows: {int((~ok).sum())})")
     return data
 
 
-def add_sed_labels(data: TrainingData, df: pd.DataFrame, survey: Survey, cfg: dict, phases: tuple[str, ...]) -> None:
+def add_sed_labels(data: TrainingData, df: pd.DataFrame, survey: Survey, cfg: dict, phases: tuple[str, ...],
+                   sed_truth: bool) -> None:
     """Fit the SED basis on the training galaxies of the last phase's labels and add the SED
     targets to every label set (NaN rows for sources without SED labels: the spectroscopic
-    sample). train/sed.py says what the labels are."""
+    sample, truth without the SED truth columns). train/sed.py says what the labels are."""
     from galaxy_spark.train.sed import sed_labels
 
-    sources = tuple(s for s in ("catalogue", "truth") if s in data.label_sets)
+    sources = ("catalogue",) + (("truth",) if sed_truth else ())
     fit_source = phases[-1]
     fit_rows = data.phase("spectral_type", fit_source).train if fit_source != "truth" else (
         data.ok & (data.split == "train") & data.galaxies("truth"))
