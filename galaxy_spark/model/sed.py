@@ -12,10 +12,11 @@ comes from the object's own detection-band magnitude at its redshift, so a decod
 - synthetic observed magnitudes in any filter X: m_X = m_det + m_X,model(z) − m_det,model(z), at the
   point redshift, and their p(z)-weighted spread as the uncertainty.
 
-Observed-frame photometry is precomputed as weights on a grid of redshift nodes (IGM included), so
-every quantity of every object is one matrix product and an interpolation between nodes. The
-products go through the networks' float32 kernel (`model.kernels.dense`), so an object's SED
-columns do not depend on how the rows are batched, like its other estimates. A filter
+Observed-frame photometry is precomputed as weights on a grid of redshift nodes (IGM included). A
+magnitude at the point redshift is the spectrum dotted with the weights of the two nodes around it;
+the p(z)-weighted spread is read on every `SPREAD_STRIDE`-th node (one matrix product through the
+networks' float32 kernel, `model.kernels.dense`). No BLAS product: an object's SED columns do not
+depend on how the rows are batched, like its other estimates. A filter
 the grid does not cover at some redshift (less than `MIN_COVERAGE` of its response inside the
 redshifted grid) gives NaN there, never a biased number.
 
@@ -34,6 +35,7 @@ from galaxy_spark.model.kernels import dense
 NORM_RANGE_AA = (3000.0, 9000.0)     # a spectrum's shape is normalised over this rest-frame range
 MIN_COVERAGE = 0.99                  # share of a filter's response the redshifted grid must cover
 MIN_Z_DISTANCE = 0.005               # absolute magnitudes below this redshift use it (DM(0) = −∞)
+SPREAD_STRIDE = 8                    # the p(z) spread reads every 8th redshift node (Δz 0.2 by default)
 
 
 SCORE_COLUMN = re.compile(r"sed_c\d+|rest_\w+|abs_\w+|mag_\w+")   # what `columns` can name
@@ -82,17 +84,22 @@ class SEDBasis:
     observed: dict = field(default_factory=dict)
     label_source: str = ""
 
-    def _product(self, x: np.ndarray, name: str) -> np.ndarray:
-        """x @ (the table `name`) through the float32 kernel, rows independent of the batch
-        (float64 out; NaN columns of a table — redshifts it does not cover — come out NaN)."""
+    def _table(self, name: str) -> np.ndarray:
+        """A weights table by name: 'components', 'detection', 'rest_weights' or a synthetic filter."""
+        return self.observed[name] if name in self.observed else getattr(self, name)
+
+    def _product(self, x: np.ndarray, name: str, stride: int = 1) -> np.ndarray:
+        """x @ (the table `name`, every `stride`-th column) through the float32 kernel, rows
+        independent of the batch (float64 out; NaN columns of a table — redshifts it does not
+        cover — come out NaN)."""
         cache = self.__dict__.setdefault("_f32", {})
-        if name not in cache:
-            w = self.components if name == "components" else self.observed.get(name, getattr(self, name, None))
-            w = np.asarray(w, np.float64)
+        key = (name, stride)
+        if key not in cache:
+            w = np.asarray(self._table(name), np.float64)[:, ::stride]
             bad = ~np.isfinite(w).all(axis=0)
-            cache[name] = (np.ascontiguousarray(np.nan_to_num(w, nan=0.0), np.float32),
-                           np.zeros(w.shape[1], np.float32), bad)
-        w32, b32, bad = cache[name]
+            cache[key] = (np.ascontiguousarray(np.nan_to_num(w, nan=0.0), np.float32),
+                          np.zeros(w.shape[1], np.float32), bad)
+        w32, b32, bad = cache[key]
         out = dense(x, w32, b32).astype(np.float64)
         out[:, bad] = np.nan
         return out
@@ -142,21 +149,26 @@ class SEDBasis:
         w = np.clip((z - zn[i]) / (zn[i + 1] - zn[i]), 0.0, 1.0)
         return i, w
 
-    def _at(self, nodes: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Values (n, Z) on the redshift nodes, linearly interpolated at each row's z."""
-        i, w = self._node_position(z)
-        r = np.arange(len(z))
-        return (1 - w) * nodes[r, i] + w * nodes[r, i + 1]
-
     @staticmethod
     def _mag(flux: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1.0)), np.nan)
 
+    def _at_redshift(self, s: np.ndarray, name: str, z: np.ndarray) -> np.ndarray:
+        """Maggies of spectra `s` (n, G) through table `name` at each row's redshift `z`: the
+        weights of the two nodes around it, interpolated (NaN where a node is not covered)."""
+        cols = self.__dict__.setdefault("_columns", {})
+        if name not in cols:
+            cols[name] = np.ascontiguousarray(np.asarray(self._table(name)).T, np.float32)   # (Z, G)
+        wt = cols[name]
+        i, w = self._node_position(z)
+        w = w.astype(np.float32)[:, None]
+        return _row_dot(np.asarray(s, np.float32), (1 - w) * wt[i] + w * wt[i + 1]).astype(np.float64)
+
     def detection_magnitude(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Synthetic detection-band magnitudes (no distance dimming) of rest-frame spectra `s`
         (n, G) moved to redshifts `z` (n,)."""
-        return self._at(self._mag(self._product(s, "detection")), np.asarray(z, np.float64))
+        return self._mag(self._at_redshift(s, "detection", np.asarray(z, np.float64)))
 
     def derived(self, coeffs: np.ndarray, z: np.ndarray, m_det: np.ndarray | None = None,
                 pz: np.ndarray | None = None, pz_z: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -169,7 +181,9 @@ class SEDBasis:
         if len(coeffs) == 0:
             out.update({c: np.zeros(0) for c in self.columns() if c not in out})
             return out
-        out.update(self.photometry(self.spectra(coeffs), z, m_det, pz, pz_z))
+        # float32 spectra: the products are float32 anyway (magnitudes to ~1e-6), half the memory traffic
+        s32 = np.exp(self.log_spectra(coeffs).astype(np.float32) * np.float32(np.log(10.0)))
+        out.update(self.photometry(s32, z, m_det, pz, pz_z))
         return out
 
     def photometry(self, s: np.ndarray, z: np.ndarray, m_det: np.ndarray | None = None,
@@ -183,35 +197,41 @@ class SEDBasis:
         for col, a, b in self.colours:
             out[col] = rest_mag[:, idx[a]] - rest_mag[:, idx[b]]
         m_det = np.full(n, np.nan) if m_det is None else np.asarray(m_det, np.float64)
-        det_nodes = self._mag(self._product(s, "detection"))               # (n, Z)
-        det_z = self._at(det_nodes, z)
+        det_z = self.detection_magnitude(s, z)
         zd = np.maximum(z, MIN_Z_DISTANCE)
         dm = np.interp(zd, self.z_nodes[1:], self.distmod[1:])
         for f in self.absolute:
             out[f"abs_{filter_column(f)}"] = m_det - dm - det_z + rest_mag[:, idx[f]]
-        if self.observed:
-            at_bins = None
-            if pz is not None and pz_z is not None:
-                at_bins = self._node_position(np.asarray(pz_z, np.float64))     # p(z) bins on the nodes
-                p = np.asarray(pz, np.float64)
-            for f in self.observed:
-                colour_nodes = self._mag(self._product(s, f)) - det_nodes      # (n, Z), NaN: not covered
-                col = f"mag_{filter_column(f)}"
-                out[col] = m_det + self._at(colour_nodes, z)
-                if at_bins is None:
-                    out[f"{col}_err"] = np.full(n, np.nan)
-                else:
-                    i, w = at_bins
-                    out[f"{col}_err"] = _weighted_std((1 - w) * colour_nodes[:, i] + w * colour_nodes[:, i + 1], p)
+        spread = self.observed and pz is not None and pz_z is not None
+        if spread:
+            # the p(z) bins located on the coarse nodes the spread is read on
+            coarse = self.z_nodes[::SPREAD_STRIDE]
+            pz_z = np.asarray(pz_z, np.float64)
+            i = np.clip(np.searchsorted(coarse, pz_z, side="right") - 1, 0, coarse.size - 2)
+            w = np.clip((pz_z - coarse[i]) / (coarse[i + 1] - coarse[i]), 0.0, 1.0)
+            det_coarse = self._mag(self._product(s, "detection", SPREAD_STRIDE))
+        for f in self.observed:
+            col = f"mag_{filter_column(f)}"
+            out[col] = m_det + self._mag(self._at_redshift(s, f, z)) - det_z
+            if spread:
+                colour = self._mag(self._product(s, f, SPREAD_STRIDE)) - det_coarse   # NaN: not covered
+                out[f"{col}_err"] = _weighted_std((1 - w) * colour[:, i] + w * colour[:, i + 1],
+                                                   np.asarray(pz, np.float64))
+            else:
+                out[f"{col}_err"] = np.full(n, np.nan)
         return out
 
 
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, Σ a·b (einsum's loop: a row's sum does not depend on the other rows, unlike a
+    BLAS product's; `tests/test_scoring.py` checks the bits across batchings)."""
+    return np.einsum("ng,ng->n", a, b)
+
+
 def _weighted_std(values: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped.
-    Row sums are sequential (`cumsum`): numpy's pairwise `sum` may group a row's terms differently
-    with the batch's shape, and a row must not depend on its batch."""
+    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped."""
     def row_sum(a):
-        return np.cumsum(a, axis=1)[:, -1] if a.shape[1] else np.zeros(len(a))
+        return np.einsum("nb->n", a)
 
     ok = np.isfinite(values)
     w = np.where(ok, p, 0.0)

@@ -192,7 +192,7 @@ def finetune_network(ensemble: Ensemble, x_tr: np.ndarray, z_tr: np.ndarray, x_v
         new_net = recalibrated(new_net, net.calibration, x_va, z_va, settings.calibration)
     info = {**ensemble.info, "finetuned": {"network": NETWORK, "n_train": int(len(x_tr)), "n_validation": int(len(x_va)),
                                            "settings": dataclasses.asdict(settings), "seed": seed, "config": source}}
-    new = Ensemble(ensemble.feature_spec, {**ensemble.networks, NETWORK: new_net}, info)
+    new = Ensemble(ensemble.feature_spec, {**ensemble.networks, NETWORK: new_net}, info, ensemble.sed)
     return new, {"n_train": int(len(x_tr)), "n_validation": int(len(x_va)),
                  "epochs_run": len(hist.get("train_loss", [])), "val_loss_before": val_before,
                  "val_loss_after": val_after if improved else val_before, "improved": bool(improved),
