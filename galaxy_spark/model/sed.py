@@ -229,9 +229,14 @@ def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _weighted_std(values: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped."""
+    """Per row, the standard deviation of `values` (n, B) under weights `p` (n, B), NaNs skipped.
+    The row sums go through the float32 kernel: numpy's reductions (sum, einsum) were seen to round
+    a row differently with the batch around it."""
+    ones = np.ones((values.shape[1], 1), np.float32)
+    zero = np.zeros(1, np.float32)
+
     def row_sum(a):
-        return np.einsum("nb->n", a)
+        return dense(a, ones, zero)[:, 0].astype(np.float64)
 
     ok = np.isfinite(values)
     w = np.where(ok, p, 0.0)
