@@ -53,7 +53,7 @@ class EvalOptions:
     scores: str
     catalog: str
     out: str                            # the report directory (checked before any work)
-    model: str | None = None            # model URI for the throughput timing (default: from the scores)
+    model: str | None = None            # model URI for the throughput timing and the SED (default: from the scores)
     model_run_id: str | None = None     # keep only scores of this run (when scores mix models)
     bpz_max_objects: int = BPZ_MAX_OBJECTS
     bpz: bool = True
@@ -140,13 +140,13 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
     return Evaluation(metrics, df, sets, mag, bpz_frame, histories, notes, sed_arrays)
 
 
-def _throughput_model(opts: EvalOptions, info: dict):
-    """The Ensemble to time against BPZ (None when it cannot be loaded: the report says so).
-    ``--model`` must be the model that produced the scores."""
+def _scores_model(opts: EvalOptions, info: dict):
+    """The Ensemble that produced the scores: timed against BPZ, and it decodes the SED columns
+    (None when it cannot be loaded: the report says so). ``--model`` must be that model."""
     uri = opts.model or (model_uri_for(info.get("model_name"), info.get("model_version"), info["model_run_id"])
                          if opts.mlflow else None)
     info["model_uri"] = uri
-    if not (uri and opts.bpz):
+    if not uri:
         return None
     try:
         resolved = resolve_model(uri)
@@ -163,7 +163,7 @@ def _throughput_model(opts: EvalOptions, info: dict):
 
 def run_evaluation(opts: EvalOptions, spark) -> Evaluation:
     """Read and join (Spark), attach the spectroscopic sample, open the model's MLflow run, load the
-    model for the throughput timing, evaluate. ``metrics["data"]["seconds"]`` is the wall time."""
+    model (BPZ throughput timing, SED decoding), evaluate. ``metrics["data"]["seconds"]`` is the wall time."""
     t0 = time.time()
     check_job_paths({"--scores": opts.scores, "--catalog": opts.catalog}, {"--out": (opts.out, "report")})
     survey = catalogue_survey(opts.catalog, opts.survey)
@@ -173,7 +173,7 @@ def run_evaluation(opts: EvalOptions, spark) -> Evaluation:
     client = experiment_id = None
     if opts.mlflow:
         client, experiment_id = T.model_run_context(info["model_run_id"], opts.experiment)
-    ensemble = _throughput_model(opts, info)
+    ensemble = _scores_model(opts, info)
     ev = evaluate(df, survey, info, opts, ensemble, client, experiment_id)
     ev.metrics["data"]["seconds"] = round(time.time() - t0, 1)
     return ev

@@ -127,10 +127,14 @@ def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.nd
         if col not in d:
             continue
         pred, true = num(d, col), true_phot[col]
+        # the part of the error that is the SED and z_phot, not the measured detection magnitude's noise
+        colour_err = (pred - m) - (true - num(d, TRUTH_DETECTION_MAG))
         for name, sel in groups.items():
             if name in ("all", f"< {BRIGHT_MAG}", f"≥ {BRIGHT_MAG}"):
                 st = _colour_stats(pred[sel], true[sel])
+                ce = colour_err[sel][np.isfinite(colour_err[sel])]
                 synth.append({"filter": f, "galaxies": name, **st,
+                              "NMAD of colour to detection band": float(M.nmad(ce)) if ce.size else np.nan,
                               "outliers |Δm| > 0.3": float(np.mean(np.abs(pred[sel] - true[sel])[np.isfinite(pred[sel] - true[sel])] > 0.3))
                               if st["n"] else np.nan})
     metrics["synthetic"] = synth

@@ -317,7 +317,9 @@ def _sed_section(sed: dict | None, plots: dict, det: str) -> str:
     if sed.get("synthetic"):
         body += ("<p>Synthetic observed magnitudes (the predicted SED at z_phot scaled to the measured "
                  f"{html.escape(det)}) against the truth's (the true SED at the true redshift, scaled to the "
-                 f"noiseless {html.escape(det)}):</p>" + table_html(pd.DataFrame(sed["synthetic"]), index=False))
+                 f"noiseless {html.escape(det)}); the colour column leaves out the noise of the measured "
+                 f"{html.escape(det)}, keeping the SED's and z_phot's share:</p>"
+                 + table_html(pd.DataFrame(sed["synthetic"]), index=False))
     body += ("<p>χ² per detected band against the measured photometry: the predicted SED at z_phot and, as the "
              "reference, the true SED at the true redshift (photometric noise only gives a median χ² of 0.455).</p>"
              + table_html(pd.DataFrame(sed["chi2_bands"]), index=False))
