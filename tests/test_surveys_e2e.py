@@ -37,12 +37,18 @@ def test_survey_end_to_end(name, spark, tmp_path):
     out = spark.read.parquet(str(scores)).toPandas()
     assert len(out) == m["rows"]["written"] and out["z_phot"].notna().mean() > 0.95
     ev = run_evaluation(EvalOptions(scores=str(scores), catalog=str(cat), out=str(tmp_path / "report"), survey=name,
-                                    spec=str(spec), bpz_max_objects=300, mlflow=False), spark)
+                                    spec=str(spec), bpz_max_objects=300, mlflow=False,
+                                    model=f"models:/e2e-{name}@champion"), spark)
     assert ev.metrics["data"]["survey"] == name and ev.metrics["data"]["detection_band"] == survey.detection_band
     html = write_report(ev, tmp_path / "report").read_text()
     assert f"by {survey.detection_band}" in html
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["headline"]["redshift_sigma_nmad"] > 0
+    # the fifth network's spectra, measured against the mock's true SEDs through this survey's bands
+    sed = metrics["sed"]["summary"]
+    assert 0 < sed["frac_error_faint"] < 1 and 0 < sed["rest_u_minus_v_nmad"] < 2, sed
+    assert {r["band"] for r in metrics["sed"]["chi2_bands"]} <= set(survey.band_names)
+    assert "sed_examples.png" in {p.name for p in (tmp_path / "report").iterdir()} and "Spectra (SED network)" in html
 
 
 def test_bands_study_same_objects(tmp_path):
