@@ -24,6 +24,9 @@ DETECTED = 0
 NOT_DETECTED = 1
 NOT_OBSERVED = 2
 
+# `labels:` keys that are settings, not column names
+LABEL_SETTINGS = ("star_threshold", "spectral_type_range", "absolute_magnitude_filter")
+
 
 def lim_column(band: str) -> str:
     """Canonical column with the 1-sigma limiting magnitude of a non-detection."""
@@ -501,6 +504,8 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
     if clash:
         raise _err(src, "columns", f"column names clash (case-insensitively): {sorted(clash)}")
     for role, col in labels.items():
+        if role in LABEL_SETTINGS:
+            continue
         if isinstance(col, str) and col.lower() not in all_names:
             raise _err(src, f"labels.{role}", f"{col!r} is not a column of the survey")
     return survey

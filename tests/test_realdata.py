@@ -46,6 +46,10 @@ def test_realdata_check_on_shared_rows(tmp_path, real_rows_path, model_store, sp
         for k in ("sigma_nmad", "bias", "outlier_frac", "outlier_frac_rail", "coverage68", "coverage95"):
             assert r[k] is not None and math.isfinite(r[k]), k
     assert (out / "realdata_scatter.png").stat().st_size > 1000
+    # the SED network on real rows: colour percentiles and its M_B against the survey's own
+    sed = m["sed"]["all galaxies"]
+    assert sed["n"] == gal["n"] and sed["rest_u_minus_v_p16"] <= sed["rest_u_minus_v_p50"] <= sed["rest_u_minus_v_p84"]
+    assert math.isfinite(sed["abs_bessell_B_minus_M_Abs_1_nmad"])
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     # no leftovers: the temporary ingest is removed, the report dir was committed whole

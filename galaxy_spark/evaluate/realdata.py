@@ -23,6 +23,7 @@ from galaxy_spark import metrics as M
 from galaxy_spark.evaluate.data import detection_magnitude, num
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import resolve_model
+from galaxy_spark.model.sed import filter_column
 from galaxy_spark.survey import Survey, load_survey
 from galaxy_spark.log import get_logger
 
@@ -81,6 +82,29 @@ def realdata_samples(cat: pd.DataFrame, survey: Survey, odds_min: float, stellar
             f"galaxies, {survey.bright_mag:g} <= {det} < {survey.completeness_mag:g}":
                 gal & (mag >= survey.bright_mag) & (mag < survey.completeness_mag),
             f"galaxies, {odds_col} > 0.5": gal & (odds > 0.5)}
+
+
+def sed_on_real_rows(pred: pd.DataFrame, cat: pd.DataFrame, survey: Survey, samples: dict, sed) -> dict:
+    """What the SED outputs look like on real rows, which have no true spectra: per sample the
+    predicted rest-frame colours' 16/50/84th percentiles (to set beside the mock's), and the SED's
+    absolute magnitude against the survey's own (BPZ's) in the filter the survey file names."""
+    out = {}
+    label = survey.labels.get("absolute_magnitude")
+    band = survey.labels.get("absolute_magnitude_filter")
+    col = f"abs_{filter_column(band)}" if band else None
+    for name, mask in samples.items():
+        row = {"n": int(mask.sum())}
+        for c, _, _ in sed.colours:
+            v = pred[c].to_numpy(float)[mask]
+            v = v[np.isfinite(v)]
+            row.update({f"{c}_p{q}": float(np.percentile(v, q)) if v.size else float("nan") for q in (16, 50, 84)})
+        if label in cat and col in pred:
+            d = pred[col].to_numpy(float)[mask] - num(cat, label)[mask]
+            d = d[np.isfinite(d)]
+            row[f"{col}_minus_{label}_median"] = float(np.median(d)) if d.size else float("nan")
+            row[f"{col}_minus_{label}_nmad"] = float(M.nmad(d)) if d.size else float("nan")
+        out[name] = row
+    return out
 
 
 def bright_sample(survey: Survey) -> str:
@@ -169,6 +193,8 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
                                                                "balanced_accuracy", "n")},
                "predict_objects_per_s": len(cat) / predict_s if predict_s > 0 else float("nan"),
                "seconds": round(time.time() - t0, 1)}
+    if ensemble.sed is not None:
+        metrics["sed"] = sed_on_real_rows(pred, cat, survey, samples, ensemble.sed)
     if opts.finetune_folds:
         bright_name = bright_sample(survey)
         label, label_name, label_desc = FT.realdata_labels(cat, survey, opts.finetune_label, opts.finetune_spec)

@@ -80,6 +80,10 @@ def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
                 "against spectroscopy.</p><h2>Redshift</h2>" + table_html(tab)
                 + img_html(plot, f"z_phot vs {zref} for galaxies, coloured by {odds}; the primary sample ringed")
                 + finetune_section(m.get("finetune"))
+                + (("<h2>Spectra (SED network)</h2><p>No true spectra exist for real rows: the predicted "
+                    "rest-frame colours' percentiles (to set beside the mock's in the evaluation report) and the "
+                    "SED's absolute magnitude against the survey's own.</p>"
+                    + table_html(pd.DataFrame(m["sed"]).T)) if m.get("sed") else "")
                 + f"<h2>Definitions</h2><p>Galaxies: {html.escape(sel['galaxies'])} (the survey's cut). "
                 f"High Odds: {html.escape(sel['high_odds'])}, "
                 "i.e. more than 90% of BPZ's p(z) within zb ± 0.02(1+zb): objects whose catalogue "
