@@ -143,8 +143,9 @@ class SEDBasis:
         return (np.asarray(log_spectra, np.float64) - self.mean[None, :]) @ self.components.T
 
     # ---- photometry of spectra ---------------------------------------------------------------
-    def _node_position(self, z: np.ndarray):
-        zn = self.z_nodes
+    def _node_position(self, z: np.ndarray, stride: int = 1):
+        """(index of the node below each z, weight of the node above) on every `stride`-th node."""
+        zn = self.z_nodes[::stride]
         i = np.clip(np.searchsorted(zn, z, side="right") - 1, 0, zn.size - 2)
         w = np.clip((z - zn[i]) / (zn[i + 1] - zn[i]), 0.0, 1.0)
         return i, w
@@ -205,10 +206,7 @@ class SEDBasis:
         spread = self.observed and pz is not None and pz_z is not None
         if spread:
             # the p(z) bins located on the coarse nodes the spread is read on
-            coarse = self.z_nodes[::SPREAD_STRIDE]
-            pz_z = np.asarray(pz_z, np.float64)
-            i = np.clip(np.searchsorted(coarse, pz_z, side="right") - 1, 0, coarse.size - 2)
-            w = np.clip((pz_z - coarse[i]) / (coarse[i + 1] - coarse[i]), 0.0, 1.0)
+            i, w = self._node_position(np.asarray(pz_z, np.float64), SPREAD_STRIDE)
             det_coarse = self._mag(self._product(s, "detection", SPREAD_STRIDE))
         for f in self.observed:
             col = f"mag_{filter_column(f)}"
