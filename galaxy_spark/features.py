@@ -89,6 +89,9 @@ class FeatureSpec:
     clip: tuple[float, float] = ()               # the thesis clip [low, high] (AB mag)
     names: tuple[str, ...] = field(default=())
     clip_sentinels: tuple[float, float] = ()     # raw not-detected, not-observed magnitudes it clips
+    # the survey's valid ranges (sentinels.valid_*_range): the model checks its inputs against them
+    valid_magnitude_range: tuple[float, float] = ()
+    valid_error_range: tuple[float, float] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready fields (ensemble.json)."""
@@ -100,7 +103,7 @@ class FeatureSpec:
         (high, low): their survey's sentinels lay outside the clip range (99 and −99 around
         [0, 27]), so they clipped to its ends — the same numbers."""
         d = dict(d)
-        for k in ("bands", "morphology", "clip", "names", "clip_sentinels"):
+        for k in ("bands", "morphology", "clip", "names", "clip_sentinels", "valid_magnitude_range", "valid_error_range"):
             d[k] = tuple(d.get(k, ()))
         if not d["clip_sentinels"] and len(d["clip"]) == 2:
             d["clip_sentinels"] = (d["clip"][1], d["clip"][0])
@@ -124,7 +127,9 @@ def make_feature_spec(kind: str, survey: Survey) -> FeatureSpec:
     """The feature set `kind` ('thesis' or 'default', see the module docstring) of `survey`."""
     bands = tuple(survey.band_names)
     tc = ThesisClip.from_survey(survey)
-    clip = {"clip": (tc.low, tc.high), "clip_sentinels": (tc.not_detected, tc.not_observed)}
+    clip = {"clip": (tc.low, tc.high), "clip_sentinels": (tc.not_detected, tc.not_observed),
+            "valid_magnitude_range": tuple(map(float, survey.sentinels["valid_magnitude_range"])),
+            "valid_error_range": tuple(map(float, survey.sentinels["valid_error_range"]))}
     if kind == "thesis":
         names = tuple(f"{b}_clipped" for b in bands)
         return FeatureSpec("thesis", survey.name, bands, survey.detection_band, survey.error_prefix,

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from galaxy_spark.train import finetune as F
-from galaxy_spark.model.ensemble import DenseStack, Ensemble, pdf_quantiles
+from galaxy_spark.model.ensemble import DenseStack, Ensemble
+from galaxy_spark.model.heads import pdf_quantiles
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import build_features
 from galaxy_spark.survey import load_survey

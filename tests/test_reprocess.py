@@ -19,16 +19,16 @@ import pyarrow.dataset as ds
 import pytest
 
 from galaxy_spark.estimate import reprocess as R
-from galaxy_spark.estimate import batch as B
 from galaxy_spark.estimate import job as J
 from galaxy_spark.estimate import plan as P
 from galaxy_spark.io import lock as L
+from galaxy_spark.model.heads import output_table
 from galaxy_spark.survey import load_survey
 from synthetic import canonical_frame, job_env, use_tracking_uri, write_partitioned
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = (2, 3, 6)
-ESTIMATES = list(B.ESTIMATES)
+ESTIMATES = [c.name for c in output_table({})]
 MODEL = "models:/galaxy-ensemble@champion"
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.io.fs import arrow_data_files, arrow_fs, arrow_move_over
-from galaxy_spark.estimate.batch import (PARTITION, ScoreOptions, arrow_schema, score_record_batch, sed_estimates)
+from galaxy_spark.estimate.batch import PARTITION, ScoreOptions, arrow_schema, score_record_batch
 from galaxy_spark.features import splitmix64
 from galaxy_spark.model.ensemble import Ensemble
 
@@ -157,12 +157,12 @@ def worker_ensemble(key: str, parts_bc) -> Ensemble:
     return ens
 
 
-def output_schema(id_column: str, detection_band: str, sed_columns=()):
-    """What a unit's file holds: `batch.arrow_schema` without the partition column (it is the
-    directory name) plus the provenance columns."""
+def output_schema(id_column: str, detection_band: str, table):
+    """What a unit's file holds: `batch.arrow_schema` (the estimates of the head table `table`)
+    without the partition column (it is the directory name) plus the provenance columns."""
     import pyarrow as pa
 
-    base = arrow_schema(id_column, detection_band, sed_columns)
+    base = arrow_schema(id_column, detection_band, table)
     fields = [f for f in base if f.name != PARTITION]
     fields += [pa.field("model_name", pa.string()), pa.field("model_version", pa.string()),
                pa.field("model_run_id", pa.string()), pa.field("scored_at", pa.timestamp("us", tz="UTC"))]
@@ -181,7 +181,7 @@ def score_unit(unit: Unit, ens: Ensemble, opts: ScoreOptions, columns: list[str]
     timer: dict = {}
     t0 = time.perf_counter()
     spec = ens.feature_spec
-    schema = output_schema(opts.id_column, spec.detection_band, sed_estimates(ens))
+    schema = output_schema(opts.id_column, spec.detection_band, ens.output_table())
     fs, root = arrow_fs(staging)
     out_dir = f"{root.rstrip('/')}/{PARTITION}={unit.field}"
     fs.create_dir(out_dir, recursive=True)

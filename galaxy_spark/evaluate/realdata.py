@@ -22,6 +22,7 @@ from galaxy_spark.errors import InputError
 from galaxy_spark import metrics as M
 from galaxy_spark.evaluate.data import detection_magnitude, num
 from galaxy_spark.io.paths import check_job_paths
+from galaxy_spark.model.heads import FLAG_NOT_SCORABLE
 from galaxy_spark.model.registry import resolve_model
 from galaxy_spark.model.sed import filter_column
 from galaxy_spark.survey import Survey, load_survey
@@ -184,7 +185,7 @@ def run_realdata_check(opts: RealDataOptions, spark) -> RealDataCheck:
     rows = manifest.get("rows", {})
     metrics = {"input": str(opts.input), "model": opts.model, "model_run_id": run_id,
                "rows": {"read": rows.get("read"), "ingested": int(len(cat)), "quarantined": rows.get("quarantined"),
-                        "scorable": int(pred["scorable"].sum())},
+                        "scorable": int(((pred["quality_flags"] & FLAG_NOT_SCORABLE) == 0).sum())},
                "reference": f"{zref_col} (the survey's own BPZ redshift)",
                "selection": {"galaxies": f"{_label(survey, 'stellar_flag')} < {opts.stellar_flag_max:g}",
                              "high_odds": f"{_label(survey, 'redshift_odds')} > {opts.odds_min:g}"},

@@ -15,26 +15,17 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import FeatureSpec, build_features, numeric
+from galaxy_spark.features import FeatureSpec
+from galaxy_spark.model import heads as H
 from galaxy_spark.model import sed as S
+from galaxy_spark.model.estimates import ScoreOptions, estimate_columns
+from galaxy_spark.model.heads import read_pdf
 from galaxy_spark.model.kernels import dense
 
 FORMAT_VERSION = 1
+# Rows per predict() step: a served request of millions of rows is scored in bounded memory.
+PREDICT_CHUNK_ROWS = 65536
 
-# Output columns of predict(), with units (documented in the README); an ensemble with an SED
-# network adds its columns (`SEDBasis.columns`) before `scorable`.
-OUTPUT_COLUMNS = {
-    "z_phot": "redshift point estimate (median of p(z), slope-corrected)",
-    "z_phot_lo68": "16th percentile of p(z)", "z_phot_hi68": "84th percentile of p(z)",
-    "z_phot_lo95": "2.5th percentile of p(z)", "z_phot_hi95": "97.5th percentile of p(z)",
-    "z_phot_mode": "mode of p(z)", "z_phot_odds": "P(|z - z_phot| < 0.02 (1 + z_phot))",
-    "p_star": "probability of being a star", "is_star": "1 when p_star >= 0.5",
-    "spectral_type": "BPZ-scale spectral type 1-11 (slope-corrected)",
-    "spectral_type_err": "1-sigma scatter on validation (NMAD)",
-    "log_stellar_mass": "log10 M*/Msun (slope-corrected)",
-    "log_stellar_mass_err": "1-sigma scatter on validation (NMAD), dex",
-    "scorable": "False when the detection-band magnitude is missing (estimates are null)",
-}
 _ACT = {
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, 0.0),
@@ -200,32 +191,17 @@ class Network:
         return 1.0 / (1.0 + np.exp(-logit))
 
 
-def pdf_quantiles(p: np.ndarray, centres: np.ndarray, qs) -> np.ndarray:
-    """Quantiles of binned pdfs (n, nbins) by linear interpolation of the CDF at bin edges."""
-    width = centres[1] - centres[0]
-    edges = np.concatenate([[centres[0] - width / 2], centres + width / 2])
-    cdf = np.concatenate([np.zeros((len(p), 1)), np.cumsum(p, axis=1)], axis=1)
-    cdf /= cdf[:, -1:]
-    out = np.empty((len(p), len(qs)))
-    for j, q in enumerate(qs):
-        k = np.clip((cdf < q).sum(axis=1), 1, len(edges) - 1)  # first edge index with cdf >= q
-        c0, c1 = cdf[np.arange(len(p)), k - 1], cdf[np.arange(len(p)), k]
-        frac = np.where(c1 > c0, (q - c0) / np.where(c1 > c0, c1 - c0, 1), 0.5)
-        out[:, j] = edges[k - 1] + frac * (edges[k] - edges[k - 1])
-    return out
-
-
-def read_pdf(znet: "Network", p: np.ndarray) -> dict[str, np.ndarray]:
-    """The one read-out of binned p(z) (n, nbins) → slope-corrected median, 68%/95% quantiles and
-    mode (clipped at z = 0: the correction is a polynomial and may extrapolate below it), and the
-    odds P(|z − z_phot| < 0.02(1 + z_phot)). Used by predict and by Monte Carlo scoring alike."""
-    q = pdf_quantiles(p, znet.z_bins, [0.5, 0.16, 0.84, 0.025, 0.975])
-    q = np.maximum(znet.calibration.apply(q), 0.0)
-    mode = np.maximum(znet.calibration.apply(znet.z_bins[np.argmax(p, axis=1)]), 0.0)
-    width = znet.z_bins[1] - znet.z_bins[0]
-    near = np.abs(znet.z_bins[None, :] - q[:, :1]) <= 0.02 * (1 + q[:, :1]) + width / 2
-    return dict(z_phot=q[:, 0], z_phot_lo68=q[:, 1], z_phot_hi68=q[:, 2], z_phot_lo95=q[:, 3],
-                z_phot_hi95=q[:, 4], z_phot_mode=mode, z_phot_odds=(p * near).sum(axis=1))
+def estimates_frame(est: dict, table: list) -> pd.DataFrame:
+    """`estimate_columns` output as a DataFrame of `table`'s columns: float64, and int32 as
+    pandas' nullable Int32 (null where not scorable), as the scores hold them."""
+    data = {}
+    for c in table:
+        v = est[c.name]
+        if c.dtype == "int32" and c.name != H.FLAGS.name:
+            v = pd.array(v, dtype="Int32")
+            v[~est["scorable"]] = pd.NA
+        data[c.name] = v
+    return pd.DataFrame(data)
 
 
 class Ensemble:
@@ -236,13 +212,10 @@ class Ensemble:
         self.info = dict(info or {})
         self.sed = sed if "sed" in networks else None
 
-    def output_columns(self) -> dict[str, str]:
-        """predict()'s columns with their descriptions: `OUTPUT_COLUMNS`, the SED columns before
-        ``scorable`` when the ensemble has an SED network."""
-        if self.sed is None:
-            return dict(OUTPUT_COLUMNS)
-        cols = {k: v for k, v in OUTPUT_COLUMNS.items() if k != "scorable"}
-        return {**cols, **self.sed.columns(), "scorable": OUTPUT_COLUMNS["scorable"]}
+    def output_table(self) -> list[H.Column]:
+        """predict()'s columns (= the scores' estimate columns): the head table's, with this
+        ensemble's SED columns when it has an SED network."""
+        return H.output_table(self.sed.columns() if self.sed is not None else {})
 
     def with_synthetic_filters(self, names) -> "Ensemble":
         """This ensemble scoring synthetic magnitudes in more filters (`sed.with_filters`: speclite
@@ -276,42 +249,25 @@ class Ensemble:
         return self.sed.derived(coeffs, z_phot, m_det, p, pz_z)
 
     # ---- prediction --------------------------------------------------------------------
-    def predict_arrays(self, x: np.ndarray, m_det: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The estimates for feature rows `x` as arrays (no masking of unscorable rows); the SED's
-        absolute and synthetic magnitudes need the detection-band magnitudes `m_det`."""
-        out = {}
-        z = self.networks["redshift"]
-        p = None
-        if z.kind == "pdf":
-            p = z.raw(x)
-            out.update(read_pdf(z, p))
-        else:
-            zp = np.maximum(z.calibration.apply(z.raw(x)[:, 0]), 0.0)
-            rq = z.residual_quantiles
-            out.update(z_phot=zp, z_phot_mode=zp, z_phot_odds=np.full(len(zp), np.nan))
-            for col, key in (("z_phot_lo68", "q16"), ("z_phot_hi68", "q84"),
-                             ("z_phot_lo95", "q02.5"), ("z_phot_hi95", "q97.5")):
-                out[col] = np.maximum(zp + rq.get(key, np.nan) * (1 + zp), 0.0)
-        ps = self.networks["stellarity"].positive_probability(x)
-        out["p_star"] = ps
-        out["is_star"] = (ps >= 0.5).astype(np.float64)
-        for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
-            n = self.networks[name]
-            out[col] = n.calibration.apply(n.raw(x)[:, 0])
-            out[f"{col}_err"] = np.full(len(x), n.scatter)
-        out.update(self.sed_arrays(x, out["z_phot"], m_det, p))
+    def predict_features(self, x: np.ndarray, scorable: np.ndarray) -> pd.DataFrame:
+        """The fixed heads' float columns for feature rows `x` (training and evaluation in process),
+        NaN where not `scorable`."""
+        est, _ = H.read_heads(self.networks, x)
+        cols = [c.name for h in H.HEADS if not h.optional for c in h.outputs if c.dtype == "float64"]
+        return pd.DataFrame({c: np.where(scorable, np.asarray(est[c], np.float64), np.nan) for c in cols})
+
+    def predict(self, catalogue_rows: pd.DataFrame, opts: ScoreOptions = ScoreOptions(),
+                chunk_rows: int = PREDICT_CHUNK_ROWS) -> pd.DataFrame:
+        """The estimates for canonical catalogue rows, one row per input row: the same columns,
+        dtypes and values as the Spark scores' (`estimate_columns`; int32 columns nullable), in
+        chunks of `chunk_rows` so memory stays bounded whatever the request's size."""
+        parts = []
+        for s in range(0, max(len(catalogue_rows), 1), chunk_rows):
+            est = estimate_columns(self, catalogue_rows.iloc[s:s + chunk_rows], opts)
+            parts.append(estimates_frame(est, self.output_table()))
+        out = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        out.index = catalogue_rows.index
         return out
-
-    def predict_features(self, x: np.ndarray, scorable: np.ndarray, m_det: np.ndarray | None = None) -> pd.DataFrame:
-        """`predict_arrays` as a DataFrame of `output_columns`, null where not `scorable`."""
-        df = pd.DataFrame(self.predict_arrays(x, m_det))
-        df.loc[~scorable, :] = np.nan
-        df["scorable"] = scorable
-        return df[list(self.output_columns())]
-
-    def predict(self, catalogue_rows: pd.DataFrame) -> pd.DataFrame:
-        x, ok = build_features(catalogue_rows, self.feature_spec)
-        return self.predict_features(x, ok, numeric(catalogue_rows[self.feature_spec.detection_band]))
 
     # ---- persistence -------------------------------------------------------------------
     def to_parts(self) -> tuple[dict, dict]:
@@ -331,7 +287,7 @@ class Ensemble:
                           "residual_quantiles": n.residual_quantiles, "scatter": n.scatter,
                           "logit_offset": n.logit_offset}
         doc = {"format_version": FORMAT_VERSION, "feature_spec": self.feature_spec.to_dict(),
-               "networks": nets, "info": self.info, "outputs": self.output_columns()}
+               "networks": nets, "info": self.info, "outputs": {c.name: c.description for c in self.output_table()}}
         if self.sed is not None:
             doc["sed"], sed_arrays = S.to_parts(self.sed)
             arrays.update(sed_arrays)

@@ -9,9 +9,12 @@ environment that has only those requirements — no galaxy_spark installation, n
 and so does ``mlflow models serve`` (tests/test_serving.py checks both).
 
 Input: canonical catalogue rows (the signature's columns: per band magnitude, error, limit and
-state, then morphology). Output: `Ensemble.output_columns()` (the SED columns with an SED network). A request the model cannot score
-(missing columns) is an ``MlflowException`` with INVALID_PARAMETER_VALUE: HTTP 400 with the
-message, not a stack trace.
+state, then morphology). Output: the estimate columns of the Spark scores (model/heads.py,
+docs/outputs.md: the same names, dtypes, flags and values; `Ensemble.predict` runs the same
+kernel, in bounded chunks). A request the model cannot score (missing columns) is an
+``MlflowException`` with INVALID_PARAMETER_VALUE: HTTP 400 with a short message naming the
+columns; a row with an input outside the survey's valid set gets null estimates and
+``FLAG_INVALID_INPUT``.
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ ARTIFACT_KEY = "ensemble"
 
 # The package modules `predict` imports (relative to galaxy_spark/), shipped with the model.
 SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "features.py",
-                   "model/__init__.py", "model/ensemble.py", "model/kernels.py", "model/pyfunc.py",
-                   "model/sed.py")
+                   "model/__init__.py", "model/ensemble.py", "model/estimates.py", "model/heads.py",
+                   "model/kernels.py", "model/pyfunc.py", "model/sed.py")
 # Third-party distributions those modules import, pinned in the model's requirements.txt.
 REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyyaml", "numba", "cloudpickle")
 
@@ -38,7 +41,7 @@ warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` met
 
 
 class GalaxyEnsembleModel(mlflow.pyfunc.PythonModel):
-    """predict(catalogue rows as a pandas DataFrame) -> the estimates (`Ensemble.output_columns`)."""
+    """predict(catalogue rows as a pandas DataFrame) -> the estimates (`Ensemble.output_table`)."""
 
     def load_context(self, context):
         self.ensemble = Ensemble.load(context.artifacts[ARTIFACT_KEY])

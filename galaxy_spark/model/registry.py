@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.model.ensemble import OUTPUT_COLUMNS, Ensemble
+from galaxy_spark.model.ensemble import Ensemble
+from galaxy_spark.model.heads import HEADS, output_table
 
 
 @dataclass
@@ -171,13 +172,16 @@ MODEL_UNIONS = {"survey": "survey", "presets": "preset", "label_sources": "label
 
 
 def _model_description(name: str) -> str:
-    outputs = "\n".join(f"- `{c}`: {d}" for c, d in OUTPUT_COLUMNS.items())
-    return (f"galaxy_spark ensemble: four networks (photometric redshift with p(z), star/galaxy, spectral "
-            f"type, stellar mass) with their slope corrections, evaluated in NumPy; presets with an SED "
-            f"network add the rest-frame spectrum's coefficients, rest-frame colours, absolute and synthetic "
-            f"magnitudes (each version's signature lists its columns).\n\n"
+    outputs = "\n".join(f"- `{c.name}` ({c.dtype}, {c.unit or '-'}): {c.description}" for c in output_table())
+    networks = ", ".join(f"{h.name} ({h.kind}{', optional' if h.optional else ''})" for h in HEADS)
+    return (f"galaxy_spark ensemble: one network per head ({networks}) with their slope corrections, "
+            f"evaluated in NumPy; presets with an SED network add the rest-frame spectrum's coefficients, "
+            f"rest-frame colours, absolute and synthetic magnitudes (each version's signature lists its "
+            f"columns).\n\n"
             f"**Inputs**: one row per object, the survey catalogue's photometry in the canonical schema "
-            f"(each version's signature lists the columns).\n\n**Outputs**:\n{outputs}\n\n"
+            f"(each version's signature lists the columns). The model checks them: a missing column is a 400 naming it; "
+            f"a row with a band state, magnitude, limit or error outside the survey's valid set gets null estimates "
+            f"and quality flag 16.\n\n**Outputs**:\n{outputs}\n\n"
             f"**Scoring**: `spark-submit jobs/score.py --catalog data/catalog --model models:/{name}@champion`, "
             f"or `mlflow.pyfunc.load_model(\"models:/{name}@champion\").predict(rows)`.\n\n"
             f"Each version's description and tags give its survey, preset, labels, training catalogue "

@@ -217,9 +217,12 @@ def _log_model(ensemble: Ensemble, register: str | None, artifacts: Path):
 
     ens_dir = ensemble.save(artifacts / "ensemble")
     code = shipped_code(artifacts / "code")
-    in_cols = [ColSpec("integer" if c.endswith("_state") else "double", c)
+    # Inputs are declared optional so that the model itself checks them: MLflow's own check of a
+    # missing column answers with the whole schema (thousands of characters); predict names the
+    # missing columns in one line (a 400).
+    in_cols = [ColSpec("integer" if c.endswith("_state") else "double", c, required=False)
                for c in ensemble.feature_spec.required_columns()]
-    out_cols = [ColSpec("boolean" if c == "scorable" else "double", c) for c in ensemble.output_columns()]
+    out_cols = [ColSpec({"int32": "integer", "float64": "double"}[c.dtype], c.name) for c in ensemble.output_table()]
     signature = ModelSignature(inputs=Schema(in_cols), outputs=Schema(out_cols))
     return mlflow.pyfunc.log_model(
         name="ensemble", python_model=GalaxyEnsembleModel(), artifacts={ARTIFACT_KEY: str(ens_dir)},

@@ -14,7 +14,8 @@ import numpy as np
 
 from galaxy_spark.errors import InputError
 from galaxy_spark import metrics as M
-from galaxy_spark.model.ensemble import Calibration, DenseStack, Network, pdf_quantiles
+from galaxy_spark.model.ensemble import Calibration, DenseStack, Network
+from galaxy_spark.model.heads import pdf_quantiles
 from galaxy_spark.model.nets import build_network, compile_network, extract_layers, network_loss, z_bin_centres
 from galaxy_spark.log import get_logger
 
