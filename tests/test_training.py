@@ -91,7 +91,7 @@ print(len(out), ",".join(out.columns), int(out["z_phot"].notna().sum()))
 """], workdir)
     n, cols, finite = pred.stdout.strip().splitlines()[-1].split()
     assert int(n) == 50 and int(finite) == 50
-    for c in ("z_phot", "z_phot_lo68", "z_phot_hi95", "p_star", "is_star", "spectral_type", "log_stellar_mass"):
+    for c in ("z_phot", "z_phot_lo68", "z_phot_hi95", "p_star", "star_class", "quality_flags", "spectral_type", "log_stellar_mass"):
         assert c in cols.split(",")
 
 
