@@ -223,32 +223,12 @@ def build_features(df, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), ok
 
 
-# ---- targets ----------------------------------------------------------------------------
-TARGETS = ("redshift", "stellarity", "spectral_type", "stellar_mass")
-OPTIONAL_TARGETS = ("sed",)    # the rest-frame SED network (model/sed.py), when a preset has one
-TRUTH_COLUMNS = {"redshift": "z_true", "stellarity": "is_star", "spectral_type": "type_true",
-                 "stellar_mass": "logmass_true"}
+# ---- the mock's truth columns beyond each head's own (model/heads.py) --------------------------
 # the mock's true SED: weights of the 5 kcorrect templates (sum 1) and Calzetti A_V; and the
 # noiseless detection-band magnitude (what synthetic photometry is measured against)
 TRUTH_SED_COLUMNS = tuple(f"sed_coeff{k}_true" for k in range(1, 6)) + ("av_true",)
 TRUTH_DETECTION_MAG = "det_mag_true"
 DEFAULT_STAR_THRESHOLD = 0.9  # stell >= threshold -> star (survey file: labels.star_threshold)
-
-
-def build_targets(df: pd.DataFrame, survey: Survey, label_source: str = "catalogue") -> dict[str, np.ndarray]:
-    """Targets per network; NaN where a row has no label. `label_source` 'truth' uses the mock's
-    truth columns (simulation only)."""
-    out = {}
-    for t in TARGETS:
-        col = TRUTH_COLUMNS[t] if label_source == "truth" else survey.labels.get(t)
-        if col is None or col not in df.columns:
-            raise InputError(f"catalogue has no {label_source} label column for {t} ({col!r})")
-        v = pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)
-        if t == "stellarity" and label_source != "truth":
-            threshold = float(survey.labels.get("star_threshold", DEFAULT_STAR_THRESHOLD))
-            v = np.where(np.isfinite(v), (v >= threshold).astype(float), np.nan)
-        out[t] = v
-    return out
 
 
 # ---- split ------------------------------------------------------------------------------

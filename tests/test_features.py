@@ -8,7 +8,8 @@ import pytest
 from galaxy_spark import features
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import (FORBIDDEN_INPUTS, NONDETECTION_ERROR, FeatureSpec, assign_split, build_features,
-                                   build_targets, id_hash_unit, make_feature_spec)
+                                   id_hash_unit, make_feature_spec)
+from galaxy_spark.model.heads import build_targets
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, load_survey, lim_column, state_column
 
 SURVEY = load_survey("alhambra")

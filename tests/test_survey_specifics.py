@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from galaxy_spark.features import TRUTH_COLUMNS
+from galaxy_spark.model.heads import TRUTH_COLUMNS
 from galaxy_spark.survey import survey_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -79,7 +79,7 @@ def baseline_comparison(df: pd.DataFrame, sets: dict, mag: np.ndarray, survey: S
     idc = survey.id_column
     keep = bpz_subsample(df[idc].to_numpy(np.int64), cap)
     if "spec" in sets:     # every spectroscopic test object: the spectroscopic comparison is small
-        keep |= np.isfinite(sets["spec"]["star"])
+        keep |= np.isfinite(sets["spec"]["stellarity"])
     # objects BPZ can fit like the network: a detection-band magnitude
     keep &= np.isfinite(mag)
     sub = df.loc[keep].reset_index(drop=True)
@@ -101,7 +101,7 @@ def baseline_comparison(df: pd.DataFrame, sets: dict, mag: np.ndarray, survey: S
                           "zb_min": res["zb_min"].to_numpy(), "zb_max": res["zb_max"].to_numpy(),
                           "odds": res["odds"].to_numpy(), "z_phot": num(sub, "z_phot")})
     for src, lab in sets.items():
-        gal = lab["star"][keep] == 0
+        gal = lab["stellarity"][keep] == 0
         zt = lab["redshift"][keep]
         frame[f"z_{src}"] = zt
         frame[f"galaxy_{src}"] = gal

@@ -20,6 +20,7 @@ import pandas as pd
 
 from galaxy_spark import metrics as M
 from galaxy_spark.evaluate.data import QUANTILE_COLUMNS, QUANTILE_LEVELS, num
+from galaxy_spark.model.heads import HEADS
 
 MAG_BINS = (14.0, 18.0, 19.0, 20.0, 21.0, 22.0, 22.5, 23.0, 23.5, 24.0, 24.5, 27.0)   # AB mag
 Z_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 7.0)
@@ -63,30 +64,32 @@ def network_redshift_block(df: pd.DataFrame, rows: np.ndarray, z_true: np.ndarra
 
 
 def network_metrics(df: pd.DataFrame, labels: dict[str, np.ndarray], mag: np.ndarray) -> dict:
-    """All metrics of the network's outputs against one label set (catalogue, spec or truth):
-    {redshift, stellarity, spectral_type, stellar_mass, thesis_metrics}."""
-    gal = labels["star"] == 0
-    zp = num(df, "z_phot")
-    zt = labels["redshift"]
-    out = {"redshift": network_redshift_block(df, gal, zt, mag)}
-    ps = num(df, "p_star")
-    cls = M.classification_metrics(labels["star"], ps)
-    out["stellarity"] = {"overall": cls,
-                         "by_mag": M.binned(M.classification_metrics, mag, MAG_BINS, labels["star"], ps)}
-    for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
-        out[name] = {"overall": M.regression_metrics(num(df, col)[gal], labels[name][gal]),
-                     "by_mag": M.binned(M.regression_metrics, mag[gal], MAG_BINS, num(df, col)[gal],
-                                        labels[name][gal])}
-    # the thesis' own metrics: all objects, r² and accuracy
-    y = labels["star"][np.isfinite(labels["star"])]
-    majority = float(max(np.mean(y == 0), np.mean(y == 1))) if y.size else float("nan")
-    out["thesis_metrics"] = {
-        "redshift_r2": M.regression_metrics(zp, zt)["r2"],
-        "stellarity_accuracy": cls["accuracy"],
-        "stellarity_majority_class_accuracy": majority,
-        "spectral_type_r2": M.regression_metrics(num(df, "spectral_type"), labels["spectral_type"])["r2"],
-        "stellar_mass_r2": M.regression_metrics(num(df, "log_stellar_mass"), labels["stellar_mass"])["r2"],
-    }
+    """All metrics of the network's outputs against one label set (catalogue, spec or truth): one
+    block per required head of the head table (model/heads.py; galaxies: the classifier's label
+    0), and the thesis' own metrics (all objects: r² of each regression, the classifier's accuracy
+    beside the majority-class accuracy)."""
+    classifier = next(h for h in HEADS if h.kind == "classifier")
+    gal = labels[classifier.name] == 0
+    out, thesis = {}, {}
+    for h in HEADS:
+        if h.optional:
+            continue
+        pred, y = num(df, h.column(0)), labels[h.name]
+        if h.kind == "pdf":
+            out[h.name] = network_redshift_block(df, gal, y, mag)
+            thesis[f"{h.name}_r2"] = M.regression_metrics(pred, y)["r2"]
+        elif h.kind == "classifier":
+            cls = M.classification_metrics(y, pred)
+            out[h.name] = {"overall": cls, "by_mag": M.binned(M.classification_metrics, mag, MAG_BINS, y, pred)}
+            known = y[np.isfinite(y)]
+            thesis[f"{h.name}_accuracy"] = cls["accuracy"]
+            thesis[f"{h.name}_majority_class_accuracy"] = (float(max(np.mean(known == 0), np.mean(known == 1)))
+                                                           if known.size else float("nan"))
+        else:
+            out[h.name] = {"overall": M.regression_metrics(pred[gal], y[gal]),
+                           "by_mag": M.binned(M.regression_metrics, mag[gal], MAG_BINS, pred[gal], y[gal])}
+            thesis[f"{h.name}_r2"] = M.regression_metrics(pred, y)["r2"]
+    out["thesis_metrics"] = thesis
     return out
 
 

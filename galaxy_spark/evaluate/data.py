@@ -13,7 +13,8 @@ import pandas as pd
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.model.sed import is_sed_column
-from galaxy_spark.features import DEFAULT_STAR_THRESHOLD, SPLIT_TEST, TRUTH_COLUMNS, build_targets
+from galaxy_spark.features import DEFAULT_STAR_THRESHOLD, SPLIT_TEST
+from galaxy_spark.model.heads import TRUTH_COLUMNS, build_targets
 from galaxy_spark.spark import test_split_filter
 from galaxy_spark.survey import DETECTED, Survey, state_column
 
@@ -134,8 +135,8 @@ def attach_spec(spark, df: pd.DataFrame, catalog: str, path: str, survey: Survey
 
 
 def label_sets(df: pd.DataFrame, survey: Survey, spec_min_quality: int = 3) -> dict[str, dict[str, np.ndarray]]:
-    """{'catalogue': {...}, 'spec': {...}, 'truth': {...}} with redshift, star (0/1), spectral_type,
-    stellar_mass — exactly the targets training uses (``features.build_targets``), so the
+    """{'catalogue': {...}, 'spec': {...}, 'truth': {...}} per required head (redshift, stellarity
+    (star 0/1), spectral_type, stellar_mass) — exactly the targets training uses (``heads.build_targets``), so the
     star/galaxy split matches. Three plainly separated comparisons: *emulation* (the catalogue's
     own template-fit values, the thesis' task), *spectroscopic* (secure z_spec and classes of the
     spectroscopic objects, when the frame has them: what a user can measure on real data) and
@@ -149,7 +150,7 @@ def label_sets(df: pd.DataFrame, survey: Survey, spec_min_quality: int = 3) -> d
         star = df[SPEC_CLASS].to_numpy(object) == "star"
         nan = np.full(len(df), np.nan)
         out["spec"] = {"redshift": np.where(good & ~star, num(df, Z_SPEC), np.nan),
-                       "star": np.where(good, star.astype(float), np.nan),
+                       "stellarity": np.where(good, star.astype(float), np.nan),
                        "spectral_type": nan, "stellar_mass": nan.copy()}
     for src in ("catalogue", "truth"):
         zcol = TRUTH_COLUMNS["redshift"]
@@ -159,8 +160,7 @@ def label_sets(df: pd.DataFrame, survey: Survey, spec_min_quality: int = 3) -> d
             t = build_targets(df, survey, src)
         except InputError:
             continue
-        out[src] = {"redshift": t["redshift"], "star": t["stellarity"], "spectral_type": t["spectral_type"],
-                    "stellar_mass": t["stellar_mass"]}
+        out[src] = t
     return out
 
 

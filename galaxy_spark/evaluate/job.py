@@ -109,7 +109,7 @@ def evaluate(df: pd.DataFrame, survey: Survey, info: dict, opts: EvalOptions, en
     this_test = None
     if "catalogue" in metrics["network"]:
         cn = metrics["network"]["catalogue"]
-        gal = sets["catalogue"]["star"] == 0
+        gal = sets["catalogue"]["stellarity"] == 0
         this_test = {"redshift": M.regression_metrics(num(df, "z_phot")[gal], sets["catalogue"]["redshift"][gal])["r2"],
                      "stellarity": cn["stellarity"]["overall"]["accuracy"],
                      "stellar_mass": cn["stellar_mass"]["overall"]["r2"],

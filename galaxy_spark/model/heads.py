@@ -18,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from galaxy_spark.errors import InputError
+from galaxy_spark.features import DEFAULT_STAR_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,26 @@ HEADS: tuple[Head, ...] = (
 HEAD = {h.name: h for h in HEADS}
 REQUIRED_HEADS = tuple(h.name for h in HEADS if not h.optional)
 OPTIONAL_HEADS = tuple(h.name for h in HEADS if h.optional)
+TRUTH_COLUMNS = {h.name: h.truth for h in HEADS if h.truth}
+
+
+def build_targets(df: pd.DataFrame, survey, label_source: str = "catalogue") -> dict[str, np.ndarray]:
+    """Targets per required head (its `label` in the survey file, or its `truth` column for
+    `label_source` 'truth': simulation only); NaN where a row has no label. A classifier's catalogue
+    label is a score thresholded at the survey's labels.star_threshold."""
+    out = {}
+    for h in HEADS:
+        if h.optional:
+            continue
+        col = h.truth if label_source == "truth" else survey.labels.get(h.label)
+        if col is None or col not in df.columns:
+            raise InputError(f"catalogue has no {label_source} label column for {h.name} ({col!r})")
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)
+        if h.kind == "classifier" and label_source != "truth":
+            threshold = float(survey.labels.get("star_threshold", DEFAULT_STAR_THRESHOLD))
+            v = np.where(np.isfinite(v), (v >= threshold).astype(float), np.nan)
+        out[h.name] = v
+    return out
 
 # ---- quality flags (bitmask), written after the fixed heads' columns -----------------------------
 FLAG_NOT_SCORABLE = 1     # estimates are null: no detection-band magnitude, or FLAG_INVALID_INPUT

@@ -14,7 +14,7 @@ import yaml
 
 from galaxy_spark.config import PRESETS, conf_names, find_conf, is_yaml_path
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import OPTIONAL_TARGETS, TARGETS
+from galaxy_spark.model.heads import OPTIONAL_HEADS, REQUIRED_HEADS
 
 KINDS = ("regression", "classifier", "pdf", "sed")
 ACTIVATIONS = ("linear", "relu", "softmax", "tanh", "sigmoid", "elu")
@@ -45,7 +45,7 @@ def load_preset(name_or_path: str) -> dict:
         if not isinstance(v, (int, float)) or not 0 < v <= 1:
             raise InputError(f"{src}: split.{k}: expected a fraction in (0, 1], got {v!r}")
     nets = need(preset, "networks", "")
-    for t in TARGETS + tuple(t for t in OPTIONAL_TARGETS if isinstance(nets, dict) and t in nets):
+    for t in REQUIRED_HEADS + tuple(t for t in OPTIONAL_HEADS if isinstance(nets, dict) and t in nets):
         cfg = need(nets, t, "networks.")
         where = f"networks.{t}."
         if need(cfg, "kind", where) not in KINDS:

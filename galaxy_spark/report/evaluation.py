@@ -66,7 +66,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
 
     panels = []
     for src, lab in sets.items():
-        gal = lab["star"] == 0
+        gal = lab["stellarity"] == 0
         panels.append({"true": lab["redshift"][gal], "pred": num(df, "z_phot")[gal], "label": "z",
                        "title": f"redshift vs {src}"})
         panels.append({"true": lab["spectral_type"][gal], "pred": num(df, "spectral_type")[gal],
@@ -82,7 +82,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
                              "Predicted vs true (galaxies; log density): every output, each label set, and BPZ")
 
     lab = sets[primary]
-    gal = lab["star"] == 0
+    gal = lab["stellarity"] == 0
     if b is not None and f"z_{primary}" in b:
         g = b[f"galaxy_{primary}"].to_numpy(bool)
         zt = b[f"z_{primary}"].to_numpy(float)[g]
@@ -115,7 +115,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
                     f"PIT histograms against {primary} labels (network: from its five quantiles; BPZ: from p(z))")
     roc = {}
     for src, lab_s in sets.items():
-        fpr, tpr = M.roc_curve(lab_s["star"], num(df, "p_star"))
+        fpr, tpr = M.roc_curve(lab_s["stellarity"], num(df, "p_star"))
         roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
     by_mag = m["network"][primary]["stellarity"]["by_mag"]
     plots["star_galaxy"] = (P.star_galaxy(roc, by_mag, out / "star_galaxy.png", det),

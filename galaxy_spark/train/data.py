@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import (SELECTION_SPLIT, TARGETS, TRUTH_COLUMNS, TRUTH_SED_COLUMNS, FeatureSpec,
-                                   assign_split, build_features, build_targets, id_hash_unit)
+from galaxy_spark.features import (SELECTION_SPLIT, TRUTH_SED_COLUMNS, FeatureSpec, assign_split, build_features,
+                                   id_hash_unit)
+from galaxy_spark.model.heads import HEAD, REQUIRED_HEADS, build_targets
 from galaxy_spark.model.sed import SEDBasis
 from galaxy_spark.io.manifest import manifest_sha256
 from galaxy_spark.survey import Survey
@@ -141,8 +142,8 @@ def load_training_data(spark, catalog: str, survey: Survey, preset: dict, featur
                        spec_min_quality: int = 3) -> TrainingData:
     """Read the catalogue columns the preset needs, build features and label sets, split by ID.
     InputError for a missing or empty catalogue, or `--labels truth` without truth columns."""
-    label_cols = [survey.labels[t] for t in TARGETS]
-    truth_cols = [TRUTH_COLUMNS[t] for t in TARGETS]
+    label_cols = [survey.labels[HEAD[t].label] for t in REQUIRED_HEADS]
+    truth_cols = [HEAD[t].truth for t in REQUIRED_HEADS]
     catalogue_cols = set(spark.read.parquet(catalog).columns) if Path(catalog).exists() else set()
     has_truth = all(c in catalogue_cols for c in truth_cols)
     if label_source == "truth" and not has_truth:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.features import OPTIONAL_TARGETS, TARGETS, make_feature_spec
+from galaxy_spark.features import make_feature_spec
+from galaxy_spark.model.heads import OPTIONAL_HEADS, REQUIRED_HEADS
 from galaxy_spark.model.ensemble import Ensemble
 from galaxy_spark.model.nets import load_preset
 from galaxy_spark.model.registry import describe_version
@@ -248,7 +249,7 @@ def train(opts: TrainOptions, spark) -> dict:
     with mlflow.start_run(run_name=f"train-{preset['name']}") as parent:
         _log_run_params(opts, preset, survey.name, data)
         artifacts = Path(tempfile.mkdtemp(prefix="galaxy_spark_train_"))
-        names = TARGETS + tuple(t for t in OPTIONAL_TARGETS if t in preset["networks"])
+        names = REQUIRED_HEADS + tuple(t for t in OPTIONAL_HEADS if t in preset["networks"])
         results = {name: _train_network(name, preset, opts, data, artifacts) for name in names}
         ensemble = Ensemble(data.feature_spec, {name: r.net for name, r in results.items()},
                             {"preset": preset["name"], "survey": survey.name, "label_source": opts.label_source,

@@ -7,27 +7,30 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark import metrics as M
+from galaxy_spark.model.heads import HEADS
+
+
+def head_metrics(head, pred: pd.DataFrame, target: np.ndarray, galaxy: np.ndarray) -> dict:
+    """Every metric of `head.metrics` for one head's outputs against its target (NaN = no label):
+    a p(z) head's point and interval metrics and a regression head's on the `galaxy` rows, a
+    classifier's on every row."""
+    col = pred[head.column(0)].to_numpy()
+    if head.kind == "classifier":
+        r = M.classification_metrics(target, col)
+    elif head.kind == "pdf":
+        r = {**M.photoz_metrics(col[galaxy], target[galaxy]),
+             "r2": M.regression_metrics(col[galaxy], target[galaxy])["r2"],
+             **M.interval_coverage(target[galaxy], *(pred[head.column(i)].to_numpy()[galaxy] for i in (1, 2, 3, 4)))}
+    else:
+        r = M.regression_metrics(col[galaxy], target[galaxy])
+    return {k: r[k] for k in head.metrics if k in r}
 
 
 def field_metrics(pred: pd.DataFrame, targets: dict[str, np.ndarray], galaxy: np.ndarray) -> dict:
     """Metrics of ensemble outputs (`Ensemble.predict` columns) against one label set (`targets`
-    per network, NaN = no label): redshift σ_NMAD, bias, outlier fractions, r², interval coverage
-    and the type and mass metrics on the `galaxy` rows; star/galaxy purity, completeness, ROC AUC,
-    (balanced) accuracy on every row."""
-    out = {}
-    z = M.photoz_metrics(pred["z_phot"].to_numpy()[galaxy], targets["redshift"][galaxy])
-    out.update({f"redshift_{k}": z[k] for k in ("sigma_nmad", "bias", "outlier_frac", "outlier_frac_rail", "n")})
-    out["redshift_r2"] = M.regression_metrics(pred["z_phot"].to_numpy()[galaxy], targets["redshift"][galaxy])["r2"]
-    cov = M.interval_coverage(targets["redshift"][galaxy], pred["z_phot_lo68"].to_numpy()[galaxy],
-                              pred["z_phot_hi68"].to_numpy()[galaxy], pred["z_phot_lo95"].to_numpy()[galaxy],
-                              pred["z_phot_hi95"].to_numpy()[galaxy])
-    out.update({f"redshift_{k}": cov[k] for k in ("coverage68", "coverage95") if k in cov})
-    s = M.classification_metrics(targets["stellarity"], pred["p_star"].to_numpy())
-    out.update({f"stellarity_{k}": s[k] for k in ("purity", "completeness", "roc_auc", "balanced_accuracy", "accuracy")})
-    for name, col in (("spectral_type", "spectral_type"), ("stellar_mass", "log_stellar_mass")):
-        r = M.regression_metrics(pred[col].to_numpy()[galaxy], targets[name][galaxy])
-        out.update({f"{name}_{k}": r[k] for k in ("nmad", "bias", "std", "r2", "slope")})
-    return out
+    per head, NaN = no label), every required head's `head_metrics` as ``<head>_<metric>``."""
+    return {f"{h.name}_{k}": v for h in HEADS if not h.optional and h.name in targets
+            for k, v in head_metrics(h, pred, targets[h.name], galaxy).items()}
 
 
 def spec_metrics(pred: pd.DataFrame, spec_targets: dict[str, np.ndarray]) -> dict:
