@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from galaxy_spark.config import SURVEYS, conf_names, find_conf, is_yaml_path, searched
+from galaxy_spark.errors import InputError
 
 SPARK_TYPES = ("long", "int", "double", "string")
 
@@ -551,3 +552,31 @@ def load_survey(name_or_path: str | None = None) -> Survey:
     """Load and validate a survey file (`survey_file`: a packaged name, a path to a YAML file, or
     None for pipeline.yaml's default). Errors name the file and the offending key. Cached per file."""
     return _load_survey(survey_file(name_or_path))
+
+
+def resolve_survey(requested: str | None = None, catalogue: str | None = None, model: str | None = None) -> Survey:
+    """The one survey rule of every job. `requested`: the job's --survey (a name or a YAML file);
+    `catalogue`, `model`: the survey names the catalogue's manifest and the model record (None:
+    not known to this job).
+
+    - Recorded names must agree with each other, and a requested survey must be the one they name.
+    - Without --survey, the recorded name is loaded (a survey given as a path must be passed
+      again: the error says so); with nothing recorded, pipeline.yaml's default survey.
+    InputError on any disagreement."""
+    recorded = {k: v for k, v in (("catalogue", catalogue), ("model", model)) if v}
+    if len(set(recorded.values())) > 1:
+        raise InputError(f"the catalogue was ingested as survey {catalogue!r} but the model was trained on "
+                         f"{model!r}: score a catalogue of the model's survey")
+    name = next(iter(recorded.values()), None)
+    if requested is None and name is not None:
+        try:
+            return load_survey(name)
+        except (SurveyConfigError, FileNotFoundError) as e:
+            where = " and ".join(f"the {k}" for k in recorded)
+            raise InputError(f"{where} records survey {name!r}, whose file is not found ({e}); "
+                             f"pass --survey PATH to its YAML file") from None
+    survey = load_survey(requested)
+    for k, v in recorded.items():
+        if survey.name != v:
+            raise InputError(f"--survey {requested} is survey {survey.name!r} but the {k} is from survey {v!r}")
+    return survey

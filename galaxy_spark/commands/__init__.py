@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {"mock": "a simulated survey catalogue", "ingest": "raw catalogue -> Parquet by Field + quarantine",
-            "train": "four networks, tracked in MLflow, one registered ensemble",
+            "train": "the preset's networks, tracked in MLflow, one registered ensemble",
             "score": "score a catalogue with a registered model (Spark)",
             "evaluate": "metrics, baselines and the HTML report", "realdata-check": "real rows vs the survey's BPZ",
             "reprocess": "rescore what changed (for a scheduler)",

@@ -14,6 +14,7 @@ import os
 import sys
 
 
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
@@ -30,7 +31,7 @@ def parse_args(argv):
     p.add_argument("--model", default=None,
                    help="model URI for the throughput timing (None: the scores' model name/version)")
     p.add_argument("--model-run-id", default=None, help="evaluate only the scores of this model run")
-    p.add_argument("--bpz-max-objects", type=int, default=BPZ_MAX_OBJECTS,
+    p.add_argument("--bpz-max-objects", type=cli.positive_int, default=BPZ_MAX_OBJECTS,
                    help="cap on the BPZ baseline's ID-hash subsample of the test split (every spectroscopic test object is added)")
     p.add_argument("--no-bpz", action="store_true", help="skip the BPZ baseline")
     p.add_argument("--no-mlflow", action="store_true",
@@ -41,9 +42,8 @@ def parse_args(argv):
                    help="spectroscopic sample (CSV or Parquet: ID, z_spec, …): adds the spectroscopic "
                         "comparison beside emulation and truth")
     p.add_argument("--spec-min-quality", type=int, default=3, help="lowest z_spec_quality counted as secure")
-    p.add_argument("--survey", default=None,
-                   help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) "
-                        "or a path to a YAML file; default: the one the catalogue's manifest names (they must agree)")
+    cli.add_survey(p)
+    cli.add_tracking(p)
     return p.parse_args(argv)
 
 
@@ -56,15 +56,13 @@ def main(argv=None):
     from galaxy_spark.report.evaluation import console_lines, write_report
     from galaxy_spark.spark import get_spark
 
-    if args.bpz_max_objects < 1:
-        raise InputError("--bpz-max-objects must be at least 1")
     for what, path, hint in (("scores", args.scores, "run jobs/score.py first"),
                              ("catalogue", args.catalog, "run jobs/ingest.py first")):
         if not os.path.exists(path):
             raise InputError(f"{what} not found: {path} ({hint})")
     if not args.no_mlflow:
         from galaxy_spark.model.tracking import configure_tracking
-        configure_tracking()
+        configure_tracking(args.tracking_uri, job="evaluate")
     out = args.out
     if out is None:
         out = os.path.join("reports", "evaluation")

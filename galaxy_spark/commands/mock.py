@@ -17,6 +17,7 @@ import sys
 import time
 
 
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import InputError, cli_main
 
@@ -34,7 +35,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=str, default="42", help="random seed: same seed, same bytes")
     p.add_argument("--format", default="csv", help="csv (one file) or ascii (one public-style file per CCD catalogue of the survey, in a directory)")
     p.add_argument("--out", required=True, help="output file (csv) or directory (ascii, --validate)")
-    p.add_argument("--survey", default=None, help="survey: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file (default: pipeline.yaml's)")
+    cli.add_survey(p)
     p.add_argument("--validate", action="store_true", help="compare a mock with real rows instead of writing one")
     p.add_argument("--real", help="real VizieR CSV rows for --validate")
     p.add_argument("--no-spec", action="store_true",

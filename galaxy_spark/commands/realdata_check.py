@@ -19,6 +19,7 @@ import os
 import sys
 
 
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
@@ -34,7 +35,7 @@ def parse_args(argv):
     p.add_argument("--odds-min", type=float, default=ODDS_MIN, help="high-Odds cut on the survey's redshift_odds label")
     p.add_argument("--stellar-flag-max", type=float, default=STELLAR_FLAG_MAX,
                    help="galaxies: the survey's stellar_flag label below this")
-    p.add_argument("--survey", default=None, help="survey definition: a name in galaxy_spark/conf/surveys/ (or $GALAXY_SPARK_CONF_DIR/surveys/) or a path to a YAML file (default: pipeline.yaml's)")
+    cli.add_survey(p)
     ft = p.add_argument_group("sim-to-real fine-tuning (off unless --finetune-folds K)")
     ft.add_argument("--finetune-folds", type=int, default=0, metavar="K",
                     help="fine-tune the redshift network on the labelled real galaxies with K-fold cross-validation "

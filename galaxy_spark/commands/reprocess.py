@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
@@ -31,8 +32,7 @@ def parse_args(argv):
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
     p.add_argument("--scores", "--out", dest="scores", default=cfg["paths"]["scores"],
                    help="scores directory (Parquet by Field, as written by jobs/score.py)")
-    p.add_argument("--model", default=sc.get("model", f"models:/{cfg['mlflow']['registered_model']}@champion"),
-                   help="MLflow model URI; an alias is resolved to its version at the start of the run")
+    cli.add_model(p, cli.default_model(cfg))
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit 0 (no lock, no Spark, no writes)")
     p.add_argument("--force", action="store_true", help="rescore every Field")
     p.add_argument("--prune", action="store_true",
@@ -42,14 +42,11 @@ def parse_args(argv):
     p.add_argument("--lock-max-age", type=float, default=DEFAULT_LOCK_MAX_AGE_S, metavar="SECONDS",
                    help="a lock taken on another host older than this is stale (0: never); "
                         "on this host a lock is stale exactly when its process is gone")
-    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
-                   help="Monte Carlo resamples of each object's photometry (0: off)")
-    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
-    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
-                   help="flag 2 when fewer bands are detected")
-    p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
-    p.add_argument("--survey", default=None,
-                   help="survey name or YAML file; must be the model's (needed when its file is not packaged)")
+    cli.add_scoring(p, sc)
+    cli.add_batch_size(p)
+    cli.add_master(p)
+    cli.add_survey(p)
+    cli.add_tracking(p)
     return p.parse_args(argv)
 
 
@@ -59,12 +56,12 @@ def main(argv=None):
     from galaxy_spark.estimate.reprocess import ReprocessOptions, run_reprocess
     from galaxy_spark.model.tracking import configure_tracking
 
-    configure_tracking()
+    configure_tracking(args.tracking_uri, job="reprocess", lookup_only=True)
     res = run_reprocess(ReprocessOptions(
         catalog=args.catalog, scores=args.scores, model=args.model, dry_run=args.dry_run, force=args.force,
         prune=args.prune, wait_s=args.wait, lock_max_age_s=args.lock_max_age, mc_samples=args.mc_samples,
         mc_seed=args.mc_seed, min_bands=args.min_bands, master=args.master,
-        survey=args.survey),
+        survey=args.survey, batch_size=args.batch_size),
         echo=lambda m: print(m, flush=True))
     return res.exit_code
 

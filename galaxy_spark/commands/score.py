@@ -12,29 +12,23 @@ import argparse
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
 
 def parse_args(argv):
     cfg = load_pipeline_config()
-    sc = cfg.get("scoring") or {}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
-    p.add_argument("--model", default=sc.get("model", f"models:/{cfg['mlflow']['registered_model']}@champion"),
-                   help="any MLflow model URI: models:/name@alias, models:/name/version, models:/<model_id>, "
-                        "runs:/<run_id>/ensemble")
+    cli.add_model(p, cli.default_model(cfg))
     p.add_argument("--out", default=cfg["paths"]["scores"], help="scores directory (Parquet by Field)")
-    p.add_argument("--mc-samples", type=int, default=int(sc.get("mc_samples", 0)),
-                   help="Monte Carlo resamples of each object's photometry (0: off)")
-    p.add_argument("--mc-seed", type=int, default=int(sc.get("mc_seed", 0)), help="seed mixed with each object's ID")
+    cli.add_scoring(p, cfg.get("scoring") or {})
     p.add_argument("--fields", default=None, help="comma-separated Field numbers (None: all)")
-    p.add_argument("--min-bands", type=int, default=int(sc.get("min_bands", 5)),
-                   help="flag 2 when fewer bands are detected")
-    p.add_argument("--batch-size", type=int, default=None, help="rows per Arrow batch a worker scores at once (default 10,000; results do not depend on it)")
-    p.add_argument("--master", default=None, help="Spark master (spark-submit --master works too)")
-    p.add_argument("--survey", default=None,
-                   help="survey name or YAML file; must be the model's (needed when its file is not packaged)")
+    cli.add_batch_size(p)
+    cli.add_master(p)
+    cli.add_survey(p)
+    cli.add_tracking(p)
     p.add_argument("--synthetic-filters", default="",
                    help="comma-separated filters to add synthetic magnitudes in (models with an SED network): "
                         "speclite names (sdss2010-u…z, lsst2023-u…y, decam2014-g…, hsc2017-g…, Euclid-VIS/Y/J/H, "
@@ -51,11 +45,10 @@ def main(argv=None):
     from galaxy_spark.estimate.job import JobOptions, run_scoring
     from galaxy_spark.model.tracking import configure_tracking
 
-    configure_tracking()
+    configure_tracking(args.tracking_uri, job="score", lookup_only=True)
     run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,
                            mc_samples=args.mc_samples, mc_seed=args.mc_seed, min_bands=args.min_bands,
                            master=args.master, batch_size=args.batch_size, coverage=args.coverage,
                            survey=args.survey,
                            synthetic_filters=tuple(f.strip() for f in args.synthetic_filters.split(",") if f.strip())))
     return 0
-

@@ -1,6 +1,7 @@
 """spark-submit jobs/train.py --catalog data/catalog --preset default|paper — train, track, register.
 
-Spark reads the catalogue; the driver trains the four networks of the preset, logs one parent run
+Spark reads the catalogue; the driver trains the networks of the preset (one per head of
+model/heads.py), logs one parent run
 with a nested run per network to MLflow and registers the ensemble (alias champion/challenger).
 """
 import argparse
@@ -8,6 +9,7 @@ import os
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark import cli
 from galaxy_spark.cli import HelpFormatter
 from galaxy_spark.errors import cli_main
 
@@ -16,8 +18,9 @@ def parse_args(argv):
     cfg = load_pipeline_config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--catalog", default=cfg["paths"]["catalog"], help="partitioned Parquet catalogue (jobs/ingest.py)")
-    p.add_argument("--survey", default=None,
-                   help="survey name or YAML file; default: the one the catalogue's manifest names (they must agree)")
+    cli.add_survey(p)
+    cli.add_tracking(p)
+    cli.add_master(p)
     p.add_argument("--preset", default="default",
                    help="network preset: default | paper (packaged: galaxy_spark/conf/presets/; "
                         "$GALAXY_SPARK_CONF_DIR/presets/ first) | a path to a YAML file")
@@ -50,8 +53,8 @@ def main(argv=None):
 
     if args.spec and not os.path.exists(args.spec):
         raise InputError(f"--spec {args.spec}: file not found")
-    uri = configure_tracking()
-    spark = get_spark("galaxy_spark-train")
+    uri = configure_tracking(args.tracking_uri, job="train")
+    spark = get_spark("galaxy_spark-train", master=args.master)
     try:
         res = train(TrainOptions(catalog=args.catalog, preset=args.preset, experiment=args.experiment,
                                  register=args.register or None, max_epochs=args.max_epochs,

@@ -39,10 +39,11 @@ from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, PASSTHROUG
 from galaxy_spark.estimate.tasks import BATCH_ROWS, plan_units, run_units
 from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
 from galaxy_spark.io.fs import arrow_fs, location, start_spark_for, store
-from galaxy_spark.io.manifest import manifest_sha256, read_manifest, write_manifest
+from galaxy_spark.io.manifest import manifest_sha256, read_manifest, recorded_survey, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.model.registry import ResolvedModel, resolve_model
 from galaxy_spark.log import get_logger
+from galaxy_spark.survey import resolve_survey
 
 log = get_logger(__name__)
 
@@ -320,29 +321,11 @@ class JobOptions:
     synthetic_filters: tuple = ()   # more synthetic magnitudes (models with an SED network)
 
 
-def survey_id_column(survey_name: str) -> str:
-    """The ID column of the survey file `survey_name` ("ID" when the file cannot be loaded)."""
-    from galaxy_spark.survey import SurveyConfigError, load_survey
-
-    try:
-        return load_survey(survey_name).id_column
-    except (SurveyConfigError, FileNotFoundError, OSError):
-        return "ID"
-
-
-def model_survey(model: ResolvedModel, requested: str | None):
-    """(survey or None, ID column) for scoring with `model`: `requested` (a job's --survey) must be
-    the survey the model was trained on; without it, the model's survey file if it can be found."""
-    trained_on = model.ensemble.feature_spec.survey
-    if requested is None:
-        return None, survey_id_column(trained_on)
-    from galaxy_spark.survey import load_survey
-
-    survey = load_survey(requested)
-    if survey.name != trained_on:
-        raise InputError(f"--survey {requested} is survey {survey.name!r} but model {model.uri} was "
-                         f"trained on {trained_on!r}")
-    return survey, survey.id_column
+def model_survey(model: ResolvedModel, requested: str | None, catalog: str | None = None):
+    """The survey to score `catalog` with `model` by the one rule (`survey.resolve_survey`: the
+    job's --survey, the catalogue manifest's and the model's must agree)."""
+    return resolve_survey(requested, catalogue=recorded_survey(catalog) if catalog else None,
+                          model=model.ensemble.feature_spec.survey)
 
 
 def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
@@ -351,12 +334,15 @@ def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:
         raise InputError(f"--mc-samples must be >= 0, got {opts.mc_samples}")
     if opts.min_bands < 0:
         raise InputError(f"--min-bands must be >= 0, got {opts.min_bands}")
+    if opts.batch_size is not None and opts.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if not store(opts.catalog).exists(location(opts.catalog)):
         raise InputError(f"catalogue not found: {opts.catalog} (run jobs/ingest.py first)")
     check_job_paths({"--catalog": opts.catalog}, {"--out": (opts.out, "scores")})
     model = resolve_model(opts.model)
     model.ensemble = model.ensemble.with_synthetic_filters(opts.synthetic_filters)
-    survey, id_column = model_survey(model, opts.survey)
+    survey = model_survey(model, opts.survey, opts.catalog)
+    id_column = survey.id_column
     checked = check_catalogue(opts.catalog, model, opts.fields, id_column)
     checked["id_column"] = id_column
     checked["survey"] = survey
@@ -389,10 +375,7 @@ def run_scoring(opts: JobOptions, spark=None, echo=log.info, after_commit=None) 
         t_job = time.perf_counter() - t0
         coverage = None
         if opts.coverage:
-            from galaxy_spark.survey import load_survey
-
-            coverage = coverage_report_spark(spark, opts.catalog, opts.out, checked["fields"],
-                                             checked["survey"] or load_survey(model.ensemble.feature_spec.survey))
+            coverage = coverage_report_spark(spark, opts.catalog, opts.out, checked["fields"], checked["survey"])
     finally:
         if own:
             spark.stop()

@@ -103,6 +103,7 @@ class ReprocessOptions:
     min_bands: int = DEFAULT_MIN_BANDS
     master: str | None = None
     survey: str | None = None       # must be the model's survey (jobs/score.py --survey)
+    batch_size: int | None = None   # rows per Arrow batch (jobs/score.py --batch-size)
 
 
 def prune_field(scores: Path, f: int, token: str) -> None:
@@ -236,7 +237,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     if todo:       # input checks for the work before any record is written (a bad input → exit 2)
         model = full_model or resolve_model(ref.pinned)
         model.uri = opts.model
-        _, id_column = J.model_survey(model, opts.survey)
+        id_column = J.model_survey(model, opts.survey, str(catalog)).id_column
         checked = J.check_catalogue(catalog, model, ",".join(str(p.field) for p in todo), id_column)
         checked["id_column"] = id_column
     now = _now()
@@ -272,7 +273,7 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
                 t0 = _now()
                 try:
                     jr = J.score_fields(spark, catalog, scores, [p.field], model, checked["columns"], sopts,
-                                        checked["manifest"], scored_at=scored_at,
+                                        checked["manifest"], scored_at=scored_at, batch_rows=opts.batch_size,
                                         echo=lambda m: echo(m.replace("score: ", "reprocess: ", 1)))
                     man = J.read_scores_manifest(scores)
                     man["fields"][str(p.field)]["input_fingerprint"] = p.fingerprint

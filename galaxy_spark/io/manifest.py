@@ -16,7 +16,7 @@ from pathlib import Path
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.io.fs import UriPath, location, store
-from galaxy_spark.survey import Survey, SurveyConfigError, load_survey
+from galaxy_spark.survey import Survey, resolve_survey
 
 MANIFEST = "_manifest.json"
 
@@ -59,20 +59,11 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def recorded_survey(catalog: str) -> str | None:
+    """The survey name the catalogue's manifest records (None without a manifest)."""
+    return (read_manifest(catalog, "catalogue manifest") or {}).get("survey")
+
+
 def catalogue_survey(catalog: str, requested: str | None = None) -> Survey:
-    """The survey of the ingested catalogue `catalog`: its manifest names it. `requested` (a job's
-    --survey, a name or a file) must agree with the manifest when both are known; without a
-    manifest it is the requested survey or pipeline.yaml's default."""
-    man = read_manifest(catalog, "catalogue manifest") or {}
-    recorded = man.get("survey")
-    if requested is None and recorded:
-        try:
-            return load_survey(recorded)
-        except SurveyConfigError as e:
-            raise InputError(f"catalogue {catalog} is from survey {recorded!r}, whose file is not found ({e}); "
-                             f"pass --survey PATH to its YAML file") from None
-    survey = load_survey(requested)
-    if recorded and survey.name != recorded:
-        raise InputError(f"--survey {requested}: the catalogue {catalog} was ingested as survey {recorded!r}, "
-                         f"not {survey.name!r}")
-    return survey
+    """The survey of the ingested catalogue `catalog` by the one rule (`survey.resolve_survey`)."""
+    return resolve_survey(requested, catalogue=recorded_survey(catalog))

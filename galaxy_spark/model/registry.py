@@ -146,7 +146,8 @@ def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
         dst = dst or tempfile.mkdtemp(prefix="galaxy_spark_model_")
         local = mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=dst)
     except MlflowException as e:
-        raise InputError(f"model {uri!r} could not be resolved: {_message(e)}") from None
+        raise InputError(f"model {uri!r} could not be resolved in tracking store {mlflow.get_tracking_uri()}: "
+                         f"{_message(e)}") from None
     except OSError as e:
         raise InputError(f"model {uri!r} could not be downloaded: {e}") from None
     local = Path(local)

@@ -6,6 +6,7 @@ import os
 import sys
 
 from galaxy_spark.config import load_pipeline_config
+from galaxy_spark.errors import InputError
 
 # MLflow 3 files experiments by kind: this tag marks ours as model training, not a GenAI app.
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -14,14 +15,30 @@ EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_deve
 UI_RUNS_VIEW = "workflowType=machine_learning"
 
 
-def configure_tracking() -> str:
-    """Point MLflow at the tracking store (MLFLOW_TRACKING_URI, else pipeline.yaml's
-    mlflow.tracking_uri) and return its URI."""
+def configure_tracking(uri: str | None = None, job: str | None = None, lookup_only: bool = False) -> str:
+    """Point MLflow at the tracking store (`uri`: a job's --tracking-uri, else MLFLOW_TRACKING_URI,
+    else pipeline.yaml's mlflow.tracking_uri) and return its URI; with `job`, print it as the job's
+    first line. `lookup_only` (jobs that only read models): a SQLite store that does not exist is an
+    InputError naming it, instead of MLflow creating an empty one as a side effect."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or load_pipeline_config()["mlflow"]["tracking_uri"]
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or load_pipeline_config()["mlflow"]["tracking_uri"]
+    if job:
+        print(f"{job}: MLflow tracking store {uri}", flush=True)
+    path = sqlite_path(uri)
+    if lookup_only and path is not None and not os.path.exists(path):
+        raise InputError(f"MLflow tracking store {uri} does not exist ({os.path.abspath(path)} not found): run from "
+                         f"the directory that holds it, or set MLFLOW_TRACKING_URI / --tracking-uri")
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):]
+    return None if path in ("", ":memory:") else path
 
 
 def use_experiment(name: str) -> str:
