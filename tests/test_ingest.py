@@ -137,6 +137,26 @@ def test_broken_file_goes_to_quarantine(spark, tmp_path, public_frame, survey):
     assert _read(spark, tmp_path / "cat").count() == 9
 
 
+def test_last_line_without_newline_is_named_and_strict_quarantines_it(spark, tmp_path, public_frame):
+    """A copy cut short ends inside its last line: that line is named (file, line number) in the
+    summary and the manifest; --strict quarantines it as no_final_newline."""
+    path = write_csv(public_frame.head(6), tmp_path / "cut.csv")
+    text = path.read_text()
+    path.write_text(text.rstrip("\n"))            # valid values, but nothing says the line is complete
+    lines = []
+    m = I.run_ingest(str(path), tmp_path / "cat", tmp_path / "q", spark=spark, echo=lines.append)
+    assert m["inputs"][0]["no_final_newline"] == 7 and m["rows"]["written"] == 6
+    assert any("line 7: no final newline: the file may be truncated" in ln for ln in lines)
+    strict = I.run_ingest(str(path), tmp_path / "cat2", tmp_path / "q2", spark=spark, echo=_quiet, strict=True)
+    assert strict["rows"]["written"] == 5 and strict["rows"]["quarantined_by_reason"] == {"no_final_newline": 1}
+    q = _read(spark, tmp_path / "q2").collect()
+    assert [(r[R.LINE_NUMBER], r[C.REASON]) for r in q] == [(7, "no_final_newline")]
+    # a file that ends with its newline is not named
+    path.write_text(text)
+    whole = I.run_ingest(str(path), tmp_path / "cat3", tmp_path / "q3", spark=spark, echo=_quiet, strict=True)
+    assert "no_final_newline" not in whole["inputs"][0] and whole["rows"]["written"] == 6
+
+
 def test_many_splits_exact_lines_duplicates_and_fingerprints(spark, tmp_path, public_frame,
                                                                survey):
     """Tiny splits: line numbers stay exact across split borders, a duplicate far apart is found

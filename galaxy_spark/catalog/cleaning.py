@@ -19,6 +19,8 @@ Quarantine reasons (`REASONS`, in priority order; a row gets the first that appl
   bad_id         ID does not follow the 11-digit scheme or disagrees with its Field/Pointing/CCD
   bad_magnitude  a magnitude/error pair outside the sentinel convention
   duplicate_id   the ID occurs more than once in the input (every copy is quarantined)
+  no_final_newline  (--strict only) the file's last line has no newline: a copy cut short looks
+                 exactly like this, its last value possibly cut inside a number
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, li
 REASON = "reason"
 REASON_DETAIL = "reason_detail"
 REASONS = ("field_count", "missing_value", "non_numeric", "not_finite", "bad_layout", "bad_id",
-           "bad_magnitude", "duplicate_id")
+           "bad_magnitude", "duplicate_id", "no_final_newline")
 THESIS_SUFFIX = "_thesis"
 CONVENTIONS = ("sentinel", "vizier")
 
@@ -420,15 +422,23 @@ def mark_duplicates(v, duplicate_ids: np.ndarray, survey: Survey):
     idc = v.column(v.schema.get_field_index(typed(survey.id_column)))
     ids = idc.fill_null(-1).to_numpy(zero_copy_only=False)
     dup = np.isin(ids, duplicate_ids) & ~np.asarray(idc.is_null())
-    if not dup.any():
+    return mark_rows(v, dup, "duplicate_id", lambda r: f"{survey.id_column}={ids[r]} occurs more than once")
+
+
+def mark_rows(v, rows: np.ndarray, reason_name: str, message):
+    """Rows of a validated batch selected by the mask `rows` get the reason `reason_name` (a row
+    already rejected keeps its reason; `message(row)` is added to its detail)."""
+    import pyarrow as pa
+
+    if not rows.any():
         return v
     ri, di = v.schema.get_field_index(REASON), v.schema.get_field_index(REASON_DETAIL)
     reason = np.asarray(v.column(ri).to_pylist(), dtype=object)
     detail = np.asarray(v.column(di).to_pylist(), dtype=object)
-    for r in np.flatnonzero(dup):
-        msg = f"{survey.id_column}={ids[r]} occurs more than once"
+    for r in np.flatnonzero(rows):
+        msg = message(r)
         detail[r] = msg if reason[r] is None else f"{detail[r]}; {msg}"
-        reason[r] = reason[r] or "duplicate_id"
+        reason[r] = reason[r] or reason_name
     v = v.set_column(ri, REASON, pa.array(reason, pa.string()))
     return v.set_column(di, REASON_DETAIL, pa.array(detail, pa.string()))
 

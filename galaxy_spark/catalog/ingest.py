@@ -71,12 +71,15 @@ def _fingerprint(schema_ddl: str, rows: int, hash_sum) -> str:
 def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.PathLike,
                fmt: str = "auto", thesis_clip: bool = False, survey: str | Survey | None = None,
                spark=None, echo=log.info, replace: bool = False, max_row_drop: float = DEFAULT_MAX_ROW_DROP,
-               unit_bytes: int = T.UNIT_BYTES) -> dict:
+               unit_bytes: int = T.UNIT_BYTES, strict: bool = False) -> dict:
     """Ingest `input` (file, directory or glob) into `out` (Parquet by Field) and `quarantine`.
 
     `replace`: commit even when the result has no valid row, or fewer than (1 − `max_row_drop`)
     times the rows of the catalogue it replaces (otherwise `ShrinkRefused`, nothing committed).
-    `unit_bytes`: text per task. Returns the manifest (also written to `out/_manifest.json` and echoed).
+    `unit_bytes`: text per task. A file whose last data line has no newline (a copy cut short
+    looks exactly like this) is named in the summary and the manifest (``inputs[].no_final_newline``:
+    its line number); `strict` quarantines that line (reason ``no_final_newline``).
+    Returns the manifest (also written to `out/_manifest.json` and echoed).
     """
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JJavaError
@@ -110,7 +113,11 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     index = T.index_inputs(layouts, sv, unit_bytes)
     rows_read = sum(s["data_lines"] for s in index.stats.values())
     inputs = [{**index.fingerprints[lay.path], "format": lay.format, "fields_per_line": lay.n_fields,
-               "ignored_columns": list(lay.ignored)} for lay in layouts]
+               "ignored_columns": list(lay.ignored),
+               **({k: index.stats[lay.path][k]} if (k := "no_final_newline") in index.stats[lay.path] else {})}
+              for lay in layouts]
+    cut_short = {lay.path: index.stats[lay.path]["no_final_newline"] for lay in layouts
+                 if "no_final_newline" in index.stats[lay.path]} if strict else {}
     lap("index_inputs", t0)
 
     t0 = time.perf_counter()
@@ -128,7 +135,8 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         dups, out_s, q_s = index.duplicate_ids, str(st_out), str(st_q)
         sc.setJobDescription(f"ingest: parse and validate {len(index.units)} units of {len(layouts)} files")
         units = sc.parallelize(index.units, len(index.units)).map(
-            lambda u: T.ingest_unit(u, sv, dups, out_s, q_s, token, thesis_clip)).collect()
+            lambda u: T.ingest_unit(u, sv, dups, out_s, q_s, token, thesis_clip,
+                                    cut_short.get(u.layout.path) if u.end < 0 else None)).collect()
         lap("parse_validate_write", t0)
 
         # -- accounting: the tasks' counts against the staged files' footers ----------------
@@ -188,7 +196,7 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
         "output": str(out),
         "quarantine": str(quarantine),
         "options": {"input": input if isinstance(input, str) else list(input), "format": fmt,
-                    "thesis_clip": thesis_clip, "partition_column": S.PARTITION_COLUMN,
+                    "thesis_clip": thesis_clip, "strict": strict, "partition_column": S.PARTITION_COLUMN,
                     "one_file_per_field": True},
         "rows": {"read": rows_read, "written": written, "quarantined": quarantined,
                  "quarantined_by_reason": {r: by_reason[r] for r in C.REASONS if r in by_reason}},
@@ -262,6 +270,12 @@ def summary(m: dict) -> str:
     lines = [f"ingest: {r['read']} rows read = {r['written']} written + {r['quarantined']} quarantined"]
     for reason, n in r["quarantined_by_reason"].items():
         lines.append(f"  quarantined {reason}: {n}")
+    for inp in m.get("inputs", []):
+        if "no_final_newline" in inp:
+            fate = ("quarantined (--strict)" if m["options"].get("strict")
+                    else "ingested as read (--strict quarantines it)")
+            lines.append(f"  warning: {inp['path']} line {inp['no_final_newline']}: no final newline: the file may be "
+                         f"truncated; that line was {fate}")
     for f, info in m["fields"].items():
         lines.append(f"  Field {f}: {info['rows']} rows, fingerprint {info['fingerprint']}")
     lines.append(f"  catalogue: {m['output']}  quarantine: {m['quarantine']}  "

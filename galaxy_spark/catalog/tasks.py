@@ -57,7 +57,9 @@ class TextUnit:
 @dataclass
 class InputIndex:
     units: list[TextUnit]
-    stats: dict                                         # path -> {"lines": n, "data_lines": n}
+    # path -> {"lines": n, "data_lines": n, + "no_final_newline": line number of a last data line
+    # without a newline (a copy cut short looks exactly like this)}
+    stats: dict
     fingerprints: dict                                  # path -> {"path", "size", "mtime", "sha256"}
     duplicate_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
@@ -97,7 +99,7 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
         pos = dict(lay.positions).get(survey.id_column)
         h = hashlib.sha256()
         line_no, data_lines, offset, unit_start, unit_line = 0, 0, 0, 0, 1
-        carry = b""
+        carry, unterminated = b"", None
         gz = lay.path.endswith(".gz")
         with _open_binary(lay.path) as fh:
             while True:
@@ -108,6 +110,8 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
                 cut = data.rfind(b"\n") + 1 if block else len(data)   # whole lines only, \r\n kept together
                 complete, carry = data[:cut], data[cut:]
                 lines = complete.splitlines()
+                if not block and complete and not complete.endswith((b"\n", b"\r")) and is_data_line(lines[-1]):
+                    unterminated = line_no + len(lines)
                 if line_no == 0 and lines and lines[0].startswith(BOM):
                     lines[0] = lines[0][len(BOM):]
                 for i, line in enumerate(lines, start=line_no + 1):
@@ -134,6 +138,8 @@ def index_inputs(layouts: list[R.FileLayout], survey: Survey, unit_bytes: int = 
         prints[lay.path] = {"path": lay.path, "size": st.st_size, "sha256": h.hexdigest(),
                             "mtime": _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc).isoformat()}
         stats[lay.path] = {"lines": line_no, "data_lines": data_lines}
+        if unterminated is not None:
+            stats[lay.path]["no_final_newline"] = unterminated
     typed = C.typed_ids(pa.array(id_fields, pa.binary()).cast(pa.string()))
     uniq, counts = np.unique(typed.drop_null().to_numpy(), return_counts=True)
     return InputIndex(units, stats, prints, uniq[counts > 1])
@@ -209,9 +215,10 @@ def raw_batch(lines: list[bytes], unit: TextUnit, survey: Survey):
 
 # ---- one unit: the task ------------------------------------------------------------------------
 def ingest_unit(unit: TextUnit, survey: Survey, duplicate_ids: np.ndarray, out_staging: str,
-                q_staging: str, token: str, thesis_clip: bool = False) -> dict:
+                q_staging: str, token: str, thesis_clip: bool = False, quarantine_line: int | None = None) -> dict:
     """One unit (see the module docstring): returns rows read, rows per Field written, rows
-    quarantined, the fragment files and where the time went."""
+    quarantined, the fragment files and where the time went. `quarantine_line`: a line of this
+    unit's file quarantined as `no_final_newline` (--strict)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -221,6 +228,10 @@ def ingest_unit(unit: TextUnit, survey: Survey, duplicate_ids: np.ndarray, out_s
     raw = raw_batch(lines, unit, survey)
     t2 = time.perf_counter()
     v = C.mark_duplicates(C.validate_batch(raw, survey, C.convention_for(unit.layout.format)), duplicate_ids, survey)
+    if quarantine_line is not None:
+        line_numbers = raw.column(raw.schema.get_field_index(R.LINE_NUMBER)).to_numpy()
+        v = C.mark_rows(v, line_numbers == quarantine_line, "no_final_newline",
+                        lambda r: f"line {quarantine_line} is the last and has no final newline: the file may be truncated")
     t3 = time.perf_counter()
     rejected = np.asarray(v.column(v.schema.get_field_index(C.REASON)).is_valid())
     good = C.to_canonical(v.filter(pa.array(~rejected)), survey, thesis_clip)

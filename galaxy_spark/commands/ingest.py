@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-row-drop", type=float, default=float(ic.get("max_row_drop", DEFAULT_MAX_ROW_DROP)),
                    help="largest fraction of the existing catalogue's rows a new ingest may lose "
                         "without --replace")
+    p.add_argument("--strict", action="store_true",
+                   help="quarantine a file's last line when it has no final newline (a copy cut short looks "
+                        "exactly like this); without it the line is ingested and named in the summary")
     p.add_argument("--quiet", action="store_true", help="print the summary without the JSON")
     a = p.parse_args(argv)
     if not a.input:
@@ -56,6 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--max-row-drop must be in [0, 1], got {a.max_row_drop}")
     echo = (lambda s: log.info(s.split("\n{", 1)[0])) if a.quiet else log.info
     run_ingest(a.input, a.out, a.quarantine, fmt=a.format, thesis_clip=a.thesis_clip,
-               survey=a.survey, echo=echo, replace=a.replace, max_row_drop=a.max_row_drop)
+               survey=a.survey, echo=echo, replace=a.replace, max_row_drop=a.max_row_drop, strict=a.strict)
     sys.stdout.flush()
     return 0
