@@ -246,7 +246,7 @@ def test_noise_free_magnitudes_match_direct_sed_integration(survey):
     from desc_bpz.bpz_tools_py3 import etau_madau
 
     from galaxy_spark.filters import ab_magnitudes, load_responses
-    from galaxy_spark.mock import seds
+    from galaxy_spark.fitting import templates as seds
     from galaxy_spark.mock.core import context
 
     model = context(survey).gal

@@ -69,7 +69,7 @@ def test_synthetic_photometry_of_a_known_template_matches_speclite(basis):
     from the k-correction, all to 0.03 mag."""
     from astropy.cosmology import Planck18
 
-    from galaxy_spark.mock.seds import binned_templates, load_templates
+    from galaxy_spark.fitting.templates import binned_templates, load_templates
 
     wave_hr, tflux, _ = load_templates()
     for t in (0, 2):
@@ -116,7 +116,7 @@ def test_truth_sed_reproduces_the_mocks_own_band_fluxes(family):
     module's photometry gives the colours the mock simulated its photometry from."""
     from galaxy_spark.evaluate.sed import band_photometry_basis
     from galaxy_spark.mock.core import context
-    from galaxy_spark.mock.seds import rest_spectra
+    from galaxy_spark.fitting.templates import rest_spectra
     from galaxy_spark.mock.photometry import maggies_to_mag
 
     sv, wave, _, _ = family

@@ -12,7 +12,7 @@ own data, which match real galaxies to ~1% in δz/(1+z) at F814W < 22.5. The des
 set does not describe this mock's SED family (2.7% on the same objects). So the labelling
 templates are drawn from the mock's own family — the SDSS mixtures of the kcorrect templates the
 population uses, at the quantiles of rest-frame U−V, each with its class's typical dust — and
-ordered reddest first on BPZ's 1–11 scale (`seds.bpz_type_from_colour`). The mock's galaxies are
+ordered reddest first on BPZ's 1–11 scale (`fitting.templates`). The mock's galaxies are
 continuous mixtures with their own dust, so the fit still carries template mismatch, as the
 survey's did; `LABEL_TEMPLATES` / `LABEL_NINTERP` set how much (docs/mock.md gives the accuracy).
 """
@@ -21,10 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from galaxy_spark.fitting.bpz import BPZModel, interpolate_templates, photometry_arrays
-from galaxy_spark.mock import seds
+from galaxy_spark.fitting.templates import LABEL_TEMPLATES, label_templates
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED
 
-LABEL_TEMPLATES = 11          # templates of the labelling set (BPZ2 had 11)
 LABEL_NINTERP = 2             # interpolated templates between neighbours (BPZ's default)
 # p(z) smoothing of the labelling fit (BPZ's CONVOLVE_P, in z): 0.04 instead of the baseline's
 # 0.03 brings the median Odds_1 at fixed F814W closest to the real rows' (19–21: 0.70 vs 0.76,
@@ -35,31 +34,13 @@ LABEL_CHUNK = 400             # objects fitted at once (bounds memory: chunk × 
 MASS_C = np.array([2.51, 2.44, 2.35, 2.39, 2.44, 2.19, 1.90, 1.63, 1.39, 1.01])
 
 
-def label_templates(gal, n: int = LABEL_TEMPLATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(coeffs (n, 5), A_V (n,), BPZ type (n,)) of the labelling set, reddest first.
-
-    Quantiles of rest U−V over the population's SDSS mixtures (red and blue classes pooled with
-    the weight of their numbers), each with the median extra dust of its class."""
-    from galaxy_spark.mock.population import AV_BLUE, AV_RED
-
-    red, blue = gal.mix["red"], gal.mix["blue"]
-    co = np.concatenate([red, blue])
-    av = np.r_[np.full(len(red), AV_RED * np.log(2)), np.full(len(blue), AV_BLUE[0] * AV_BLUE[1] * 0.89)]
-    rest = gal.grid.restframe(co, av)
-    uv = -2.5 * np.log10(rest[:, 0] / rest[:, 2])
-    order = np.argsort(-uv, kind="stable")                # reddest first
-    pick = order[np.round(np.linspace(0, len(order) - 1, n)).astype(int)]
-    coeffs = co[pick] / rest[pick, 1:2]                  # unit rest-frame B light
-    return coeffs, av[pick], seds.bpz_type_from_colour(uv[pick])
-
-
 class SurveyLabeller:
     """BPZ with the labelling templates on the survey's observed bands; built once per survey."""
 
     def __init__(self, ctx, n_templates: int = LABEL_TEMPLATES, ninterp: int = LABEL_NINTERP):
         gal = ctx.gal
         self.cosmo = gal.cosmo
-        coeffs, av, types = label_templates(gal, n_templates)
+        coeffs, av, types = label_templates(gal.grid, gal.mix, n_templates)
         self.types = types
 
         def flux_grid(z, bands):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from galaxy_spark.fitting import templates as T
+from galaxy_spark.fitting.templates import AV_BLUE, AV_RED
 from galaxy_spark.mock import seds
 
 # --- luminosity functions (rest-frame B, AB, Planck18 h) ---------------------------------------
@@ -31,39 +33,13 @@ LF = {
 }
 M_RANGE = (-25.5, -11.0)
 Z_RANGE = (0.02, 6.5)
-RED_UV_SPLIT = 1.85          # rest-frame U−V (AB) separating the SDSS mixtures into red / blue
 
 
 # young component: mean fraction of rest-B light = a + b·z (capped at c); scatter Gamma(k)/k
 YOUNG_BLUE = (0.0, 0.0, 0.0)
 YOUNG_RED = (0.0, 0.0, 0.0)
 YOUNG_SHAPE = 16.0
-AV_BLUE = (1.5, 0.06)         # extra Calzetti A_V (gamma shape, scale) for star-forming galaxies
-AV_RED = 0.03                 # exponential mean for quiescent ones
 BLUE_TILT = 0.0              # how fast star-forming galaxies shift to the bluer mixtures with z
-MIXTURE_PCS = 2              # principal components of the SDSS light fractions kept
-
-
-def smooth_mixtures(co: np.ndarray, lb: np.ndarray, n_pc: int = MIXTURE_PCS) -> np.ndarray:
-    """Project the SDSS mixtures onto their leading principal components (in rest-B light fractions).
-
-    The NNLS fits to 5 SDSS + 3 2MASS fluxes (3% floor) leave the weakly constrained directions
-    (rest-UV shape, line strengths) to the photometric noise of each SDSS galaxy; taken literally
-    that noise becomes random per-galaxy structure in the medium bands at z > 0.3, where the rest
-    UV enters the survey's bands. The first two components carry 94% of the variance; the rest is
-    treated as fit noise and removed. Coefficients stay non-negative, normalised to unit sum.
-    """
-    if n_pc is None or n_pc >= co.shape[1]:
-        return co
-    L = co * lb[None, :]
-    frac = L / L.sum(1, keepdims=True)
-    mu = frac.mean(0)
-    u, s, vt = np.linalg.svd(frac - mu, full_matrices=False)
-    rec = mu + (u[:, :n_pc] * s[:n_pc]) @ vt[:n_pc]
-    rec = np.clip(rec, 0.0, None)
-    rec /= rec.sum(1, keepdims=True)
-    c = rec / lb[None, :]
-    return c / c.sum(1, keepdims=True)
 
 
 def schechter_mag(M, phi, alpha, Mstar):
@@ -125,17 +101,10 @@ class GalaxyModel:
 
     def __init__(self, survey, det_limit: float = 27.0):
         self.survey = survey
-        self.grid = seds.TemplateGrid(survey)
+        self.grid = T.TemplateGrid(survey)
         self.cosmo = Cosmo()
         self.det_index = self.grid.band_names.index(survey.detection_band)
-        co, _ = seds.sdss_mixtures()
-        co = smooth_mixtures(co, self.grid.rest[:, 0, 1])
-        rest = self.grid.restframe(co, np.zeros(len(co)))
-        uv = -2.5 * np.log10(rest[:, 0] / rest[:, 2])
-        # each class sorted bluest first (rest U−V), so evolution can favour the bluer mixtures
-        o = np.argsort(uv, kind="stable")
-        co, uv = co[o], uv[o]
-        self.mix = {"red": co[uv >= RED_UV_SPLIT], "blue": co[uv < RED_UV_SPLIT]}
+        self.mix = T.galaxy_mixtures(self.grid)
         # the young-star component: the template with the bluest rest U−V (unit rest-B light)
         r0 = self.grid.rest[:, 0, :]
         self.young = int(np.argmin(-2.5 * np.log10(r0[:, 0] / r0[:, 2])))
@@ -219,7 +188,7 @@ class GalaxyModel:
         obs = self.grid.observed(coeffs, z, av) * (10 ** (-0.4 * self.cosmo.distmod(z)))[:, None]
         logmass = np.log10(coeffs @ self.grid.mremain)
         uv = -2.5 * np.log10(rest[:, 0] / rest[:, 2])
-        tb = seds.bpz_type_from_colour(uv)
+        tb = T.bpz_type_from_colour(uv)
         # sizes: r_e ∝ L^β, shrinking as (1+z)^-1 (Shen et al. 2003; van der Wel et al. 2014 style)
         beta = np.where(red, 0.45, 0.25)
         r0 = np.where(red, 3.0, 4.5)

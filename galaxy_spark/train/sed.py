@@ -3,7 +3,7 @@
 Labels, by source:
 
 - ``catalogue`` (default; what real data allows): the survey's best-fit template at the catalogue
-  redshift — the labelling template set (``mock.labels.label_templates``: the survey's 11
+  redshift — the labelling template set (``fitting.templates.label_templates``: the survey's 11
   templates on BPZ's 1–11 scale) interpolated in flux at the catalogue's spectral type, as BPZ
   interpolates between neighbouring templates. On real rows the survey's own template set would be
   the faithful choice; this project ships only its stand-in, so on real data the label is that
@@ -23,6 +23,7 @@ import pandas as pd
 
 from galaxy_spark.errors import InputError
 from galaxy_spark.features import TRUTH_SED_COLUMNS
+from galaxy_spark.fitting.templates import rest_spectra, survey_label_set
 from galaxy_spark.log import get_logger
 from galaxy_spark.model.sed import SEDBasis, normalised_log, with_filters
 from galaxy_spark.survey import Survey
@@ -55,11 +56,7 @@ def rest_wave(settings: dict) -> np.ndarray:
 
 def template_family(survey: Survey, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(BPZ types ascending, rest-frame spectra (T, G)) of the survey's labelling templates."""
-    from galaxy_spark.mock.core import context
-    from galaxy_spark.mock.labels import label_templates
-    from galaxy_spark.mock.seds import rest_spectra
-
-    coeffs, av, types = label_templates(context(survey).gal)
+    coeffs, av, types = survey_label_set(survey)
     order = np.argsort(types, kind="stable")
     return types[order], rest_spectra(coeffs[order], av[order], wave)
 
@@ -78,8 +75,6 @@ def template_log_spectra(types: np.ndarray, family_types: np.ndarray, family: np
 
 def truth_log_spectra(df: pd.DataFrame, wave: np.ndarray) -> np.ndarray:
     """Normalised log spectra of the mock galaxies' true SEDs (truth columns), chunked."""
-    from galaxy_spark.mock.seds import rest_spectra
-
     coeffs = df[list(TRUTH_SED_COLUMNS[:-1])].to_numpy(np.float64)
     av = df[TRUTH_SED_COLUMNS[-1]].to_numpy(np.float64)
     out = np.empty((len(df), wave.size))
