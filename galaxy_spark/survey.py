@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from galaxy_spark.config import SURVEYS, conf_names, find_conf, is_yaml_path, searched
-from galaxy_spark.errors import InputError
 
 SPARK_TYPES = ("long", "int", "double", "string")
 
@@ -562,10 +561,10 @@ def resolve_survey(requested: str | None = None, catalogue: str | None = None, m
     - Recorded names must agree with each other, and a requested survey must be the one they name.
     - Without --survey, the recorded name is loaded (a survey given as a path must be passed
       again: the error says so); with nothing recorded, pipeline.yaml's default survey.
-    InputError on any disagreement."""
+    SurveyConfigError (the jobs print it as one `error:` line, exit 2) on any disagreement."""
     recorded = {k: v for k, v in (("catalogue", catalogue), ("model", model)) if v}
     if len(set(recorded.values())) > 1:
-        raise InputError(f"the catalogue was ingested as survey {catalogue!r} but the model was trained on "
+        raise SurveyConfigError(f"the catalogue was ingested as survey {catalogue!r} but the model was trained on "
                          f"{model!r}: score a catalogue of the model's survey")
     name = next(iter(recorded.values()), None)
     if requested is None and name is not None:
@@ -573,10 +572,10 @@ def resolve_survey(requested: str | None = None, catalogue: str | None = None, m
             return load_survey(name)
         except (SurveyConfigError, FileNotFoundError) as e:
             where = " and ".join(f"the {k}" for k in recorded)
-            raise InputError(f"{where} records survey {name!r}, whose file is not found ({e}); "
+            raise SurveyConfigError(f"{where} records survey {name!r}, whose file is not found ({e}); "
                              f"pass --survey PATH to its YAML file") from None
     survey = load_survey(requested)
     for k, v in recorded.items():
         if survey.name != v:
-            raise InputError(f"--survey {requested} is survey {survey.name!r} but the {k} is from survey {v!r}")
+            raise SurveyConfigError(f"--survey {requested} is survey {survey.name!r} but the {k} is from survey {v!r}")
     return survey

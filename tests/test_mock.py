@@ -231,7 +231,7 @@ def test_split_counts_deterministic():
 
 
 def test_validation_reader(survey):
-    from galaxy_spark.mock.validate import read_vizier
+    from galaxy_spark.studies.mock_validation import read_vizier
 
     r = read_vizier(survey, REAL)
     assert len(r) == 817
@@ -323,7 +323,7 @@ def test_bright_stars_look_stellar(table20k):
 
 def test_noise_depth_offset_recovers_a_known_shift(survey):
     """Errors 0.5 mag too shallow (×10^0.2) in one band are measured as +0.5 mag; no bias → 0."""
-    from galaxy_spark.mock.validate import noise_depth_offset, read_vizier
+    from galaxy_spark.studies.mock_validation import noise_depth_offset, read_vizier
 
     real = read_vizier(survey, REAL)
     mock = pd.concat([real] * 4, ignore_index=True)          # enough rows per bin for the estimator

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_spark.report import plots as P
+from galaxy_spark.drawing import plots as P
 
 
 def test_pred_vs_true_with_predictions_outside_the_axes(tmp_path):

@@ -2,10 +2,10 @@
 
 How redshift accuracy grows with the number of bands, on the same simulated galaxies: the mock draws
 one population (same seed, same objects) and observes it through each survey file — its curves,
-depths, detection band and template-fit labels (galaxy_spark/evaluate/bands.py). Per survey a
+depths, detection band and template-fit labels (galaxy_spark/studies/bands.py). Per survey a
 redshift network of the preset learns from the true redshifts of its training split (simulation
 only); the network and the survey's template fit are scored against the truth on the test-split
-galaxies every survey detects. Writes report.html, metrics.json and accuracy_vs_bands.png to --out.
+galaxies every survey detects. Writes drawing.html, metrics.json and accuracy_vs_bands.png to --out.
 Needs no Spark.
 """
 import argparse
@@ -37,9 +37,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.bands import bands_study, study_table
+    from galaxy_spark.studies.bands import bands_study, study_table
     from galaxy_spark.model.nets import load_preset
-    from galaxy_spark.report.bands import write_bands_report
+    from galaxy_spark.studies.bands_report import write_bands_report
     from galaxy_spark.survey import load_survey
 
     names = [s for s in args.surveys.split(",") if s.strip()]

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     survey = load_survey(a.survey)
     t0 = time.time()
     if a.validate:
-        from galaxy_spark.mock.validate import run_validation
+        from galaxy_spark.studies.mock_validation import run_validation
 
         out = run_validation(survey, a.real, a.objects, a.seed, a.out, progress=not a.quiet)
         print(f"validation written to {out}", file=sys.stderr)

@@ -4,7 +4,7 @@ Ingests real ALHAMBRA rows (VizieR CSV by default; any format the ingest reads) 
 code, scores them in-process with the model's Ensemble, and compares z_phot with the survey's own
 BPZ redshift zb_1 for galaxies (Stellar_Flag < 0.7) with high Odds_1 (> 0.9), and for all
 galaxies: sigma_NMAD, bias, outlier fraction, interval coverage, a scatter plot. Writes
-report.html, metrics.json and realdata_scatter.png to --out. See docs/evaluation.md.
+drawing.html, metrics.json and realdata_scatter.png to --out. See docs/evaluation.md.
 
 With --finetune-folds K (K >= 2) it also adapts the model to real data (galaxy_spark/train/finetune.py):
 the redshift network is fine-tuned on labelled real galaxies (Stellar_Flag cut; label zb_1, another
@@ -12,7 +12,7 @@ column, or z_spec from --finetune-spec) with K-fold cross-validation by ID hash,
 scored by a network that never saw it; metrics.json gains a "finetune" block (before vs after,
 F814W < 22.5 galaxies and all galaxies) and the report a before/after table.
 
-Composes galaxy_spark.evaluate.realdata (the check) and galaxy_spark.report.realdata (the report).
+Composes galaxy_spark.studies.realdata (the check) and galaxy_spark.studies.realdata_report (the report).
 """
 import argparse
 import os
@@ -25,7 +25,7 @@ from galaxy_spark.errors import cli_main
 
 
 def parse_args(argv):
-    from galaxy_spark.evaluate.realdata import ODDS_MIN, STELLAR_FLAG_MAX
+    from galaxy_spark.studies.realdata import ODDS_MIN, STELLAR_FLAG_MAX
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--input", default=None, help="real catalogue rows (e.g. a VizieR CSV of the survey's)")
@@ -60,8 +60,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from galaxy_spark.errors import InputError
-    from galaxy_spark.evaluate.realdata import RealDataOptions, run_realdata_check
-    from galaxy_spark.report.realdata import console_lines, write_realdata_report
+    from galaxy_spark.studies.realdata import RealDataOptions, run_realdata_check
+    from galaxy_spark.studies.realdata_report import console_lines, write_realdata_report
     from galaxy_spark.spark import get_spark
     from galaxy_spark.model.tracking import configure_tracking
 

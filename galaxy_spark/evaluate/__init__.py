@@ -1,1 +1,1 @@
-"""Evaluation: metrics, the three comparisons, the BPZ baseline, the real-data check."""
+"""Evaluation: metrics, the three comparisons (emulation, spectroscopic, truth), the BPZ baseline."""

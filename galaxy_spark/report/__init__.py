@@ -1,1 +1,1 @@
-"""Every plot and the HTML report, fed a finished evaluation."""
+"""The evaluation report: the pages made from a finished evaluation (drawing: galaxy_spark.drawing)."""

@@ -135,7 +135,7 @@ def _train_network(name: str, preset: dict, opts: TrainOptions, data: TrainingDa
     per-epoch curves, plots and results row."""
     import mlflow
 
-    from galaxy_spark.report.plots import curves, pred_vs_true
+    from galaxy_spark.drawing.plots import curves, pred_vs_true
 
     cfg, sources = preset["networks"][name], LABEL_PHASES[opts.label_source][name]
     with mlflow.start_run(run_name=name, nested=True):

@@ -206,8 +206,8 @@ def _colour_pairs(survey):
 
 def plots(survey, real, mock, out: Path) -> list[Path]:
     """The validation figures: the statistics are computed here at fixed F814W (as in ``compare``)
-    and drawn by ``galaxy_spark.report.validation_plots``; returns the PNG paths."""
-    from galaxy_spark.report import validation_plots as VP
+    and drawn by ``galaxy_spark.drawing.validation_plots``; returns the PNG paths."""
+    from galaxy_spark.drawing import validation_plots as VP
 
     centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
     bands = [b for b in survey.band_names if b != survey.detection_band]

@@ -1,7 +1,7 @@
-"""The figures of the mock validation (mock vs real survey rows, ``galaxy_spark.mock.validate``).
+"""The figures of the mock validation (mock vs real survey rows, ``galaxy_spark.studies.mock_validation``).
 
 Pure drawing: the statistics (binned fractions, medians) are computed by the caller and passed in,
-so this module imports nothing of the pipeline but ``report.figure`` and the mock layer may call it.
+so this module imports nothing of the pipeline but ``drawing.figure`` and the mock layer may call it.
 Real rows are drawn in black, the mock in red.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_spark.report.figure import plt, save
+from galaxy_spark.drawing.figure import plt, save
 
 STYLES = {"real": "ko-", "mock": "r.-"}
 DPI = 80

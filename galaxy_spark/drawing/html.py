@@ -1,7 +1,7 @@
 """The building blocks of every report directory: a self-contained HTML page (inline CSS, PNGs
 inlined as base64 data URIs, no scripts, no external references — it opens offline), number
 formatting, tables, strict-JSON metrics and the report manifest. The evaluation report
-(``report.evaluation``) and the real-data check's (``report.realdata``) are made of these."""
+(``report.evaluation``) and the real-data check's (``studies.realdata_report``) are made of these."""
 from __future__ import annotations
 
 import base64

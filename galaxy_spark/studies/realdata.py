@@ -3,8 +3,8 @@ z_phot against the survey's own BPZ redshift (zb_1) for galaxies by the survey's
 with and without its high-Odds selection; optionally K-fold fine-tuning of the redshift network on
 the labelled real galaxies (``galaxy_spark.train.finetune``).
 
-``run_realdata_check`` returns a ``RealDataCheck``; ``galaxy_spark.report.realdata`` writes it
-(metrics.json, the scatter plot, report.html). This is agreement with another photo-z, not accuracy
+``run_realdata_check`` returns a ``RealDataCheck``; ``galaxy_spark.studies.realdata_report`` writes it
+(metrics.json, the scatter plot, drawing.html). This is agreement with another photo-z, not accuracy
 against spectroscopy.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxy_spark.report.figure import COLORS, empty, plt, save
+from galaxy_spark.drawing.figure import COLORS, empty, plt, save
 
 
 def sed_examples(examples: list[dict], path: Path, detection_band: str) -> Path:

@@ -1,18 +1,18 @@
-"""The band-count study's report directory: accuracy_vs_bands.png, metrics.json, report.html."""
+"""The band-count study's report directory: accuracy_vs_bands.png, metrics.json, drawing.html."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from galaxy_spark.evaluate.bands import ESTIMATORS, study_table
+from galaxy_spark.studies.bands import ESTIMATORS, study_table
 from galaxy_spark.io.commit import staged_replace
-from galaxy_spark.report import plots as P
-from galaxy_spark.report.html import img_html, page, table_html, write_metrics_json, write_report_manifest
+from galaxy_spark.drawing import plots as P
+from galaxy_spark.drawing.html import img_html, page, table_html, write_metrics_json, write_report_manifest
 
 
 def write_bands_report(result: dict, out) -> Path:
-    """Write the report directory `out` (replaced atomically); returns the path of report.html."""
+    """Write the report directory `out` (replaced atomically); returns the path of drawing.html."""
     out = Path(out)
     with staged_replace(out) as staging:
         plot = P.accuracy_vs_bands(result, staging / "accuracy_vs_bands.png")
@@ -41,5 +41,5 @@ def write_bands_report(result: dict, out) -> Path:
                 + table_html(study_table(result), index=False)
                 + f"<h2>By {result['magnitude_band']} (true)</h2>" + table_html(pd.DataFrame(by_mag), index=False)
                 + "<h2>Detections and time</h2>" + table_html(timing))
-        (staging / "report.html").write_text(page("Accuracy vs number of bands", body), encoding="utf-8")
-    return out / "report.html"
+        (staging / "drawing.html").write_text(page("Accuracy vs number of bands", body), encoding="utf-8")
+    return out / "drawing.html"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_spark.metrics import nmad
-from galaxy_spark.report.figure import COLORS, empty, plt, save
+from galaxy_spark.drawing.figure import COLORS, empty, plt, save
 
 LOSS_KEYS = (("train_loss", "train"), ("val_loss", "validation"))
 
