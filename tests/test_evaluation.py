@@ -1,5 +1,5 @@
 """Evaluation end to end: the session's tiny model (a private copy of its SQLite MLflow store),
-scored with jobs/score.py, evaluated with jobs/evaluate.py → drawing.html (self-contained),
+scored with jobs/score.py, evaluated with jobs/evaluate.py → report.html (self-contained),
 metrics.json, PNGs, logged to the model's MLflow run. Plus the clear errors, and the pure helpers on known inputs."""
 import importlib.util
 import json
@@ -56,9 +56,9 @@ def evaluated(tmp_path_factory, model_store, spark):
 def test_report_is_self_contained_with_all_sections(evaluated):
     d, p = evaluated
     out = d / "reports" / "tiny"
-    assert f"report: {out / 'drawing.html'}" in p.stdout
+    assert f"report: {out / 'report.html'}" in p.stdout
     assert "redshift_sigma_nmad" in p.stdout and "ratio" in p.stdout
-    html = (out / "drawing.html").read_text()
+    html = (out / "report.html").read_text()
     from galaxy_spark.report.evaluation import SECTIONS
     for s in SECTIONS:
         assert f"<h2>{s.replace('&', '&amp;')}</h2>" in html, s
@@ -133,9 +133,9 @@ def test_logged_to_the_model_run(evaluated):
     assert "mlflow.parentRunId" not in r.data.tags and r.data.params["preset"] == "default"
     assert "eval_network_truth_redshift_sigma_nmad" in r.data.metrics
     assert "eval_throughput_ratio" in r.data.metrics
-    assert r.data.tags["evaluation_report"] == "evaluation/tiny/drawing.html"
+    assert r.data.tags["evaluation_report"] == "evaluation/tiny/report.html"
     arts = {a.path for a in client.list_artifacts(run_id, "evaluation/tiny")}
-    assert {"evaluation/tiny/drawing.html", "evaluation/tiny/metrics.json", "evaluation/tiny/pit.png"} <= arts
+    assert {"evaluation/tiny/report.html", "evaluation/tiny/metrics.json", "evaluation/tiny/pit.png"} <= arts
 
 
 def test_clear_errors(evaluated, tmp_path, spark, capsys):

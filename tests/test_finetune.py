@@ -245,7 +245,7 @@ def test_realdata_check_with_finetune_folds(tiny, real_rows_path):
     runs = ft["fold_runs"]
     assert [r["fold"] for r in runs] == [1, 2, 3] and sum(r["n_predicted"] for r in runs) == 817
     assert all(r["n_train"] + r["n_validation"] < gal["n"] for r in runs)
-    html = (out / "drawing.html").read_text()
+    html = (out / "report.html").read_text()
     assert "Fine-tuning on real labels" in html and "after fine-tuning (3-fold)" in html
     assert "fine-tuning (3 folds, redshift network, label zb_1" in p.stdout
     assert "F814W < 22.5 galaxies: n " in p.stdout

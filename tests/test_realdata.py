@@ -34,7 +34,7 @@ def test_realdata_check_on_shared_rows(tmp_path, real_rows_path, model_store, sp
     with use_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db"):
         check = run_realdata_check(RealDataOptions(input=str(real_rows_path), out=str(out)), spark)
     report = write_realdata_report(check, out)
-    assert f"report: {out / 'drawing.html'}" in console_lines(check, report)
+    assert f"report: {out / 'report.html'}" in console_lines(check, report)
     m = json.loads((out / "metrics.json").read_text())
     assert m["rows"]["read"] == 817 and m["rows"]["ingested"] + m["rows"]["quarantined"] == 817
     assert m["model"] == "models:/galaxy-ensemble@champion" and m["model_run_id"]
@@ -50,7 +50,7 @@ def test_realdata_check_on_shared_rows(tmp_path, real_rows_path, model_store, sp
     sed = m["sed"]["all galaxies"]
     assert sed["n"] == gal["n"] and sed["rest_u_minus_v_p16"] <= sed["rest_u_minus_v_p50"] <= sed["rest_u_minus_v_p84"]
     assert math.isfinite(sed["abs_bessell_B_minus_M_Abs_1_nmad"])
-    html = (out / "drawing.html").read_text()
+    html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     # no leftovers: the temporary ingest is removed, the report dir was committed whole
     assert not list(out.parent.glob("realdata.staging-*"))

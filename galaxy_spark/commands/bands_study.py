@@ -5,7 +5,7 @@ one population (same seed, same objects) and observes it through each survey fil
 depths, detection band and template-fit labels (galaxy_spark/studies/bands.py). Per survey a
 redshift network of the preset learns from the true redshifts of its training split (simulation
 only); the network and the survey's template fit are scored against the truth on the test-split
-galaxies every survey detects. Writes drawing.html, metrics.json and accuracy_vs_bands.png to --out.
+galaxies every survey detects. Writes report.html, metrics.json and accuracy_vs_bands.png to --out.
 Needs no Spark.
 """
 import argparse

@@ -3,7 +3,7 @@
 Joins the scores (jobs/score.py) with the catalogue on ID, keeps the held-out test split, computes
 the field-standard metrics against the catalogue labels (and the mock's truth when present), runs
 the BPZ baseline on the same objects, builds the thesis table from the MLflow runs, and writes
-drawing.html (self-contained), metrics.json and the PNGs to --out. Logs them and the headline
+report.html (self-contained), metrics.json and the PNGs to --out. Logs them and the headline
 metrics to the MLflow run of the model that produced the scores. See docs/evaluation.md.
 
 Composes the three steps: galaxy_spark.evaluate (the metrics), galaxy_spark.report (the report

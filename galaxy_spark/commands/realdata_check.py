@@ -4,7 +4,7 @@ Ingests real ALHAMBRA rows (VizieR CSV by default; any format the ingest reads) 
 code, scores them in-process with the model's Ensemble, and compares z_phot with the survey's own
 BPZ redshift zb_1 for galaxies (Stellar_Flag < 0.7) with high Odds_1 (> 0.9), and for all
 galaxies: sigma_NMAD, bias, outlier fraction, interval coverage, a scatter plot. Writes
-drawing.html, metrics.json and realdata_scatter.png to --out. See docs/evaluation.md.
+report.html, metrics.json and realdata_scatter.png to --out. See docs/evaluation.md.
 
 With --finetune-folds K (K >= 2) it also adapts the model to real data (galaxy_spark/train/finetune.py):
 the redshift network is fine-tuned on labelled real galaxies (Stellar_Flag cut; label zb_1, another

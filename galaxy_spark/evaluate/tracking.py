@@ -151,7 +151,7 @@ def log_to_run(run_id: str, out_dir: Path, name: str, flat: dict) -> None:
     for s in range(0, len(items), 500):
         client.log_batch(run_id, metrics=items[s:s + 500])
     client.log_artifacts(run_id, str(out_dir), f"evaluation/{name}")
-    client.set_tag(run_id, "evaluation_report", f"evaluation/{name}/drawing.html")
+    client.set_tag(run_id, "evaluation_report", f"evaluation/{name}/report.html")
 
 
 def log_evaluation(metrics: dict, out_dir: Path, name: str) -> int:

@@ -93,7 +93,7 @@ def staged_replace(target) -> Iterator[Path | UriPath]:
     """Write a whole output directory into a staging sibling, then swap it in as `target`.
 
         with staged_replace(out) as staging:
-            (staging / "drawing.html").write_text(...)
+            (staging / "report.html").write_text(...)
 
     On a clean exit the staging directory is committed (journaled, `commit_together`); on any
     exception it is removed and `target` is untouched. `target` is a local path: the caller

@@ -41,7 +41,7 @@ def manifest_kind(directory: str | os.PathLike) -> str | None:
     except InputError:
         return "unreadable"
     if m is None:
-        if fs.is_file(d / "drawing.html") and fs.is_file(d / "metrics.json"):
+        if fs.is_file(d / "report.html") and fs.is_file(d / "metrics.json"):
             return "report"
         return None
     if m.get("kind") in KINDS:

@@ -1,6 +1,6 @@
 """The evaluation report: ``write_report(evaluation, out)`` draws the figures
 (``drawing.plots``) of a finished ``Evaluation`` (``galaxy_spark.evaluate.job``) and writes
-``drawing.html`` (self-contained), ``metrics.json`` and the PNGs into ``out``, replaced as a whole
+``report.html`` (self-contained), ``metrics.json`` and the PNGs into ``out``, replaced as a whole
 (``io.commit.staged_replace``: a failed write leaves the previous report in place)."""
 from __future__ import annotations
 
@@ -330,15 +330,15 @@ def _sed_section(sed: dict | None, plots: dict, det: str) -> str:
 
 
 def write_report(ev: Evaluation, out: Path, title: str = "galaxy_spark evaluation") -> Path:
-    """Write the report directory ``out`` (figures, metrics.json, drawing.html, the report manifest),
-    replacing any previous one atomically; returns the path of drawing.html."""
+    """Write the report directory ``out`` (figures, metrics.json, report.html, the report manifest),
+    replacing any previous one atomically; returns the path of report.html."""
     out = Path(out)
     with staged_replace(out) as staging:
         plots = make_plots(ev, staging)
         write_metrics_json(staging, ev.metrics)
         write_report_manifest(staging)
-        (staging / "drawing.html").write_text(render_html(ev, plots, title), encoding="utf-8")
-    return out / "drawing.html"
+        (staging / "report.html").write_text(render_html(ev, plots, title), encoding="utf-8")
+    return out / "report.html"
 
 
 def console_lines(ev, report: Path, out, n_logged: int | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""The band-count study's report directory: accuracy_vs_bands.png, metrics.json, drawing.html."""
+"""The band-count study's report directory: accuracy_vs_bands.png, metrics.json, report.html."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from galaxy_spark.drawing.html import img_html, page, table_html, write_metrics_
 
 
 def write_bands_report(result: dict, out) -> Path:
-    """Write the report directory `out` (replaced atomically); returns the path of drawing.html."""
+    """Write the report directory `out` (replaced atomically); returns the path of report.html."""
     out = Path(out)
     with staged_replace(out) as staging:
         plot = P.accuracy_vs_bands(result, staging / "accuracy_vs_bands.png")
@@ -41,5 +41,5 @@ def write_bands_report(result: dict, out) -> Path:
                 + table_html(study_table(result), index=False)
                 + f"<h2>By {result['magnitude_band']} (true)</h2>" + table_html(pd.DataFrame(by_mag), index=False)
                 + "<h2>Detections and time</h2>" + table_html(timing))
-        (staging / "drawing.html").write_text(page("Accuracy vs number of bands", body), encoding="utf-8")
-    return out / "drawing.html"
+        (staging / "report.html").write_text(page("Accuracy vs number of bands", body), encoding="utf-8")
+    return out / "report.html"

@@ -4,7 +4,7 @@ with and without its high-Odds selection; optionally K-fold fine-tuning of the r
 the labelled real galaxies (``galaxy_spark.train.finetune``).
 
 ``run_realdata_check`` returns a ``RealDataCheck``; ``galaxy_spark.studies.realdata_report`` writes it
-(metrics.json, the scatter plot, drawing.html). This is agreement with another photo-z, not accuracy
+(metrics.json, the scatter plot, report.html). This is agreement with another photo-z, not accuracy
 against spectroscopy.
 """
 from __future__ import annotations

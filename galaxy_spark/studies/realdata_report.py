@@ -1,5 +1,5 @@
 """The real-data check's report: ``write_realdata_report(check, out)`` writes metrics.json, the
-scatter plot ``realdata_scatter.png`` and a small self-contained drawing.html of a finished
+scatter plot ``realdata_scatter.png`` and a small self-contained report.html of a finished
 ``RealDataCheck`` (``galaxy_spark.studies.realdata``) into ``out``, replaced as a whole."""
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def finetune_lines(block: dict) -> list[str]:
 
 
 def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
-    """Write the report directory ``out`` (realdata_scatter.png, metrics.json, drawing.html, the report
-    manifest), replacing any previous one atomically; returns the path of drawing.html."""
+    """Write the report directory ``out`` (realdata_scatter.png, metrics.json, report.html, the report
+    manifest), replacing any previous one atomically; returns the path of report.html."""
     m, opts = check.metrics, check.options
     res, primary = m["samples"], m["primary_sample"]
     gal = check.samples["all galaxies"]
@@ -89,8 +89,8 @@ def write_realdata_report(check: RealDataCheck, out: Path) -> Path:
                 "i.e. more than 90% of BPZ's p(z) within zb ± 0.02(1+zb): objects whose catalogue "
                 f"redshift is secure enough to serve as a reference. ez = (z_phot − {zref})/(1 + {zref}); "
                 "σ_NMAD, bias, outliers |ez| &gt; 0.15 as in the evaluation report.</p>")
-        (staging / "drawing.html").write_text(page("Real-data check", body), encoding="utf-8")
-    return out / "drawing.html"
+        (staging / "report.html").write_text(page("Real-data check", body), encoding="utf-8")
+    return out / "report.html"
 
 
 def console_lines(check: RealDataCheck, report: Path) -> list[str]:
