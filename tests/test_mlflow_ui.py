@@ -159,7 +159,7 @@ def test_ui_shows_runs_metrics_and_registered_model(store, server, tmp_path):
             page.screenshot(path=str(shots[-1]))
             # 4. the model's page: its description and tags
             page.goto(f"{server}/#/models/{MODEL}", wait_until="domcontentloaded")
-            page.get_by_text("galaxy_spark ensemble: four networks").first.wait_for()
+            page.get_by_text("galaxy_spark ensemble: one network per head").first.wait_for()
             for key, value in client.get_registered_model(MODEL).tags.items():
                 wait_for_tag(page, key, value)
             shots.append(tmp_path / "ui-model.png")

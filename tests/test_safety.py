@@ -288,3 +288,25 @@ def test_every_option_has_help_and_its_default(job, monkeypatch):
         if a.default not in (None, False, argparse.SUPPRESS) and not isinstance(a, argparse._HelpAction):
             # argparse wraps long defaults (even at hyphens): compare without whitespace
             assert f"(default:{a.default})".replace(" ", "") in "".join(text.split()), f"{job} {a.option_strings}"
+
+
+# ---- the probe's smaller defects: clear errors before any work, no side effects -----------------
+def test_bad_batch_size_is_a_usage_error_before_spark(good, tmp_path):
+    for bad in ("-5", "0", "many"):
+        p = _job("score", "--catalog", str(good["cat"]), "--out", str(tmp_path / "s"), "--batch-size", bad)
+        assert p.returncode == 2 and "--batch-size" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "s").exists()
+
+
+def test_missing_tracking_store_is_named_and_not_created(good, tmp_path):
+    """Run from a directory without the store: the job names the store it looked in and leaves no
+    empty mlflow.db behind."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(REPO)
+    p = subprocess.run([sys.executable, str(REPO / "jobs" / "score.py"), "--catalog", str(good["cat"]),
+                        "--out", str(tmp_path / "s")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert p.stdout.splitlines()[0] == "score: MLflow tracking store sqlite:///mlflow.db"
+    assert "sqlite:///mlflow.db does not exist" in p.stderr and str(tmp_path / "mlflow.db") in p.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "s").exists()

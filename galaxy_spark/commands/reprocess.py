@@ -56,7 +56,7 @@ def main(argv=None):
     from galaxy_spark.estimate.reprocess import ReprocessOptions, run_reprocess
     from galaxy_spark.model.tracking import configure_tracking
 
-    configure_tracking(args.tracking_uri, job="reprocess", lookup_only=True)
+    configure_tracking(args.tracking_uri, job="reprocess")
     res = run_reprocess(ReprocessOptions(
         catalog=args.catalog, scores=args.scores, model=args.model, dry_run=args.dry_run, force=args.force,
         prune=args.prune, wait_s=args.wait, lock_max_age_s=args.lock_max_age, mc_samples=args.mc_samples,

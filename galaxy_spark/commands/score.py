@@ -45,7 +45,7 @@ def main(argv=None):
     from galaxy_spark.estimate.job import JobOptions, run_scoring
     from galaxy_spark.model.tracking import configure_tracking
 
-    configure_tracking(args.tracking_uri, job="score", lookup_only=True)
+    configure_tracking(args.tracking_uri, job="score")
     run_scoring(JobOptions(catalog=args.catalog, out=args.out, model=args.model, fields=args.fields,
                            mc_samples=args.mc_samples, mc_seed=args.mc_seed, min_bands=args.min_bands,
                            master=args.master, batch_size=args.batch_size, coverage=args.coverage,

@@ -19,6 +19,7 @@ from pathlib import Path
 from galaxy_spark.errors import InputError
 from galaxy_spark.model.ensemble import Ensemble
 from galaxy_spark.model.heads import HEADS, output_table
+from galaxy_spark.model.tracking import check_store_exists
 
 
 @dataclass
@@ -92,13 +93,16 @@ def pin_model(uri: str) -> ModelRef | None:
     rest = _registry_rest(uri)
     if rest is None:
         return None
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    check_store_exists(mlflow.get_tracking_uri())      # a lookup never creates a store
     try:
         mv = registry_version(MlflowClient(), uri, rest)
     except MlflowException as e:
-        raise InputError(f"model {uri!r} could not be resolved: {_message(e)}") from None
+        raise InputError(f"model {uri!r} could not be resolved in tracking store {mlflow.get_tracking_uri()}: "
+                         f"{_message(e)}") from None
     return ModelRef(uri, mv.name, str(mv.version), mv.run_id or "")
 
 
@@ -112,6 +116,7 @@ def resolve_model(uri: str, dst: str | None = None) -> ResolvedModel:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    check_store_exists(mlflow.get_tracking_uri())      # a lookup never creates a store
     client = MlflowClient()
     name, version, run_id, pinned = uri, "", "", uri
 

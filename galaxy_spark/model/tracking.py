@@ -15,22 +15,26 @@ EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_deve
 UI_RUNS_VIEW = "workflowType=machine_learning"
 
 
-def configure_tracking(uri: str | None = None, job: str | None = None, lookup_only: bool = False) -> str:
+def configure_tracking(uri: str | None = None, job: str | None = None) -> str:
     """Point MLflow at the tracking store (`uri`: a job's --tracking-uri, else MLFLOW_TRACKING_URI,
     else pipeline.yaml's mlflow.tracking_uri) and return its URI; with `job`, print it as the job's
-    first line. `lookup_only` (jobs that only read models): a SQLite store that does not exist is an
-    InputError naming it, instead of MLflow creating an empty one as a side effect."""
+    first line."""
     import mlflow
 
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or load_pipeline_config()["mlflow"]["tracking_uri"]
     if job:
         print(f"{job}: MLflow tracking store {uri}", flush=True)
-    path = sqlite_path(uri)
-    if lookup_only and path is not None and not os.path.exists(path):
-        raise InputError(f"MLflow tracking store {uri} does not exist ({os.path.abspath(path)} not found): run from "
-                         f"the directory that holds it, or set MLFLOW_TRACKING_URI / --tracking-uri")
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def check_store_exists(uri: str) -> None:
+    """Before a lookup: a SQLite store that does not exist is an InputError naming it (MLflow would
+    create an empty one as a side effect and then report the model "not found")."""
+    path = sqlite_path(uri)
+    if path is not None and not os.path.exists(path):
+        raise InputError(f"MLflow tracking store {uri} does not exist ({os.path.abspath(path)} not found): run from "
+                         f"the directory that holds it, or set MLFLOW_TRACKING_URI / --tracking-uri")
 
 
 def sqlite_path(uri: str) -> str | None:
