@@ -417,7 +417,6 @@ def quarantine_arrow_schema(survey: Survey):
 def mark_duplicates(v, duplicate_ids: np.ndarray, survey: Survey):
     """Every copy of a duplicated ID gets the reason `duplicate_id` (a row already rejected keeps
     its reason; the duplicate is added to its detail). `duplicate_ids`: typed IDs."""
-    import pyarrow as pa
 
     idc = v.column(v.schema.get_field_index(typed(survey.id_column)))
     ids = idc.fill_null(-1).to_numpy(zero_copy_only=False)

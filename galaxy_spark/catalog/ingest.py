@@ -26,20 +26,21 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import sys
 import time
-import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.catalog import tasks as T
 from galaxy_spark.errors import GalaxySparkError, InputError
-from galaxy_spark.io.commit import commit_together, recover, staging_dir
-from galaxy_spark.io.fs import location, parquet_rows, store, write_parquet_atomically
+from galaxy_spark.io.commit import commit_together, recover
+from galaxy_spark.io.fs import location, parquet_rows, write_parquet_atomically
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
+from galaxy_spark.io.staged import check_rows, run_staged
 from galaxy_spark.survey import Survey, load_survey
 from galaxy_spark.log import get_logger
 
@@ -81,69 +82,107 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
     its line number); `strict` quarantines that line (reason ``no_final_newline``).
     Returns the manifest (also written to `out/_manifest.json` and echoed).
     """
-    from pyspark.errors import PySparkException
-    from py4j.protocol import Py4JJavaError
-
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(name, t0):
-        timings[name] = round(time.perf_counter() - t0, 3)
-
     sv = survey if isinstance(survey, Survey) else load_survey(survey)
     if fmt not in ("auto",) + R.FORMATS:
         raise InputError(f"unknown format {fmt!r} (expected auto, {', '.join(R.FORMATS)})")
     out, quarantine = location(out).absolute(), location(quarantine).absolute()   # a path or a URI
     check_job_paths({"--input": input}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
+    job = IngestJob(sv, out, quarantine, input, fmt, thesis_clip, strict, replace, max_row_drop, t_start=t_start)
 
     t0 = time.perf_counter()
     files = R.resolve_inputs(input)
     check_job_paths({"--input": files}, {"--out": (out, "catalog"), "--quarantine": (quarantine, "quarantine")})
     for p in files:
         R.check_text(p)
-    layouts = [R.inspect_file(p, sv, fmt) for p in files]
-    lap("inspect_inputs", t0)
-    for target in (out, quarantine):
-        store(target).mkdirs(target.parent)
-        for note in recover(target):
-            echo(f"ingest: {note}")
+    job.layouts = [R.inspect_file(p, sv, fmt) for p in files]
+    job.lap("inspect_inputs", t0)
 
     # One sequential read of the inputs: fingerprints, line counts, work units, duplicate IDs.
     t0 = time.perf_counter()
-    index = T.index_inputs(layouts, sv, unit_bytes)
-    rows_read = sum(s["data_lines"] for s in index.stats.values())
-    inputs = [{**index.fingerprints[lay.path], "format": lay.format, "fields_per_line": lay.n_fields,
-               "ignored_columns": list(lay.ignored),
-               **({k: index.stats[lay.path][k]} if (k := "no_final_newline") in index.stats[lay.path] else {})}
-              for lay in layouts]
-    cut_short = {lay.path: index.stats[lay.path]["no_final_newline"] for lay in layouts
-                 if "no_final_newline" in index.stats[lay.path]} if strict else {}
-    lap("index_inputs", t0)
+    job.index = T.index_inputs(job.layouts, sv, unit_bytes)
+    job.lap("index_inputs", t0)
 
     t0 = time.perf_counter()
     if spark is None:
         from galaxy_spark.spark import get_spark
         spark = get_spark("galaxy_spark-ingest")
-    lap("spark_start", t0)
+    job.spark = spark
+    job.lap("spark_start", t0)
+    run_staged(job, echo, on_error=job.spark_failure)
+    echo(summary(job.manifest))
+    return job.manifest
 
-    token = uuid.uuid4().hex[:12]
-    st_out, st_q = staging_dir(out, token), staging_dir(quarantine, token)
-    sc = spark.sparkContext
-    try:
-        # -- parse + validate + write, one task per unit -------------------------------------
-        t0 = time.perf_counter()
-        dups, out_s, q_s = index.duplicate_ids, str(st_out), str(st_q)
-        sc.setJobDescription(f"ingest: parse and validate {len(index.units)} units of {len(layouts)} files")
-        units = sc.parallelize(index.units, len(index.units)).map(
-            lambda u: T.ingest_unit(u, sv, dups, out_s, q_s, token, thesis_clip,
-                                    cut_short.get(u.layout.path) if u.end < 0 else None)).collect()
-        lap("parse_validate_write", t0)
 
-        # -- accounting: the tasks' counts against the staged files' footers ----------------
+@dataclass
+class IngestJob:
+    """The ingest as a staged job (`io.staged.run_staged`): Spark tasks parse, validate and write
+    into the staged catalogue and quarantine; the accounting; the manifests and the joint commit
+    (catalogue and quarantine swapped in as one unit)."""
+    survey: Survey
+    out: Any
+    quarantine: Any
+    input: str | list
+    fmt: str
+    thesis_clip: bool
+    strict: bool
+    replace: bool
+    max_row_drop: float
+    layouts: list = field(default_factory=list)
+    index: Any = None
+    spark: Any = None
+    t_start: float = 0.0
+    timings: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    token: str = ""
+    name: str = "ingest"
+
+    @property
+    def targets(self) -> list:
+        return [self.out, self.quarantine]
+
+    def lap(self, step: str, t0: float) -> None:
+        self.timings[step] = round(time.perf_counter() - t0, 3)
+
+    def recover(self, target) -> list[str]:
+        return recover(target)
+
+    def spark_failure(self, e: BaseException) -> None:
+        """A Spark failure of the tasks becomes one IngestError line."""
+        from pyspark.errors import PySparkException
+        from py4j.protocol import Py4JJavaError
+
+        if isinstance(e, (PySparkException, Py4JJavaError)):
+            text = str(getattr(e, "java_exception", None) or e).strip()
+            msg = text.splitlines()[0] if text else type(e).__name__
+            raise IngestError(f"Spark failed while ingesting {self.input!r}: {msg}") from None
+
+    def run(self, staging: dict, token: str) -> list[dict]:
+        """One task per text unit: parse, validate, write (`catalog.tasks.ingest_unit`)."""
         t0 = time.perf_counter()
-        expected: dict[int, int] = {}
-        field_hash: dict[int, int] = {}
-        by_reason: dict[str, int] = {}
+        self.token = token
+        sv, thesis_clip, dups = self.survey, self.thesis_clip, self.index.duplicate_ids
+        out_s, q_s = str(staging[self.out]), str(staging[self.quarantine])
+        cut_short = {p: st["no_final_newline"] for p, st in self.index.stats.items()
+                     if "no_final_newline" in st} if self.strict else {}
+        sc = self.spark.sparkContext
+        sc.setJobDescription(f"ingest: parse and validate {len(self.index.units)} units of {len(self.layouts)} files")
+        try:
+            units = sc.parallelize(self.index.units, len(self.index.units)).map(
+                lambda u: T.ingest_unit(u, sv, dups, out_s, q_s, token, thesis_clip,
+                                        cut_short.get(u.layout.path) if u.end < 0 else None)).collect()
+        finally:
+            sc.setJobDescription(None)
+        self.lap("parse_validate_write", t0)
+        return units
+
+    def account(self, units: list[dict], staging: dict) -> None:
+        """Data lines read = rows parsed = rows written + quarantined, the tasks' counts against
+        the staged files' footers (per Field too); then the shrink guard."""
+        t0 = time.perf_counter()
+        st_out, st_q = staging[self.out], staging[self.quarantine]
+        expected, field_hash, by_reason = {}, {}, {}
         for u in units:
             for f, r in u["fields"].items():
                 expected[f] = expected.get(f, 0) + r["rows"]
@@ -151,74 +190,64 @@ def run_ingest(input: str | list, out: str | os.PathLike, quarantine: str | os.P
             for k, n in u.get("by_reason", {}).items():
                 by_reason[k] = by_reason.get(k, 0) + n
         on_disk = {f: parquet_rows(st_out / f"{S.PARTITION_COLUMN}={f}") for f in expected}
+        rows_read = sum(st["data_lines"] for st in self.index.stats.values())
         parsed, quarantined = sum(u["rows"] for u in units), sum(u["quarantined"] for u in units)
         if not by_reason:      # readers of the quarantine still find its schema
-            write_parquet_atomically(C.quarantine_arrow_schema(sv).empty_table(), st_q / f"part-00000-{token}.parquet")
-        q_rows = parquet_rows(st_q)
-        if parsed != rows_read or on_disk != expected or q_rows != quarantined:
-            raise IngestError(f"row accounting mismatch: {rows_read} data lines, {parsed} parsed, "
-                              f"{sum(on_disk.values())} written (tasks: {sum(expected.values())}), {q_rows} "
-                              f"quarantined (tasks: {quarantined}); nothing was committed")
-        timings["tasks_s"] = {k: round(sum(u["seconds"][k] for u in units), 3)
-                              for k in ("read", "parse", "validate", "write")}
-        lap("accounting", t0)
-    except (PySparkException, Py4JJavaError) as e:
-        _cleanup(st_out, st_q)
-        text = str(getattr(e, "java_exception", None) or e).strip()
-        msg = text.splitlines()[0] if text else type(e).__name__
-        raise IngestError(f"Spark failed while ingesting {input!r}: {msg}") from None
-    except BaseException:
-        _cleanup(st_out, st_q)
-        raise
-    finally:
-        sc.setJobDescription(None)
-    schema_ddl = canonical_ddl(sv, thesis_clip)
-    written = sum(on_disk.values())
-    if rows_read != written + quarantined:
-        _cleanup(st_out, st_q)
-        raise IngestError(f"row accounting mismatch: {rows_read} rows read but {written} written "
-                          f"+ {quarantined} quarantined; nothing was committed")
+            write_parquet_atomically(C.quarantine_arrow_schema(self.survey).empty_table(),
+                                     st_q / f"part-00000-{self.token}.parquet")
+        written = sum(on_disk.values())
+        check_rows({"data lines read": rows_read, "rows parsed": parsed,
+                    "rows written + quarantined (tasks)": sum(expected.values()) + quarantined,
+                    "rows written + quarantined (staged files)": written + parquet_rows(st_q)})
+        for f in expected:
+            check_rows({"rows written (tasks)": expected[f], "rows in the staged files": on_disk[f]}, f"Field {f}")
+        self.timings["tasks_s"] = {k: round(sum(u["seconds"][k] for u in units), 3)
+                                   for k in ("read", "parse", "validate", "write")}
+        self.lap("accounting", t0)
+        _check_shrink(self.out, rows_read, written, quarantined, by_reason, self.replace, self.max_row_drop)
+        self.counts = {"read": rows_read, "written": written, "quarantined": quarantined, "by_reason": by_reason,
+                       "on_disk": on_disk, "field_hash": field_hash}
 
-    try:
-        _check_shrink(out, rows_read, written, quarantined, by_reason, replace, max_row_drop)
-    except (ShrinkRefused, InputError):        # InputError: its manifest became unreadable meanwhile
-        _cleanup(st_out, st_q)
-        raise
-
-    fields = {str(f): {"rows": on_disk[f], "fingerprint": _fingerprint(schema_ddl, on_disk[f], field_hash[f])}
-              for f in sorted(on_disk) if on_disk[f]}
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "kind": "catalog",
-        "commit": token,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "survey": sv.name,
-        "output": str(out),
-        "quarantine": str(quarantine),
-        "options": {"input": input if isinstance(input, str) else list(input), "format": fmt,
-                    "thesis_clip": thesis_clip, "strict": strict, "partition_column": S.PARTITION_COLUMN,
-                    "one_file_per_field": True},
-        "rows": {"read": rows_read, "written": written, "quarantined": quarantined,
-                 "quarantined_by_reason": {r: by_reason[r] for r in C.REASONS if r in by_reason}},
-        "fields": fields,
-        "schema": schema_ddl,
-        "inputs": inputs,
-        "timings_s": timings,
-    }
-    t0 = time.perf_counter()
-    try:
-        write_manifest(st_q, {**{k: manifest[k] for k in ("manifest_version", "created_utc", "survey", "options",
-                                                          "rows")},
-                              "commit": token, "catalog": str(out)}, "quarantine")
-        manifest["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-        write_manifest(st_out, manifest, "catalog")
-        commit_together([(st_out, out), (st_q, quarantine)], token)
-    except OSError as e:
-        _cleanup(st_out, st_q)
-        raise IngestError(f"could not commit the ingest output: {e}") from None
-    lap("commit", t0)
-    echo(summary(manifest))
-    return manifest
+    def commit(self, units: list[dict], staging: dict, token: str) -> None:
+        """Both manifests (each names the other and the commit), then the joint swap."""
+        t0 = time.perf_counter()
+        c, sv = self.counts, self.survey
+        schema_ddl = canonical_ddl(sv, self.thesis_clip)
+        fields = {str(f): {"rows": c["on_disk"][f], "fingerprint": _fingerprint(schema_ddl, c["on_disk"][f], c["field_hash"][f])}
+                  for f in sorted(c["on_disk"]) if c["on_disk"][f]}
+        inputs = [{**self.index.fingerprints[lay.path], "format": lay.format, "fields_per_line": lay.n_fields,
+                   "ignored_columns": list(lay.ignored),
+                   **{k: v for k, v in self.index.stats[lay.path].items() if k == "no_final_newline"}}
+                  for lay in self.layouts]
+        self.manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "kind": "catalog",
+            "commit": token,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "survey": sv.name,
+            "output": str(self.out),
+            "quarantine": str(self.quarantine),
+            "options": {"input": self.input if isinstance(self.input, str) else list(self.input), "format": self.fmt,
+                        "thesis_clip": self.thesis_clip, "strict": self.strict,
+                        "partition_column": S.PARTITION_COLUMN, "one_file_per_field": True},
+            "rows": {"read": c["read"], "written": c["written"], "quarantined": c["quarantined"],
+                     "quarantined_by_reason": {r: c["by_reason"][r] for r in C.REASONS if r in c["by_reason"]}},
+            "fields": fields,
+            "schema": schema_ddl,
+            "inputs": inputs,
+            "timings_s": self.timings,
+        }
+        st_out, st_q = staging[self.out], staging[self.quarantine]
+        try:
+            write_manifest(st_q, {**{k: self.manifest[k] for k in ("manifest_version", "created_utc", "survey",
+                                                                     "options", "rows")},
+                                  "commit": token, "catalog": str(self.out)}, "quarantine")
+            self.manifest["timings_s"]["total"] = round(time.perf_counter() - self.t_start, 3)
+            write_manifest(st_out, self.manifest, "catalog")
+            commit_together([(st_out, self.out), (st_q, self.quarantine)], token)
+        except OSError as e:
+            raise IngestError(f"could not commit the ingest output: {e}") from None
+        self.lap("commit", t0)
 
 
 class ShrinkRefused(GalaxySparkError):
@@ -258,11 +287,6 @@ def _check_shrink(out: Path, read: int, written: int, quarantined: int, by_reaso
             f"{prev[1].get('created_utc', '?')} from {prev[1].get('options', {}).get('input')!r}): "
             f"{prev[0] - written} rows ({(prev[0] - written) / prev[0]:.0%}) would be lost, more than the "
             f"{max_row_drop:.0%} allowed{why}. Nothing was committed; pass --replace to commit it anyway")
-
-
-def _cleanup(*dirs) -> None:
-    for d in dirs:
-        store(d).delete(d)
 
 
 def summary(m: dict) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +36,11 @@ from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.estimate.coverage import coverage_report_spark
 from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS, ScoreOptions
 from galaxy_spark.estimate.tasks import BATCH_ROWS, plan_units, run_units
-from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging, staging_dir
+from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging
 from galaxy_spark.io.fs import arrow_fs, location, start_spark_for, store
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, recorded_survey, write_manifest
 from galaxy_spark.io.paths import check_job_paths
+from galaxy_spark.io.staged import check_rows, run_staged
 from galaxy_spark.model.registry import ResolvedModel, resolve_model
 from galaxy_spark.log import get_logger
 from galaxy_spark.survey import resolve_survey
@@ -178,21 +178,6 @@ def parquet_rows_per_field(path: str | Path, fields: list[int]) -> dict[int, int
     return plan_units(path, fields)[1]
 
 
-def check_accounting(fields: list[int], meta_in: dict, meta_out: dict, results: list[dict]) -> None:
-    """Every chosen Field: the rows the catalogue's footers hold = the rows the tasks read = the
-    rows they wrote = the rows the staged files' footers hold, and the ID checksum of what was
-    read = that of what was written. Otherwise a `GalaxySparkError`: nothing is committed."""
-    for f in fields:
-        mine = [r for r in results if r["field"] == f]
-        rows = {"in the catalogue": meta_in.get(f, 0), "read": sum(r["rows_in"] for r in mine),
-                "scored": sum(r["rows_out"] for r in mine), "staged": meta_out.get(f, 0)}
-        sums_equal = sum(r["idsum_in"] for r in mine) % (1 << 64) == sum(r["idsum_out"] for r in mine) % (1 << 64)
-        if len(set(rows.values())) != 1 or not sums_equal:
-            raise GalaxySparkError(
-                f"row accounting mismatch in Field {f}: " + ", ".join(f"{v} rows {k}" for k, v in rows.items())
-                + f" (ID checksums of read and scored rows {'equal' if sums_equal else 'differ'}); nothing was committed")
-
-
 @dataclass
 class JobResult:
     """What `score_fields` did: rows committed per Field, rows in/out, seconds per step, the
@@ -237,67 +222,105 @@ def score_fields(spark, catalog: str | Path, out: str | Path, fields: list[int],
                  scored_at: _dt.datetime | None = None, echo=log.info, after_commit=None,
                  batch_rows: int | None = None) -> JobResult:
     """Score the chosen Fields of `catalog` into `out` (staged, checked, committed per Field; see
-    the module docstring). `columns`: the catalogue columns to read (`check_catalogue`);
-    `catalog_manifest`: the catalogue's manifest, whose per-Field fingerprints go into the scores
-    manifest.
+    the module docstring) through the staged-job skeleton (`io.staged.run_staged`). `columns`:
+    the catalogue columns to read (`check_catalogue`); `catalog_manifest`: the catalogue's
+    manifest, whose per-Field fingerprints go into the scores manifest.
 
     Reusable by jobs/reprocess.py: pass the subset of Fields to (re)score. `after_commit(field)`
     is called after each Field's commit (tests inject failures there)."""
-    catalog, out = location(catalog).absolute(), location(out).absolute()
-    fs = store(out)
-    scored_at = scored_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    res = JobResult()
-    fs.mkdirs(out)
-    for note in recover_scores(out):
-        echo(f"score: {note}")
-    manifest = read_scores_manifest(out)          # unreadable: an InputError before any work
-    token = uuid.uuid4().hex[:12]
-    staging = staging_dir(out, token)
-    t0 = time.perf_counter()
-    try:
-        fs.mkdir_new(staging)
-        arrow_fs(staging)        # the executors write through pyarrow: a store it cannot open fails here
-        meta_in, results = score_units(spark, catalog, fields, model, columns, opts, staging, scored_at, token,
-                                       batch_rows or BATCH_ROWS)
-        res.seconds["score_write"] = round(time.perf_counter() - t0, 3)
+    job = ScoreJob(spark, location(catalog).absolute(), location(out).absolute(), fields, model, columns, opts,
+                   catalog_manifest or {}, scored_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0),
+                   echo, after_commit, batch_rows or BATCH_ROWS)
+    run_staged(job, echo)
+    return job.res
+
+
+@dataclass
+class ScoreJob:
+    """Scoring as a staged job: Spark tasks score the Fields' work units into one staging
+    directory; per Field the rows in the catalogue = read = scored = staged and the ID checksums
+    agree; each Field is then committed on its own, its manifest entry written after its commit."""
+    spark: object
+    catalog: object
+    out: object
+    fields: list
+    model: ResolvedModel
+    columns: list
+    opts: ScoreOptions
+    catalog_manifest: dict
+    scored_at: _dt.datetime
+    echo: object
+    after_commit: object
+    batch_rows: int
+    res: JobResult = field(default_factory=JobResult)
+    manifest: dict = field(default_factory=dict)
+    name: str = "score"
+
+    @property
+    def targets(self) -> list:
+        return [self.out]
+
+    def recover(self, target) -> list[str]:
+        store(target).mkdirs(target)
+        notes = recover_scores(target)
+        self.manifest = read_scores_manifest(target)      # unreadable: an InputError before any work
+        return notes
+
+    def run(self, staging: dict, token: str) -> tuple[dict, list[dict]]:
+        t0 = time.perf_counter()
+        st = staging[self.out]
+        arrow_fs(st)        # the executors write through pyarrow: a store it cannot open fails here
+        meta_in, results = score_units(self.spark, self.catalog, self.fields, self.model, self.columns, self.opts,
+                                       st, self.scored_at, token, self.batch_rows)
+        self.res.seconds["score_write"] = round(time.perf_counter() - t0, 3)
         phases: dict = {}
         for r in results:
             for k, v in r["seconds"].items():
                 phases[k] = phases.get(k, 0.0) + v
-        res.seconds["python_workers"] = {k: round(v, 3) for k, v in sorted(phases.items())}
-        res.units = len(results)
-        check_accounting(fields, meta_in, parquet_rows_per_field(staging, fields), results)
+        self.res.seconds["python_workers"] = {k: round(v, 3) for k, v in sorted(phases.items())}
+        self.res.units = len(results)
+        self.res.rows_in = sum(meta_in.values())
+        self.res.rows_out = sum(r["rows_out"] for r in results)
+        return meta_in, results
+
+    def account(self, result, staging: dict) -> None:
+        meta_in, results = result
+        staged = parquet_rows_per_field(staging[self.out], self.fields)
+        for f in self.fields:
+            mine = [r for r in results if r["field"] == f]
+            check_rows({"rows in the catalogue": meta_in.get(f, 0), "rows read": sum(r["rows_in"] for r in mine),
+                        "rows scored": sum(r["rows_out"] for r in mine), "rows staged": staged.get(f, 0)},
+                       f"Field {f}", (sum(r["idsum_in"] for r in mine), sum(r["idsum_out"] for r in mine)))
+
+    def commit(self, result, staging: dict, token: str) -> None:
+        meta_in, _ = result
         t1 = time.perf_counter()
-        cat_fields = (catalog_manifest or {}).get("fields", {})
-        cat_sha = manifest_sha256(catalog)
+        out, fs, manifest, model, opts = self.out, store(self.out), self.manifest, self.model, self.opts
+        cat_fields = self.catalog_manifest.get("fields", {})
+        cat_sha = manifest_sha256(self.catalog)
         fs.delete(out / SUCCESS)
-        for f in fields:
-            commit_field(staging, out, f, token)
+        for f in self.fields:
+            commit_field(staging[out], out, f, token)
             rows = meta_in.get(f, 0)
             manifest.setdefault("fields", {})[str(f)] = {
-                "rows": rows, "scored_at": scored_at.isoformat(), "model": model.provenance(),
+                "rows": rows, "scored_at": self.scored_at.isoformat(), "model": model.provenance(),
                 "mc_samples": opts.mc_samples, "mc_seed": opts.mc_seed, "min_bands": opts.min_bands,
-                "catalog": str(catalog), "catalog_fingerprint": (cat_fields.get(str(f)) or {}).get("fingerprint"),
+                "catalog": str(self.catalog), "catalog_fingerprint": (cat_fields.get(str(f)) or {}).get("fingerprint"),
                 "catalog_manifest_sha256": cat_sha,
             }
-            manifest.update(manifest_version=MANIFEST_VERSION, updated_at=scored_at.isoformat(),
+            manifest.update(manifest_version=MANIFEST_VERSION, updated_at=self.scored_at.isoformat(),
                             quality_flags={str(k): v for k, v in QUALITY_FLAGS.items()})
             write_scores_manifest(out, manifest)
-            res.fields[f] = rows
-            echo(f"score: committed Field {f}: {rows} rows")
-            if after_commit is not None:
-                after_commit(f)
-        manifest["last_job"] = {"scored_at": scored_at.isoformat(), "fields": fields, "model": model.provenance(),
-                                "rows": sum(res.fields.values())}
+            self.res.fields[f] = rows
+            self.echo(f"score: committed Field {f}: {rows} rows")
+            if self.after_commit is not None:
+                self.after_commit(f)
+        manifest["last_job"] = {"scored_at": self.scored_at.isoformat(), "fields": self.fields,
+                                "model": model.provenance(), "rows": sum(self.res.fields.values())}
         write_scores_manifest(out, manifest)
         fs.write_bytes(out / SUCCESS, (json.dumps(manifest["last_job"], default=str) + "\n").encode())
-        res.seconds["commit"] = round(time.perf_counter() - t1, 3)
-    finally:
-        fs.delete(staging)
-    res.rows_in = sum(meta_in.values())
-    res.rows_out = sum(r["rows_out"] for r in results)
-    res.manifest = manifest
-    return res
+        self.res.seconds["commit"] = round(time.perf_counter() - t1, 3)
+        self.res.manifest = manifest
 
 
 # =============================================================================================
