@@ -74,7 +74,7 @@ def observed_frame_mag(s: np.ndarray, wave: np.ndarray, z: float, offset: float)
 def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.ndarray) -> tuple[dict, dict]:
     """(metrics, arrays for the report's figures) of the SED scores in the joined test rows `df`
     (galaxies by the truth; the mock's truth columns are needed). `mag`: detection-band magnitude."""
-    from galaxy_spark.train.sed import template_family, template_log_spectra, truth_log_spectra
+    from galaxy_spark.train.sed import truth_log_spectra
 
     coef_cols = basis.coefficient_columns()
     missing = [c for c in [*coef_cols, *TRUTH_SED_COLUMNS, TRUTH_DETECTION_MAG, "z_true", "is_star"] if c not in df]
@@ -85,28 +85,51 @@ def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.nd
     m = mag[gal]
     wave = basis.wave
     coeffs = d[coef_cols].to_numpy(np.float64)
-    lp = normalised_log(basis.spectra(coeffs), wave)
     lt = truth_log_spectra(d, wave)
     s_true = 10.0 ** lt
     z_true, z_phot = num(d, "z_true"), num(d, "z_phot")
-    tclass = num(d, "type_true")
-    err_net = fractional_error(lp, lt, wave)
+    err_net = fractional_error(normalised_log(basis.spectra(coeffs), wave), lt, wave)
+    err_label, uv_label = _label_errors(d, survey, basis, lt, z_true)
+    true_phot = basis.photometry(s_true, z_true, num(d, TRUTH_DETECTION_MAG))
+    groups = _groups(m, num(d, "type_true"))
+    recon = _reconstruction(d, basis, groups, err_net, err_label, uv_label, true_phot)
+    synth = _synthetic(d, basis, groups, m, true_phot)
+    band_basis = band_photometry_basis(basis, survey)
+    chi_rows, chi2_median = _chi2_bands(d, survey, basis, band_basis, coeffs, s_true, z_phot, z_true, m)
+    metrics = {"n_galaxies": int(len(d)), "label_source": basis.label_source, "reconstruction": recon,
+               "synthetic": synth, "chi2_bands": chi_rows, "chi2_per_band_median": {"network": chi2_median}}
+    metrics["summary"] = _summary(recon, synth, basis, chi2_median)
+    abs_v = next((f"abs_{filter_column(f)}" for f in basis.absolute if f.endswith("-V")), None)
+    colour = basis.colours[0][0]
+    arrays = {"mag": m, "frac_error_network": err_net, "frac_error_label": err_label, "type_true": num(d, "type_true"),
+              "colour": colour, "colour_filters": " − ".join(basis.colours[0][1:]), "colour_pred": num(d, colour),
+              "colour_true": true_phot[colour], "colour_label": uv_label,
+              "abs_name": abs_v, "abs_pred": num(d, abs_v) if abs_v else None,
+              "abs_true": true_phot.get(abs_v) if abs_v else None,
+              "chi2_bands": chi_rows,
+              "examples": _examples(d, survey, basis, band_basis, coeffs, s_true, m, err_net, true_phot),
+              "bright_mag": BRIGHT_MAG}
+    return metrics, arrays
 
-    # the catalogue label's own SED (what the default network is trained on)
+
+def _label_errors(d: pd.DataFrame, survey: Survey, basis: SEDBasis, lt: np.ndarray, z_true: np.ndarray):
+    """(|Δf/f| of the catalogue label's own SED against the truth, its rest-frame colour): the label
+    the default network is trained on; NaN without the catalogue's type column."""
+    from galaxy_spark.train.sed import template_family, template_log_spectra
+
+    err_label, uv_label = np.full(len(d), np.nan), np.full(len(d), np.nan)
     type_col = survey.labels.get("spectral_type")
-    err_label = np.full(len(d), np.nan)
-    uv_label = np.full(len(d), np.nan)
     if type_col in d:
-        family = template_family(survey, wave)
         tb = num(d, type_col)
         ok = np.isfinite(tb)
-        ll = template_log_spectra(tb[ok], *family, wave)
-        err_label[ok] = fractional_error(ll, lt[ok], wave)
-        lab_phot = basis.photometry(10.0 ** ll, z_true[ok])
-        uv_label[ok] = lab_phot[basis.colours[0][0]]
+        ll = template_log_spectra(tb[ok], *template_family(survey, basis.wave), basis.wave)
+        err_label[ok] = fractional_error(ll, lt[ok], basis.wave)
+        uv_label[ok] = basis.photometry(10.0 ** ll, z_true[ok])[basis.colours[0][0]]
+    return err_label, uv_label
 
-    true_phot = basis.photometry(s_true, z_true, num(d, TRUTH_DETECTION_MAG))
-    groups = _groups(m, tclass)
+
+def _reconstruction(d, basis, groups, err_net, err_label, uv_label, true_phot) -> list[dict]:
+    """Per galaxy group: the median |Δf/f| of the network and of the label, colour bias and NMAD."""
     recon = []
     for name, sel in groups.items():
         row = {"galaxies": name, "n": int(sel.sum()),
@@ -118,9 +141,11 @@ def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.nd
         st = _colour_stats(uv_label[sel], true_phot[basis.colours[0][0]][sel])
         row[f"label {basis.colours[0][0]} NMAD"] = st["nmad"]
         recon.append(row)
-    metrics = {"n_galaxies": int(len(d)), "label_source": basis.label_source, "reconstruction": recon}
+    return recon
 
-    # synthetic magnitudes in the model's filters against the truth's
+
+def _synthetic(d, basis, groups, m, true_phot) -> list[dict]:
+    """Synthetic magnitudes in the model's filters against the truth's (all, bright, faint)."""
     synth = []
     for f in basis.observed:
         col = f"mag_{filter_column(f)}"
@@ -137,10 +162,13 @@ def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.nd
                               "NMAD of colour to detection band": float(M.nmad(ce)) if ce.size else np.nan,
                               "outliers |Δm| > 0.3": float(np.mean(np.abs(pred[sel] - true[sel])[np.isfinite(pred[sel] - true[sel])] > 0.3))
                               if st["n"] else np.nan})
-    metrics["synthetic"] = synth
+    return synth
 
-    # χ² per band against the measured photometry
-    pb, bands, pivots = band_photometry_basis(basis, survey)
+
+def _chi2_bands(d, survey, basis, band_basis, coeffs, s_true, z_phot, z_true, m) -> tuple[list[dict], float]:
+    """χ² per band of the network's SED (at z_phot) and of the true SED against the measured
+    photometry, and the median over galaxies of the network's χ² per band."""
+    pb, bands, _ = band_basis
     pred_bands = pb.photometry(basis.spectra(coeffs), z_phot, m)
     true_bands = pb.photometry(s_true, z_true, num(d, TRUTH_DETECTION_MAG))
     chi_rows = []
@@ -158,50 +186,50 @@ def sed_evaluation(df: pd.DataFrame, survey: Survey, basis: SEDBasis, mag: np.nd
                          "median χ² network SED": float(np.median(c_pred[use])) if use.any() else np.nan,
                          "median χ² true SED": float(np.nanmedian(c_true[det])) if det.any() else np.nan,
                          "median Δm network": float(np.median((obs - pred_bands[f"mag_{filter_column(b)}"])[use])) if use.any() else np.nan})
-    metrics["chi2_bands"] = chi_rows
     red = chi_obj / np.maximum(n_obj, 1)
-    metrics["chi2_per_band_median"] = {"network": float(np.median(red[n_obj > 0])) if (n_obj > 0).any() else np.nan}
+    return chi_rows, float(np.median(red[n_obj > 0])) if (n_obj > 0).any() else np.nan
+
+
+def _summary(recon: list[dict], synth: list[dict], basis: SEDBasis, chi2_median: float) -> dict:
     first = {r["galaxies"]: r for r in recon}
     uv = basis.colours[0][0]
-    metrics["summary"] = {
+    out = {
         "frac_error_bright": first[f"< {BRIGHT_MAG}"]["network median |Δf/f|"],
         "frac_error_faint": first[f"≥ {BRIGHT_MAG}"]["network median |Δf/f|"],
         "frac_error_label_bright": first[f"< {BRIGHT_MAG}"]["catalogue label median |Δf/f|"],
         "frac_error_label_faint": first[f"≥ {BRIGHT_MAG}"]["catalogue label median |Δf/f|"],
         f"{uv}_nmad": first["all"][f"{uv} NMAD"], f"{uv}_nmad_bright": first[f"< {BRIGHT_MAG}"][f"{uv} NMAD"],
         f"{uv}_bias": first["all"][f"{uv} bias"],
-        "chi2_per_band_median": metrics["chi2_per_band_median"]["network"],
+        "chi2_per_band_median": chi2_median,
     }
     for r in synth:
         key = {"all": "all", f"< {BRIGHT_MAG}": "bright", f"≥ {BRIGHT_MAG}": "faint"}[r["galaxies"]]
-        metrics["summary"][f"{filter_column(r['filter'])}_nmad_{key}"] = r["nmad"]
+        out[f"{filter_column(r['filter'])}_nmad_{key}"] = r["nmad"]
+    return out
 
-    # a dozen bright galaxies spanning the colour range, for the figure
-    bright = np.flatnonzero((m < EXAMPLE_MAX_MAG) & np.isfinite(true_phot[basis.colours[0][0]]))
+
+def _examples(d, survey, basis, band_basis, coeffs, s_true, m, err_net, true_phot) -> list[dict]:
+    """A dozen bright galaxies spanning the colour range, for the figure."""
+    _, bands, pivots = band_basis
+    colour = true_phot[basis.colours[0][0]]
+    bright = np.flatnonzero((m < EXAMPLE_MAX_MAG) & np.isfinite(colour))
+    if not len(bright):
+        return []
+    z_true, z_phot, wave = num(d, "z_true"), num(d, "z_phot"), basis.wave
+    order = bright[np.argsort(colour[bright], kind="stable")]
+    pick = order[np.unique(np.round(np.linspace(0, len(order) - 1, min(N_EXAMPLES, len(order)))).astype(int))]
+    sp = basis.spectra(coeffs[pick])
+    det_model_p = basis.detection_magnitude(sp, z_phot[pick])
+    det_model_t = basis.detection_magnitude(s_true[pick], z_true[pick])
     examples = []
-    if len(bright):
-        order = bright[np.argsort(true_phot[basis.colours[0][0]][bright], kind="stable")]
-        pick = order[np.unique(np.round(np.linspace(0, len(order) - 1, min(N_EXAMPLES, len(order)))).astype(int))]
-        sp = basis.spectra(coeffs[pick])
-        det_model_p = basis.detection_magnitude(sp, z_phot[pick])
-        det_model_t = basis.detection_magnitude(s_true[pick], z_true[pick])
-        for j, i in enumerate(pick):
-            obs = np.array([num(d, b)[i] for b in bands])
-            err = np.array([num(d, survey.error_column(b))[i] for b in bands])
-            detected = np.array([num(d, state_column(b))[i] == DETECTED for b in bands])
-            examples.append({
-                "id": int(d[survey.id_column].iloc[i]), "z_true": float(z_true[i]), "z_phot": float(z_phot[i]),
-                "mag": float(m[i]), "type_true": float(tclass[i]), "frac_error": float(err_net[i]),
-                "pivots": pivots, "obs": obs, "err": err, "detected": detected,
-                "pred": observed_frame_mag(sp[j], wave, z_phot[i], m[i] - det_model_p[j]),
-                "true": observed_frame_mag(s_true[i], wave, z_true[i], num(d, TRUTH_DETECTION_MAG)[i] - det_model_t[j]),
-            })
-    abs_v = next((f"abs_{filter_column(f)}" for f in basis.absolute if f.endswith("-V")), None)
-    arrays = {"mag": m, "frac_error_network": err_net, "frac_error_label": err_label, "type_true": tclass,
-              "colour": basis.colours[0][0], "colour_filters": " − ".join(basis.colours[0][1:]), "colour_pred": num(d, basis.colours[0][0]),
-              "colour_true": true_phot[basis.colours[0][0]], "colour_label": uv_label,
-              "abs_name": abs_v, "abs_pred": num(d, abs_v) if abs_v else None,
-              "abs_true": true_phot.get(abs_v) if abs_v else None,
-              "chi2_bands": chi_rows, "examples": examples, "bright_mag": BRIGHT_MAG}
-    return metrics, arrays
-
+    for j, i in enumerate(pick):
+        examples.append({
+            "id": int(d[survey.id_column].iloc[i]), "z_true": float(z_true[i]), "z_phot": float(z_phot[i]),
+            "mag": float(m[i]), "type_true": float(num(d, "type_true")[i]), "frac_error": float(err_net[i]),
+            "pivots": pivots, "obs": np.array([num(d, b)[i] for b in bands]),
+            "err": np.array([num(d, survey.error_column(b))[i] for b in bands]),
+            "detected": np.array([num(d, state_column(b))[i] == DETECTED for b in bands]),
+            "pred": observed_frame_mag(sp[j], wave, z_phot[i], m[i] - det_model_p[j]),
+            "true": observed_frame_mag(s_true[i], wave, z_true[i], num(d, TRUTH_DETECTION_MAG)[i] - det_model_t[j]),
+        })
+    return examples

@@ -103,12 +103,66 @@ def _detect(ctx, rng, n, draw, true_mag, sizes, m5_det):
 
 
 def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq: np.random.SeedSequence):
-    survey = ctx.survey
+    """One CCD catalogue as columns (rows in ID order): detection and photometry, coverage,
+    morphology, flags, the 3" aperture, template-fit labels, positions and IDs, the truth. The
+    random draws happen in this fixed order (a seed gives the same file, byte for byte)."""
     rng = np.random.default_rng(seed_seq)
+    ph_ = _photometry(ctx, rng, n)
+    star, mag_det = ph_["star"], ph_["mag_det"]
+    x, y, observed, irms = _coverage(ctx, rng, n)
+    # saturated bright stars: some optical bands lost
+    nb = len(ctx.bands)
+    satur = star & (mag_det < ctx.mock.saturation_mag)
+    lost = satur[:, None] & ctx.optical[None, :] & (rng.random((n, nb)) < 0.3) \
+        & (ph.maggies_to_mag(ph_["f_true"]) < ctx.mock.saturation_mag - 0.5)
+    observed &= ~lost
+    f_obs, sig = ph_["f_obs"], ph_["sig"]
+    mag, err, detected = ph.to_catalogue(f_obs, sig, ph_["m5"], observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
+    mag[:, ctx.det] = mag_det
+    err[:, ctx.det] = 1.0857 * sig[:, ctx.det] / f_obs[:, ctx.det]
+    detected[:, ctx.det] = True
+    morph = _morphology(rng, ph_)
+    photoflag = _photoflags(rng, mag_det, satur)
+    aperture = _aperture3(ctx, rng, ph_, morph["sig_obs"])
+    flags = _flags(ctx, rng, star, mag_det, detected, irms)
+    # catalogue labels: template fitting on the observed photometry, as the survey did
+    labels = ctx.labeller.labels(mag, err, detected, observed, mag_det, ctx.det)
+    ra, dec, ids = _sky_and_ids(ctx, field, pointing, ccd, x, y)
+
+    cols: dict[str, np.ndarray] = {"ID": ids, "Field": np.full(n, field), "Pointing": np.full(n, pointing),
+                                   "CCD": np.full(n, ccd), "RA": ra, "Dec": dec, "x": x, "y": y, "area": ph_["area"]}
+    cols.update({k: morph[k] for k in ("fwhm", "stell", "ell", "a", "b", "theta", "rk", "rf")})
+    cols["s2n"] = ph_["s2n"]
+    cols["photoflag"] = photoflag
+    survey = ctx.survey
+    for k, band in enumerate(ctx.bands):
+        cols[band] = mag[:, k]
+        cols[survey.error_column(band)] = err[:, k]
+    quantities = {
+        **aperture, **flags, "xray": np.zeros(n, int), "saturated": satur.astype(int), "prior_magnitude": mag_det,
+        "detection_image": np.full(n, ctx.mock.image_pattern.format(field=field, pointing=pointing, ccd=ccd,
+                                                                    band=survey.detection_band), dtype=object),
+    }
+    for c in survey.csv_columns():
+        if c.mock == "irms":
+            cols[c.name] = irms[:, ctx.bands.index(c.band)]
+        elif c.mock is not None:
+            cols[c.name] = quantities[c.mock]
+    for role, values in labels.items():
+        if survey.label(role):
+            cols[survey.label(role)] = values
+    cols.update(_truth(ph_))
+    # rows in ID order, like the public files
+    o = np.argsort(ids, kind="stable")
+    return {k: v[o] for k, v in cols.items()}
+
+
+def _photometry(ctx: Context, rng, n: int) -> dict:
+    """This CCD's depths (the survey's, varied image to image), the detected galaxies and stars,
+    their true and observed fluxes (the detection band keeps the flux measured at detection)."""
     n_star = int(rng.binomial(n, ctx.mock.star_fraction))
     n_gal = n - n_star
     nb = len(ctx.bands)
-    # this CCD's depths: the survey's, varied image to image
     image_depth = rng.normal(0, 0.15, nb)
     m5 = ctx.m5 + image_depth
     m5_det = float(ctx.m5[ctx.det] + rng.normal(0, 0.08))
@@ -119,23 +173,22 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     s, area_s, fdet_s, sdet_s, s2n_s = _detect(
         ctx, rng, n_star, ctx.star.draw, lambda o: o.mag_det,
         lambda o, k: object_sizes(np.zeros(k), np.ones(k)), m5_det)
-
     is_star = np.r_[np.zeros(n_gal, int), np.ones(n_star, int)]
-    star = is_star.astype(bool)
     f_true = np.empty((n, nb))
     f_true[:n_gal] = g.maggies
     f_true[n_gal:] = 10 ** (-0.4 * (s.mag_det[:, None] + s.colours))
     area = np.r_[area_g, area_s]
-    ap = ph.aperture_factor(area)
-    f_obs, sig = ph.observe(rng, f_true, ctx.m5_noise + image_depth, ap)
-    # the detection band keeps the flux measured at detection
+    f_obs, sig = ph.observe(rng, f_true, ctx.m5_noise + image_depth, ph.aperture_factor(area))
     f_obs[:, ctx.det] = np.r_[fdet_g, fdet_s]
     sig[:, ctx.det] = np.r_[sdet_g, sdet_s]
-    s2n = np.r_[s2n_g, s2n_s]
-    mag_det_true = ph.maggies_to_mag(f_true[:, ctx.det])
-    mag_det = ph.maggies_to_mag(f_obs[:, ctx.det])
+    return {"g": g, "n_star": n_star, "is_star": is_star, "star": is_star.astype(bool), "f_true": f_true,
+            "f_obs": f_obs, "sig": sig, "area": area, "s2n": np.r_[s2n_g, s2n_s], "m5": m5, "m5_det": m5_det,
+            "mag_det_true": ph.maggies_to_mag(f_true[:, ctx.det]), "mag_det": ph.maggies_to_mag(f_obs[:, ctx.det])}
 
-    # ---- positions and coverage -----------------------------------------------------------
+
+def _coverage(ctx: Context, rng, n: int):
+    """Pixel positions, which bands observe each object and the relative weights (irms)."""
+    nb = len(ctx.bands)
     lo, hi = CCD_PIX
     x = rng.uniform(lo, hi, n)
     y = rng.uniform(lo, hi, n)
@@ -160,19 +213,13 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
         irms[bad, k] = np.minimum(irms[bad, k], rng.uniform(0.3, 0.95, int(bad.sum())))
     irms = np.clip(irms, 0, 1)
     irms[:, ctx.det] = np.clip(irms[:, ctx.optical].mean(1) + rng.normal(0, 0.003, n), 0, 1)
+    return x, y, observed, irms
 
-    # saturated bright stars: some optical bands lost
-    satur = star & (mag_det < ctx.mock.saturation_mag)
-    lost = satur[:, None] & ctx.optical[None, :] & (rng.random((n, nb)) < 0.3) \
-        & (ph.maggies_to_mag(f_true) < ctx.mock.saturation_mag - 0.5)
-    observed &= ~lost
 
-    mag, err, detected = ph.to_catalogue(f_obs, sig, m5, observed, ctx.nd_mag, ctx.no_mag, ctx.no_err)
-    mag[:, ctx.det] = mag_det
-    err[:, ctx.det] = 1.0857 * sig[:, ctx.det] / f_obs[:, ctx.det]
-    detected[:, ctx.det] = True
-
-    # ---- morphology ---------------------------------------------------------------------
+def _morphology(rng, p: dict) -> dict:
+    """Shape, size, Kron and flux radii and CLASS_STAR (`stell`) of every object."""
+    g, n_star, star, area, mag_det, mag_det_true = p["g"], p["n_star"], p["star"], p["area"], p["mag_det"], p["mag_det_true"]
+    n = len(area)
     size_px, sig_maj, sig_min = object_sizes(np.r_[g.r_e_arcsec, np.zeros(n_star)], np.r_[g.q, np.ones(n_star)])
     sig_obs = np.sqrt(sig_maj * sig_min)
     k2 = np.interp(mag_det_true, *AREA_K2)
@@ -200,15 +247,25 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     kap = np.interp(mag_det, [14, 20, 22, 24, 26], [60, 40, 12, 12, 14])
     kap = np.where(star | point_like, np.maximum(kap, np.interp(mag_det, [20, 23, 25], [60, 40, 14])), kap)
     stell = np.round(rng.beta(mu * kap, (1 - mu) * kap), 2)
+    return {"fwhm": fwhm, "stell": stell, "ell": ell, "a": a, "b": b, "theta": theta, "rk": rk, "rf": rf,
+            "sig_obs": sig_obs}
 
+
+def _photoflags(rng, mag_det: np.ndarray, satur: np.ndarray) -> np.ndarray:
+    n = len(mag_det)
     # photometric flags: 0 61%, 2 18%, 3 19%, 1 1% (blends more common for bright, big objects)
     p0 = np.interp(mag_det, [18, 19, 22, 24, 25], [0.2, 0.25, 0.45, 0.6, 0.65])
     u = rng.random(n)
     rest = (u - p0) / (1 - p0)
     photoflag = np.where(u < p0, 0, np.where(rest < 0.025, 1, np.where(rest < 0.5, 2, 3)))
     photoflag = np.where(satur, photoflag | 4, photoflag)
+    return photoflag
 
-    # ---- 3" aperture (shares most of its noise with the detection measurement) -------------
+
+def _aperture3(ctx: Context, rng, p: dict, sig_obs: np.ndarray) -> dict:
+    """The 3" aperture magnitude (shares most of its noise with the detection measurement)."""
+    star, f_true, f_obs, sig, m5_det = p["star"], p["f_true"], p["f_obs"], p["sig"], p["m5_det"]
+    n = len(star)
     frac3 = 1 - np.exp(-(1.5 / PIXEL_ARCSEC) ** 2 / (2 * (sig_obs * np.where(star, 1.0, 1.4)) ** 2))
     f3_true = f_true[:, ctx.det] * frac3 * 10 ** (-0.4 * 0.1)
     ap3 = np.full(n, ph.aperture_factor(np.pi * (1.5 / PIXEL_ARCSEC) ** 2) * 0.45)
@@ -219,8 +276,11 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
                                    np.ones((n, 1), bool), ctx.nd_mag, ctx.no_mag, ctx.no_err)
     m3, e3, det3 = m3[:, 0], e3[:, 0], det3[:, 0]
     m3c = np.where(det3, m3 + rng.normal(0.19, 0.03, n), ctx.no_mag)
+    return {"aperture_magnitude": m3, "aperture_magnitude_error": e3, "aperture_magnitude_corrected": m3c}
 
-    # ---- flags --------------------------------------------------------------------------
+
+def _flags(ctx: Context, rng, star, mag_det, detected, irms) -> dict:
+    n = len(star)
     nfobs = detected.sum(1)
     percw = np.clip(1 - rng.gamma(1.2, 0.012, n) - 0.1 * (irms[:, ctx.optical] < 0.8).mean(1), 0.8, 1.0)
     sflag = np.where(star, np.clip(1 - rng.exponential(0.01, n), 0, 1), np.clip(rng.exponential(0.035, n), 0, 1))
@@ -228,11 +288,13 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     sflag = np.where(confused, rng.uniform(0.1, 0.9, n), sflag)
     sflag = np.where(mag_det >= ctx.mock.stellar_flag_mag, 0.5, np.round(sflag, 2))
     dupli = (rng.random(n) < 0.006).astype(int)
+    return {"detections": nfobs, "weight_percentage": percw, "stellar_flag": sflag, "duplicate": dupli,
+            "low_weight_optical": (irms[:, ctx.optical] < 0.8).sum(1), "low_weight_nir": (irms[:, ctx.nir] < 0.8).sum(1)}
 
-    # ---- catalogue labels: template fitting on the observed photometry, as the survey did ------
-    labels = ctx.labeller.labels(mag, err, detected, observed, mag_det, ctx.det)
 
-    # ---- sky coordinates and IDs ----------------------------------------------------------
+def _sky_and_ids(ctx: Context, field: int, pointing: int, ccd: int, x: np.ndarray, y: np.ndarray):
+    """(RA, Dec, IDs): the CCD's place in its pointing and field; SExtractor-like numbering by y."""
+    survey, n = ctx.survey, len(x)
     ra0, dec0 = ctx.mock.field_centres[field]
     pts = survey.pointings[field]
     pi = pts.index(pointing) - 0.5 * (len(pts) - 1)
@@ -246,58 +308,18 @@ def make_ccd(ctx: Context, field: int, pointing: int, ccd: int, n: int, seed_seq
     number = np.empty(n, np.int64)
     number[order] = np.arange(1, n + 1)
     ids = np.array([survey.make_id(field, pointing, ccd, int(k)) for k in number], dtype=np.int64)
+    return ra, dec, ids
 
-    cols: dict[str, np.ndarray] = {}
-    put = cols.__setitem__
-    put("ID", ids)
-    put("Field", np.full(n, field))
-    put("Pointing", np.full(n, pointing))
-    put("CCD", np.full(n, ccd))
-    put("RA", ra)
-    put("Dec", dec)
-    put("x", x)
-    put("y", y)
-    put("area", area)
-    put("fwhm", fwhm)
-    put("stell", stell)
-    put("ell", ell)
-    put("a", a)
-    put("b", b)
-    put("theta", theta)
-    put("rk", rk)
-    put("rf", rf)
-    put("s2n", s2n)
-    put("photoflag", photoflag)
-    for k, band in enumerate(ctx.bands):
-        put(band, mag[:, k])
-        put(survey.error_column(band), err[:, k])
-    quantities = {
-        "aperture_magnitude": m3, "aperture_magnitude_error": e3, "aperture_magnitude_corrected": m3c,
-        "detections": nfobs, "xray": np.zeros(n, int), "weight_percentage": percw,
-        "saturated": satur.astype(int), "stellar_flag": sflag, "duplicate": dupli, "prior_magnitude": mag_det,
-        "low_weight_optical": (irms[:, ctx.optical] < 0.8).sum(1), "low_weight_nir": (irms[:, ctx.nir] < 0.8).sum(1),
-        "detection_image": np.full(n, ctx.mock.image_pattern.format(field=field, pointing=pointing, ccd=ccd,
-                                                                    band=survey.detection_band), dtype=object),
-    }
-    for c in survey.csv_columns():
-        if c.mock == "irms":
-            put(c.name, irms[:, ctx.bands.index(c.band)])
-        elif c.mock is not None:
-            put(c.name, quantities[c.mock])
-    for role, values in labels.items():
-        if survey.label(role):
-            put(survey.label(role), values)
-    put("z_true", np.r_[g.z, np.zeros(n_star)])
-    put("type_true", np.r_[g.type_bpz, np.zeros(n_star)])
-    put("logmass_true", np.r_[g.logmass, np.zeros(n_star)])
-    put("is_star", is_star)
-    # the true SED (shape only: mixture weights of the 5 templates, sum 1, and the dust) and the
-    # noiseless detection-band magnitude, against which predicted spectra are measured
+
+def _truth(p: dict) -> dict:
+    """The truth columns: redshift, type, mass, class, the true SED (shape only: mixture weights of
+    the 5 templates, sum 1, and the dust) and the noiseless detection-band magnitude."""
+    g, n_star = p["g"], p["n_star"]
     weights = g.coeffs / g.coeffs.sum(axis=1, keepdims=True)
+    out = {"z_true": np.r_[g.z, np.zeros(n_star)], "type_true": np.r_[g.type_bpz, np.zeros(n_star)],
+           "logmass_true": np.r_[g.logmass, np.zeros(n_star)], "is_star": p["is_star"]}
     for k, name in enumerate(TRUTH_SED_COLUMNS[:-1]):
-        put(name, np.r_[weights[:, k], np.zeros(n_star)])
-    put(TRUTH_SED_COLUMNS[-1], np.r_[g.av, np.zeros(n_star)])
-    put(TRUTH_DETECTION_MAG, mag_det_true)
-    # rows in ID order, like the public files
-    o = np.argsort(ids, kind="stable")
-    return {k: v[o] for k, v in cols.items()}
+        out[name] = np.r_[weights[:, k], np.zeros(n_star)]
+    out[TRUTH_SED_COLUMNS[-1]] = np.r_[g.av, np.zeros(n_star)]
+    out[TRUTH_DETECTION_MAG] = p["mag_det_true"]
+    return out

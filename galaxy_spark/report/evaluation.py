@@ -165,32 +165,51 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
     """The report page: every section of ``SECTIONS`` from the metrics, tables and ``plots``."""
     m = ev.metrics
     d = m["data"]
-    h = m["headline"]
-    primary = h["labels"]
-    det, survey = d["detection_band"], d["survey"]
-    parts = []
+    det = d["detection_band"]
+    rows = _redshift_rows(m)
+    parts = [_summary_section(m), *_comparison_section(m), _data_section(d), _redshift_section(m, rows, plots, det),
+             _baseline_section(m, plots, det, d["survey"]), _pz_section(rows, plots), _star_section(m, plots, det),
+             _mass_type_section(m, det), _sed_section(m.get("sed"), plots, det), _thesis_section(m),
+             section("Training curves", img_html(*plots["loss"])), _definitions_section(d)]
     nav = "".join(f'<a href="#{anchor(s)}">{html.escape(s)}</a>' for s in SECTIONS)
-    parts.append(section("Summary", f"<p>Held-out test split, {fmt(d['n_test'])} objects; headline figures "
-                          f"against the <b>{html.escape(primary)}</b> labels (galaxies for the redshift, "
-                          f"mass and type; all objects for star/galaxy).</p>{_kpis(h)}"
-                          + ("".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in m.get("notes", [])))))
-    if m.get("comparisons"):
-        comp = pd.DataFrame(m["comparisons"]).set_index("comparison")
-        parts.append(section("Three comparisons", (
-            "<p>Network and BPZ on the <b>same galaxies</b> of the test split. <i>Emulation</i>: against "
-            "the catalogue's own template-fit values (the thesis' task; on real data BPZ's answers). "
-            "<i>Spectroscopic</i>: against secure spectroscopic redshifts — what can be measured on "
-            "real data. <i>Truth</i>: the simulation's true redshifts, which exist only in the mock.</p>")
-            + table_html(comp)))
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return page(title, f"<p class='muted'>written {stamp}; model run {html.escape(str(d.get('model_run_id')))}</p>"
+                       f"<nav>{nav}</nav>" + "\n".join(parts))
+
+
+def _summary_section(m: dict) -> str:
+    d, h = m["data"], m["headline"]
+    return section("Summary", f"<p>Held-out test split, {fmt(d['n_test'])} objects; headline figures "
+                   f"against the <b>{html.escape(h['labels'])}</b> labels (galaxies for the redshift, "
+                   f"mass and type; all objects for star/galaxy).</p>{_kpis(h)}"
+                   + ("".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in m.get("notes", []))))
+
+
+def _comparison_section(m: dict) -> list[str]:
+    if not m.get("comparisons"):
+        return []
+    comp = pd.DataFrame(m["comparisons"]).set_index("comparison")
+    return [section("Three comparisons", (
+        "<p>Network and BPZ on the <b>same galaxies</b> of the test split. <i>Emulation</i>: against "
+        "the catalogue's own template-fit values (the thesis' task; on real data BPZ's answers). "
+        "<i>Spectroscopic</i>: against secure spectroscopic redshifts — what can be measured on "
+        "real data. <i>Truth</i>: the simulation's true redshifts, which exist only in the mock.</p>")
+        + table_html(comp))]
+
+
+def _data_section(d: dict) -> str:
     dtab = pd.DataFrame({"value": {k: d.get(k) for k in (
         "model_run_id", "model_name", "model_version", "model_uri", "n_scores", "n_scores_run",
         "n_scores_in_catalogue", "n_test", "test_split", "label_sets", "detection_band", "seconds")}})
     dtab["value"] = dtab["value"].map(lambda v: ", ".join(v) if isinstance(v, list) else v)
     dtab.index.name = "item"
-    parts.append(section("Data", table_html(dtab)
-                          + f"<p class='muted'>Galaxies: catalogue {html.escape(d['galaxy_definition']['catalogue'])}; "
-                            f"truth {html.escape(d['galaxy_definition']['truth'])}.</p>"))
+    return section("Data", table_html(dtab)
+                   + f"<p class='muted'>Galaxies: catalogue {html.escape(d['galaxy_definition']['catalogue'])}; "
+                     f"truth {html.escape(d['galaxy_definition']['truth'])}.</p>")
 
+
+def _redshift_rows(m: dict) -> dict:
+    """Overall redshift metrics per estimator and label set (network; network and BPZ on BPZ's objects)."""
     rows = {f"network / {src}": v["redshift"]["overall"] for src, v in m["network"].items()}
     base = m.get("baseline")
     if base:
@@ -198,6 +217,10 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             if src in base["bpz"]:
                 rows[f"network, BPZ objects / {src}"] = base["network"][src]["redshift"]["overall"]
                 rows[f"BPZ / {src}"] = base["bpz"][src]["redshift"]["overall"]
+    return rows
+
+
+def _redshift_section(m: dict, rows: dict, plots: dict, det: str) -> str:
     body = table_html(_overall_rows(rows, REDSHIFT_KEYS))
     body += img_html(*plots["pred_vs_true"])
     for src, v in m["network"].items():
@@ -206,37 +229,41 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
         body += f"<h3>Network, by redshift ({html.escape(src)} labels)</h3>" + table_html(
             _bins(v["redshift"]["by_z"]), index=False)
     body += img_html(*plots["residuals_mag"]) + img_html(*plots["residuals_z"]) + img_html(*plots["nz"])
-    parts.append(section("Redshift", body))
+    return section("Redshift", body)
 
-    if base:
-        t = pd.DataFrame({
-            "network": {"objects": base["n"], "objects_per_s": base["network"]["timing"].get("objects_per_s"),
-                        "seconds": base["network"]["timing"].get("seconds")},
-            "BPZ": {"objects": base["n"], "objects_per_s": base["bpz"]["timing"]["objects_per_s"],
-                    "seconds": base["bpz"]["timing"]["seconds"]}}).T
-        t.index.name = "estimator"
-        body = (f"<p>BPZ (CWW+Kinney templates, the {html.escape(survey)} response curves, Madau IGM, HDF-N prior; "
-                f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
-                f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
-                f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
-                f"<code>Ensemble.predict</code>, features included, best of "
-                f"{base['network']['timing'].get('repeats', '–')}; BPZ: the timed fit with p(z); both one "
-                f"process on this machine; BPZ grid built once in {fmt(base['bpz']['timing']['grid_seconds'])} s, "
-                f"not counted).</p>" + table_html(t))
-        for src in m["network"]:
-            if src not in base["bpz"]:
-                continue
-            body += f"<h3>By {det} ({html.escape(src)} labels)</h3>" + table_html(
-                _side_by_side(base["network"][src]["redshift"]["by_mag"], base["bpz"][src]["redshift"]["by_mag"]),
-                index=False)
-            body += f"<h3>By redshift ({html.escape(src)} labels)</h3>" + table_html(
-                _side_by_side(base["network"][src]["redshift"]["by_z"], base["bpz"][src]["redshift"]["by_z"]),
-                index=False)
-        body += img_html(*plots["binned_mag"]) + img_html(*plots["binned_z"])
-    else:
-        body = "<p class='muted'>BPZ baseline not run.</p>"
-    parts.append(section("Redshift: network vs BPZ", body))
 
+def _baseline_section(m: dict, plots: dict, det: str, survey: str) -> str:
+    base = m.get("baseline")
+    if not base:
+        return section("Redshift: network vs BPZ", "<p class='muted'>BPZ baseline not run.</p>")
+    t = pd.DataFrame({
+        "network": {"objects": base["n"], "objects_per_s": base["network"]["timing"].get("objects_per_s"),
+                    "seconds": base["network"]["timing"].get("seconds")},
+        "BPZ": {"objects": base["n"], "objects_per_s": base["bpz"]["timing"]["objects_per_s"],
+                "seconds": base["bpz"]["timing"]["seconds"]}}).T
+    t.index.name = "estimator"
+    body = (f"<p>BPZ (CWW+Kinney templates, the {html.escape(survey)} response curves, Madau IGM, HDF-N prior; "
+            f"<code>galaxy_spark.fitting.bpz</code>) and the network on the same {fmt(base['n'])} test "
+            f"objects ({html.escape(base['subsample'])}, at most {fmt(base['cap'])}). Throughput ratio "
+            f"network/BPZ: <b>{fmt(base['throughput_ratio'])}×</b> (network: in-process "
+            f"<code>Ensemble.predict</code>, features included, best of "
+            f"{base['network']['timing'].get('repeats', '–')}; BPZ: the timed fit with p(z); both one "
+            f"process on this machine; BPZ grid built once in {fmt(base['bpz']['timing']['grid_seconds'])} s, "
+            f"not counted).</p>" + table_html(t))
+    for src in m["network"]:
+        if src not in base["bpz"]:
+            continue
+        body += f"<h3>By {det} ({html.escape(src)} labels)</h3>" + table_html(
+            _side_by_side(base["network"][src]["redshift"]["by_mag"], base["bpz"][src]["redshift"]["by_mag"]),
+            index=False)
+        body += f"<h3>By redshift ({html.escape(src)} labels)</h3>" + table_html(
+            _side_by_side(base["network"][src]["redshift"]["by_z"], base["bpz"][src]["redshift"]["by_z"]),
+            index=False)
+    body += img_html(*plots["binned_mag"]) + img_html(*plots["binned_z"])
+    return section("Redshift: network vs BPZ", body)
+
+
+def _pz_section(rows: dict, plots: dict) -> str:
     prow = {k: {kk: v.get(kk) for kk in ("n", "crps", "coverage68", "coverage95", "pit_ks")} for k, v in rows.items()}
     body = ("<p>PIT and CRPS of the network come from the five quantiles in the scores (2.5, 16, 50, 84, "
             "97.5%): PIT by linear interpolation between them, CRPS = 2∫ρ<sub>τ</sub> dτ with the quantile "
@@ -244,8 +271,10 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             "from its full p(z). Nominal coverage: 0.68 and 0.95.</p>"
             + table_html(_overall_rows(prow, ("n", "crps", "coverage68", "coverage95", "pit_ks")))
             + img_html(*plots["pit"]))
-    parts.append(section("Probabilistic redshift", body))
+    return section("Probabilistic redshift", body)
 
+
+def _star_section(m: dict, plots: dict, det: str) -> str:
     ckeys = ("n", "purity", "completeness", "specificity", "roc_auc", "balanced_accuracy", "accuracy", "tp", "fp",
              "fn", "tn")
     body = table_html(_overall_rows({f"network / {s}": v["stellarity"]["overall"] for s, v in m["network"].items()},
@@ -255,10 +284,12 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             _bins(v["stellarity"]["by_mag"], ("lo", "hi", "count", "purity", "completeness", "roc_auc",
                                              "balanced_accuracy", "accuracy")), index=False)
     body += img_html(*plots["star_galaxy"])
-    parts.append(section("Star/galaxy", "<p>Star = positive class, predicted star when p_star ≥ 0.5. Bare "
+    return section("Star/galaxy", "<p>Star = positive class, predicted star when p_star ≥ 0.5. Bare "
                           "accuracy is not the figure of merit: a constant 'galaxy' answer scores the "
-                          "majority-class share.</p>" + body))
+                          "majority-class share.</p>" + body)
 
+
+def _mass_type_section(m: dict, det: str) -> str:
     rk = ("n", "bias", "nmad", "std", "rmse", "r2", "slope")
     rrows = {}
     for s, v in m["network"].items():
@@ -268,9 +299,11 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
     for s, v in m["network"].items():
         body += f"<h3>Stellar mass by {det} ({html.escape(s)})</h3>" + table_html(
             _bins(v["stellar_mass"]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
-    parts.append(section("Stellar mass and spectral type",
-                          "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body))
+    return section("Stellar mass and spectral type",
+                          "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body)
 
+
+def _thesis_section(m: dict) -> str:
     th = m["thesis"]
     tt = pd.DataFrame(th["table"]).set_index("network")
     this = pd.DataFrame(th["this_model_test"])
@@ -281,9 +314,10 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             "network's score as the thesis computed it, from <code>results/results_table.csv</code>; test: "
             f"after slope correction, catalogue labels). Runs: {html.escape(runs)}.</p>"
             + table_html(tt) + "<h3>This model on the evaluated test objects</h3>" + table_html(this))
-    parts.append(_sed_section(m.get("sed"), plots, det))
-    parts.append(section("The thesis side by side", body))
-    parts.append(section("Training curves", img_html(*plots["loss"])))
+    return section("The thesis side by side", body)
+
+
+def _definitions_section(d: dict) -> str:
     defs = ("<ul><li>ez = (z_pred − z_true)/(1 + z_true); bias = median(ez); σ_NMAD = 1.4826·median(|ez − "
             "median(ez)|); outlier fraction = share with |ez| &gt; 0.15; RAIL outliers: |ez| &gt; max(0.06, "
             "3σ_IQR), σ_IQR = IQR(ez)/1.349.</li><li>PIT = CDF(z_true) (uniform when calibrated; KS = distance "
@@ -293,10 +327,7 @@ def render_html(ev: Evaluation, plots: dict, title: str) -> str:
             f"{html.escape(d['test_split'])} (SplitMix64 of the ID), never used for training, early stopping or "
             "calibration.</li><li>Magnitude bins use the catalogue's detection-band magnitude (detected objects "
             "only).</li></ul>")
-    parts.append(section("Definitions", defs))
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return page(title, f"<p class='muted'>written {stamp}; model run {html.escape(str(d.get('model_run_id')))}</p>"
-                       f"<nav>{nav}</nav>" + "\n".join(parts))
+    return section("Definitions", defs)
 
 
 def _sed_section(sed: dict | None, plots: dict, det: str) -> str:
