@@ -165,7 +165,6 @@ def validate_batch(batch, survey: Survey, convention: str):
       bad_magnitude  a band's magnitude/error pair breaks the sentinel (or VizieR flag) convention
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
@@ -176,17 +175,35 @@ def validate_batch(batch, survey: Survey, convention: str):
             list(batch.columns) + [pa.array([], pa.type_for_alias(_ARROW[t])) for _, t in validated_columns(survey)],
             names=names)
     col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+    problems: dict[str, list] = {k: [] for k in REASONS}   # code -> [(row mask, message(rows))]
+    typed_out, parsed = _typed_columns(col, survey, convention, problems)
+    _decode_bands(col, parsed, survey, convention, problems, typed_out)
+    _check_layout_and_id(col, parsed, survey, problems, typed_out, n)
+    reason, detail = _reasons(n, problems, col[R.N_FIELDS], col[R.EXPECTED_FIELDS])
+    names = list(batch.schema.names) + [nm for nm, _ in validated_columns(survey)]
+    arrays = list(batch.columns) + [typed_out[nm] for nm, _ in validated_columns(survey)[:-2]] + [reason, detail]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _masked(values, keep, arrow_type):
+    import pyarrow as pa
+
+    return pa.array(values, type=arrow_type, mask=~keep)
+
+
+def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -> tuple[dict, dict]:
+    """Parse every numeric raw column (`_Parsed`), record missing, non-numeric and non-finite
+    values in `problems`, and type the non-band columns (ID, integers with the int32/int64 range,
+    floats; the survey's null values → null). Returns (typed columns, parsed columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     s = survey.sentinels
     band_set = set(survey.band_names)
     err_set = {survey.error_column(b) for b in band_set}
     keys = [survey.id_column, *LAYOUT_COLUMNS]
-    problems: dict[str, list] = {k: [] for k in REASONS}   # code -> [(row mask, message(rows))]
     typed_out: dict[str, pa.Array] = {}
     parsed: dict[str, _Parsed] = {}
-
-    def masked(values, keep, arrow_type):
-        return pa.array(values, type=arrow_type, mask=~keep)
-
     for c in R.raw_value_columns(survey):
         if c.type == "string":
             continue
@@ -209,21 +226,28 @@ def validate_batch(batch, survey: Survey, convention: str):
             arr = typed_ids(col[c.name])
         elif c.type == "int":
             keep = whole & (np.abs(p.value) <= _INT_MAX)
-            arr = masked(np.where(keep, p.value, 0).astype(np.int32), keep, pa.int32())
+            arr = _masked(np.where(keep, p.value, 0).astype(np.int32), keep, pa.int32())
         elif c.type == "long":
             keep = whole & (np.abs(p.value) < 2.0 ** 63)
-            arr = masked(np.where(keep, p.value, 0).astype(np.int64), keep, pa.int64())
+            arr = _masked(np.where(keep, p.value, 0).astype(np.int64), keep, pa.int64())
         else:
-            arr = masked(p.value, p.ok, pa.float64())
+            arr = _masked(p.value, p.ok, pa.float64())
         null_value = (s.get("null_values") or {}).get(c.name)
         if null_value is not None:
             v = arr.to_numpy(zero_copy_only=False)
             keep = ~np.asarray(arr.is_null()) & (v != float(null_value))
-            arr = masked(np.where(keep, v, 0).astype(v.dtype), keep, arr.type)
+            arr = _masked(np.where(keep, v, 0).astype(v.dtype), keep, arr.type)
         typed_out[typed(c.name)] = arr
     for c in survey.csv_extra:
         if c.type == "string":
             typed_out[typed(c.name)] = pc.if_else(_blank(col[c.name]), pa.scalar(None, pa.string()), col[c.name])
+    return typed_out, parsed
+
+
+def _decode_bands(col: dict, parsed: dict, survey: Survey, convention: str, problems: dict, typed_out: dict) -> None:
+    """Decode each band's magnitude/error pair by the survey's convention into magnitude, error,
+    limit and state columns (in `typed_out`); convention breaks go to `problems`."""
+    import pyarrow as pa
 
     decode = _decode_sentinel if convention == "sentinel" else _decode_vizier
     flag_bands = set(R.limit_flag_bands(survey))
@@ -232,12 +256,17 @@ def validate_batch(batch, survey: Survey, convention: str):
         flag = col.get(R.limit_flag_column(b)) if b in flag_bands else None
         mag, err, lim, state, bad = decode(parsed[b], parsed[de], flag, survey, b)
         problems["bad_magnitude"].append(bad)
-        typed_out[typed(b)] = masked(mag[0], mag[1], pa.float64())
-        typed_out[typed(de)] = masked(err[0], err[1], pa.float64())
-        typed_out[typed(lim_column(b))] = masked(lim[0], lim[1], pa.float64())
+        typed_out[typed(b)] = _masked(mag[0], mag[1], pa.float64())
+        typed_out[typed(de)] = _masked(err[0], err[1], pa.float64())
+        typed_out[typed(lim_column(b))] = _masked(lim[0], lim[1], pa.float64())
         typed_out[typed(state_column(b))] = pa.array(state, type=pa.int8())
 
-    # layout and ID, on the typed columns
+
+def _check_layout_and_id(col: dict, parsed: dict, survey: Survey, problems: dict, typed_out: dict, n: int) -> None:
+    """(Field, Pointing, CCD) must be a CCD catalogue of the survey; the ID must have the scheme's
+    digits and encode them."""
+    import pyarrow.compute as pc
+
     fpc = [typed_out[typed(k)] for k in LAYOUT_COLUMNS]
     have = ~np.asarray(fpc[0].is_null()) & ~np.asarray(fpc[1].is_null()) & ~np.asarray(fpc[2].is_null())
     fld, pnt, ccd = (np.asarray(a.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64) for a in fpc)
@@ -263,11 +292,6 @@ def validate_batch(batch, survey: Survey, convention: str):
     problems["bad_id"].append((have & ~ids.blank & ~id_ok, lambda rows: [
         f"{survey.id_column}={t} does not match the {survey.id_digits}-digit scheme for "
         + "/".join(LAYOUT_COLUMNS) + f" {w}" for t, w in zip(ids.text(rows), where(rows))]))
-
-    reason, detail = _reasons(n, problems, col[R.N_FIELDS], col[R.EXPECTED_FIELDS])
-    names = list(batch.schema.names) + [nm for nm, _ in validated_columns(survey)]
-    arrays = list(batch.columns) + [typed_out[nm] for nm, _ in validated_columns(survey)[:-2]] + [reason, detail]
-    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _reasons(n: int, problems: dict, n_fields, expected):
