@@ -17,6 +17,7 @@ from galaxy_spark.evaluate.job import Evaluation
 from galaxy_spark.io.commit import staged_replace
 from galaxy_spark.drawing import plots as P
 from galaxy_spark.drawing import sed_plots as SP
+from galaxy_spark.model.heads import HEADS
 from galaxy_spark.drawing.html import (anchor, fmt, img_html, page, section, table_html, write_metrics_json,
                                       write_report_manifest)
 
@@ -290,15 +291,17 @@ def _star_section(m: dict, plots: dict, det: str) -> str:
 
 
 def _mass_type_section(m: dict, det: str) -> str:
+    """Every regression head of the head table (stellar mass, spectral type, …): overall and by
+    detection magnitude."""
     rk = ("n", "bias", "nmad", "std", "rmse", "r2", "slope")
-    rrows = {}
-    for s, v in m["network"].items():
-        rrows[f"stellar mass / {s}"] = v["stellar_mass"]["overall"]
-        rrows[f"spectral type / {s}"] = v["spectral_type"]["overall"]
+    heads = [h.name for h in HEADS if h.kind == "regression"]
+    rrows = {f"{h.replace('_', ' ')} / {s}": v[h]["overall"] for h in heads for s, v in m["network"].items() if h in v}
     body = table_html(_overall_rows(rrows, rk))
-    for s, v in m["network"].items():
-        body += f"<h3>Stellar mass by {det} ({html.escape(s)})</h3>" + table_html(
-            _bins(v["stellar_mass"]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
+    for h in heads:
+        for s, v in m["network"].items():
+            if h in v:
+                body += f"<h3>{html.escape(h.replace('_', ' ').capitalize())} by {det} ({html.escape(s)})</h3>" + table_html(
+                    _bins(v[h]["by_mag"], ("lo", "hi", "count", "bias", "nmad", "r2")), index=False)
     return section("Stellar mass and spectral type",
                           "<p>Galaxies; bias = median(pred − true), NMAD and std of pred − true.</p>" + body)
 
