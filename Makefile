@@ -137,6 +137,7 @@ bench: setup
 	$(PY) benchmarks/bench_scoring.py --objects $(OBJECTS) --scale 10 --out reports/bench/scoring.json
 	$(PY) benchmarks/bench_reprocess.py --out reports/bench/reprocess.json
 	$(PY) benchmarks/bench_sed.py --catalog $(CATALOG) --model models:/$(MODEL_NAME)@champion --out reports/bench/sed.json
+	$(PY) benchmarks/bench_served.py --catalog $(CATALOG) --scores $(SCORES) --model models:/$(MODEL_NAME)@champion --out reports/bench/served.json
 
 clean:
 	rm -rf data reports spark-warehouse mlartifacts mlruns mlflow.db .bench
