@@ -1,5 +1,6 @@
-"""The ensemble: four networks (+ the optional SED network and its basis) + feature spec +
-calibration, one predict(), NumPy only.
+"""The ensemble: one network per head of the head table (model/heads.py; the optional SED network
+with its basis) + feature spec + calibration, one predict() (the scoring kernel, model/estimates.py,
+in bounded chunks), NumPy only.
 
 Saved as a directory: `ensemble.json` (feature spec, network specs, calibration, provenance) and
 `weights.npz` (normalisation and Dense weights). Evaluating the small dense networks with NumPy

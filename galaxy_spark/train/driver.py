@@ -1,7 +1,7 @@
-"""Training driver: Spark reads the catalogue, the driver fits the four networks of a preset (and
-its SED network when it has one),
+"""Training driver: Spark reads the catalogue, the driver fits the preset's network for each head
+of the head table (model/heads.py; the SED network when the preset has one),
 corrects their slope bias on the validation split, logs everything to MLflow (one parent run,
-one nested run per network) and registers the four as one pyfunc ensemble.
+one nested run per network) and registers them as one pyfunc ensemble.
 
 The steps of `train`, in order: check the options, read the training data (train/data.py), log
 the run's parameters, fit and calibrate each network (train/fit.py), measure the ensemble on the
