@@ -30,7 +30,7 @@ from galaxy_spark.model.ensemble import Ensemble
 ARTIFACT_KEY = "ensemble"
 
 # The package modules `predict` imports (relative to galaxy_spark/), shipped with the model.
-SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "features.py",
+SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "survey_types.py", "features.py",
                    "model/__init__.py", "model/ensemble.py", "model/estimates.py", "model/heads.py",
                    "model/kernels.py", "model/pyfunc.py", "model/sed.py")
 # Third-party distributions those modules import, pinned in the model's requirements.txt.
