@@ -98,6 +98,10 @@ def test_model_is_self_contained(served):
 
     with use_tracking_uri(served["env"]["MLFLOW_TRACKING_URI"]):
         local = Path(mlflow.artifacts.download_artifacts(MODEL, dst_path=str(served["dir"] / "dl")))
+    import yaml
+
+    meta = yaml.safe_load((local / "MLmodel").read_text())["metadata"]
+    assert "quality_flags bits 16 + 1" in meta["input_checks"] and "star_class" in meta["outputs"]
     reqs = (local / "requirements.txt").read_text().split()
     pinned = {r.split("==")[0].lower() for r in reqs if "==" in r}
     assert {d.lower() for d in REQUIRED_DISTRIBUTIONS} <= pinned, reqs

@@ -28,6 +28,14 @@ from galaxy_spark.errors import InputError
 from galaxy_spark.model.ensemble import Ensemble
 
 ARTIFACT_KEY = "ensemble"
+# What the model checks at its door, logged with it (MLmodel `metadata.input_checks`) beside the
+# signature, which has no room for prose.
+INPUT_CHECKS = ("Every input column of the signature is required: a request without some is a 400 naming them. "
+                "Per row, a band state other than 0 (detected), 1 (not detected) or 2 (not observed), or a "
+                "detection's magnitude or error or a non-detection's limit outside the survey's valid ranges "
+                "(an undecoded sentinel such as 99 lands there) gives null estimates and quality_flags bits "
+                "16 + 1; nothing is estimated from such a row. Output: the Spark scores' estimate columns, "
+                "same names, dtypes and values (galaxy_spark docs/outputs.md).")
 
 # The package modules `predict` imports (relative to galaxy_spark/), shipped with the model.
 SHIPPED_MODULES = ("__init__.py", "errors.py", "config.py", "survey.py", "survey_types.py", "features.py",

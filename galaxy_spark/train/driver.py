@@ -214,7 +214,7 @@ def _log_model(ensemble: Ensemble, register: str | None, artifacts: Path):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from galaxy_spark.model.pyfunc import ARTIFACT_KEY, GalaxyEnsembleModel, requirements, shipped_code
+    from galaxy_spark.model.pyfunc import ARTIFACT_KEY, INPUT_CHECKS, GalaxyEnsembleModel, requirements, shipped_code
 
     ens_dir = ensemble.save(artifacts / "ensemble")
     code = shipped_code(artifacts / "code")
@@ -228,6 +228,8 @@ def _log_model(ensemble: Ensemble, register: str | None, artifacts: Path):
     return mlflow.pyfunc.log_model(
         name="ensemble", python_model=GalaxyEnsembleModel(), artifacts={ARTIFACT_KEY: str(ens_dir)},
         signature=signature, registered_model_name=register or None, pip_requirements=requirements(),
+        metadata={"input_checks": INPUT_CHECKS, "outputs": {c.name: f"{c.dtype}, {c.unit}: {c.description}"
+                                                            for c in ensemble.output_table()}},
         code_paths=[str(code)],
     )
 
