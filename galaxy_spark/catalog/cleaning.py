@@ -28,8 +28,9 @@ import numpy as np
 
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
+from galaxy_spark.catalog.decode import Parsed, blank, decode_sentinel, decode_vizier
 from galaxy_spark.features import ThesisClip
-from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, Survey, lim_column, state_column
+from galaxy_spark.survey import Survey, lim_column, state_column
 
 REASON = "reason"
 REASON_DETAIL = "reason_detail"
@@ -61,12 +62,6 @@ def convention_for(fmt: str) -> str:
 # generated projection of ~3,000 nodes that ran at ~0.4 ms per row (every row evaluated every
 # column's checks); here a column of plain numbers is one Arrow cast, ~13 us per 113-column row.
 LAYOUT_COLUMNS = ("Field", "Pointing", "CCD")  # required by every survey file (survey.py)
-_INT_MAX = 2147483647
-_JAVA_WS = "".join(map(chr, range(0x21)))      # what Java's String.trim removes (chars <= ' ')
-# Numbers as Java's Double.parseDouble reads them (decimal forms; an f/d suffix is allowed),
-# plus Spark's special literals inf/infinity/nan in any case.
-_NUMBER_RE = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[fFdD]?|NaN|Infinity)$"
-_SPECIAL_RE = r"^([+-]?inf(inity)?|nan)$"
 _ID_RE = r"^[0-9]{1,18}$"
 
 
@@ -98,57 +93,6 @@ def typed_ids(raw):
     t = pc.utf8_trim(raw, " ")
     digits = pc.fill_null(pc.match_substring_regex(t, _ID_RE), False)
     return pc.cast(pc.if_else(digits, t, pa.scalar(None, pa.string())), pa.int64())
-
-
-def _blank(arr):
-    """Null or only spaces (SQL trim() = '')."""
-    import pyarrow.compute as pc
-
-    return pc.fill_null(pc.equal(pc.utf8_trim(arr, " "), ""), True).to_numpy(zero_copy_only=False)
-
-
-class _Parsed:
-    """One raw string column: its text, blank mask, parsed doubles (NaN where unreadable) and
-    the mask of values that parsed."""
-
-    def __init__(self, arr, fast: bool = True):
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        self.raw = arr
-        value = None
-        if fast:    # a column of plain numbers (and nulls) casts in one call
-            try:
-                value = pc.cast(arr, pa.float64())
-            except pa.ArrowInvalid:
-                pass
-        if value is not None:
-            self.blank = np.asarray(arr.is_null())
-            self.ok = ~self.blank
-            self.value = value.to_numpy(zero_copy_only=False).copy()    # writable: odd rows are redone
-            odd = self.ok & ~np.isfinite(self.value)
-            if not odd.any():
-                return
-            # NaN/inf spellings differ between Arrow and Java/Spark ("-nan"): those rows the slow way
-            slow = _Parsed(arr.filter(pa.array(odd)), fast=False)
-            self.ok[odd], self.value[odd] = slow.ok, slow.value
-            return
-        self.blank = _blank(arr)
-        t = pc.utf8_trim(arr, _JAVA_WS)
-        number = pc.fill_null(pc.match_substring_regex(t, _NUMBER_RE), False)
-        special = pc.fill_null(pc.match_substring_regex(t, _SPECIAL_RE, ignore_case=True), False)
-        ok = pc.or_(number, special)
-        # Arrow's parser takes neither Java's f/d suffix (but "inf" keeps its f) nor a leading +
-        t = pc.if_else(pc.and_not(number, special), pc.replace_substring_regex(t, r"[fFdD]$", ""), t)
-        text = pc.if_else(ok, pc.replace_substring_regex(t, r"^\+", ""), pa.scalar(None, pa.string()))
-        self.ok = ok.to_numpy(zero_copy_only=False)
-        self.value = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-        self.value = np.where(self.ok, self.value, np.nan)
-
-    def text(self, rows) -> list:
-        """The raw strings of `rows` (indices), as the file had them ('null' for no value)."""
-        return ["null" if v is None else v for v in self.raw.take(rows).to_pylist()]
 
 
 def validate_batch(batch, survey: Survey, convention: str):
@@ -192,7 +136,7 @@ def _masked(values, keep, arrow_type):
 
 
 def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -> tuple[dict, dict]:
-    """Parse every numeric raw column (`_Parsed`), record missing, non-numeric and non-finite
+    """Parse every numeric raw column (`Parsed`), record missing, non-numeric and non-finite
     values in `problems`, and type the non-band columns (ID, integers with the int32/int64 range,
     floats; the survey's null values → null). Returns (typed columns, parsed columns)."""
     import pyarrow as pa
@@ -203,11 +147,11 @@ def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -
     err_set = {survey.error_column(b) for b in band_set}
     keys = [survey.id_column, *LAYOUT_COLUMNS]
     typed_out: dict[str, pa.Array] = {}
-    parsed: dict[str, _Parsed] = {}
+    parsed: dict[str, Parsed] = {}
     for c in R.raw_value_columns(survey):
         if c.type == "string":
             continue
-        p = parsed[c.name] = _Parsed(col[c.name])
+        p = parsed[c.name] = Parsed(col[c.name])
         is_band = c.name in band_set or c.name in err_set
         if c.name in keys or (convention == "sentinel" and is_band):
             problems["missing_value"].append((p.blank, lambda rows, name=c.name: [f"{name} empty"] * len(rows)))
@@ -240,7 +184,7 @@ def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -
         typed_out[typed(c.name)] = arr
     for c in survey.csv_extra:
         if c.type == "string":
-            typed_out[typed(c.name)] = pc.if_else(_blank(col[c.name]), pa.scalar(None, pa.string()), col[c.name])
+            typed_out[typed(c.name)] = pc.if_else(blank(col[c.name]), pa.scalar(None, pa.string()), col[c.name])
     return typed_out, parsed
 
 
@@ -249,7 +193,7 @@ def _decode_bands(col: dict, parsed: dict, survey: Survey, convention: str, prob
     limit and state columns (in `typed_out`); convention breaks go to `problems`."""
     import pyarrow as pa
 
-    decode = _decode_sentinel if convention == "sentinel" else _decode_vizier
+    decode = decode_sentinel if convention == "sentinel" else decode_vizier
     flag_bands = set(R.limit_flag_bands(survey))
     for b in survey.band_names:
         de = survey.error_column(b)
@@ -324,91 +268,6 @@ def _reasons(n: int, problems: dict, n_fields, expected):
             detail[r] = "; ".join(ms)
     return pa.array(reason, type=pa.string()), pa.array(detail, type=pa.string())
 
-
-def _outside(p: _Parsed, lo: float, hi: float):
-    """Rows whose value parsed and is not inside [lo, hi] (NaN is outside, as in SQL)."""
-
-    with np.errstate(invalid="ignore"):
-        return p.ok & ~((p.value >= lo) & (p.value <= hi))
-
-
-def _first(n: int, checks: list, band: str):
-    """The first applicable (mask, message(rows)) of `checks` per row, as one bad_magnitude check."""
-
-    which = np.full(n, -1)
-    for i, (mask, _) in enumerate(checks):
-        which[(which < 0) & mask] = i
-
-    def say(rows):
-        return [checks[which[r]][1](r) for r in rows]
-
-    return which >= 0, say
-
-
-def _decode_sentinel(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
-    """ColorPro/BPZ pair (public ASCII, CSV): 99 -> not detected with the 1-sigma limit in the error
-    column; -99 -> not observed, error must be 0; anything else a detection with the magnitude in
-    valid_magnitude_range and the error in valid_error_range.
-    Returns (mag, err, lim) as (values, present) pairs, state, and the bad_magnitude check."""
-
-    s = survey.sentinels
-    nd_v, no_v, noe = (float(s["not_detected_magnitude"]), float(s["not_observed_magnitude"]),
-                       float(s["not_observed_error"]))
-    lo, hi = map(float, s["valid_magnitude_range"])
-    elo, ehi = map(float, s["valid_error_range"])
-    de = survey.error_column(band)
-    nd, no = m.ok & (m.value == nd_v), m.ok & (m.value == no_v)
-    state = np.where(nd, NOT_DETECTED, np.where(no, NOT_OBSERVED, DETECTED)).astype(np.int8)
-    plain = m.ok & ~nd & ~no
-    et, mt = e.text, m.text
-    checks = [
-        (nd & _outside(e, lo, hi), lambda r: f"{band}={nd_v:g} with limit {de}={et([r])[0]} outside [{lo:g}, {hi:g}]"),
-        (no & e.ok & (e.value != noe), lambda r: f"{band}={no_v:g} (not observed) with {de}={et([r])[0]}, "
-                                                 f"expected {noe:g}"),
-        (plain & _outside(m, lo, hi), lambda r: f"{band}={mt([r])[0]} outside [{lo:g}, {hi:g}] and not a sentinel"),
-        (plain & _outside(e, elo, ehi), lambda r: f"{de}={et([r])[0]} outside [{elo:g}, {ehi:g}]"),
-    ]
-    # a magnitude that did not parse leaves the error as it is (the row is rejected anyway)
-    sentinel = nd | no
-    return ((m.value, m.ok & ~sentinel), (e.value, e.ok & ~sentinel), (e.value, nd & e.ok), state,
-            _first(len(state), checks, band))
-
-
-def _decode_vizier(m: _Parsed, e: _Parsed, flag, survey: Survey, band: str):
-    """VizieR pair: flag '<' -> not detected with the limit in the magnitude column and an empty
-    error; magnitude and error both empty -> not observed; else a detection (range-checked).
-    A band without a limit-flag column (the detection band) is never "not detected"."""
-    import pyarrow.compute as pc
-
-    s = survey.sentinels
-    lo, hi = map(float, s["valid_magnitude_range"])
-    elo, ehi = map(float, s["valid_error_range"])
-    de = survey.error_column(band)
-    n = len(m.blank)
-    mb, eb = m.blank, e.blank
-    checks = []
-    if flag is not None:
-        fl = pc.fill_null(pc.utf8_trim(flag, " "), "")
-        flt = fl.to_numpy(zero_copy_only=False)
-        limited, unflagged = flt == "<", flt == ""
-        checks += [
-            (~unflagged & ~limited, lambda r: f"{band}: unknown limit flag {flt[r]}"),
-            (limited & mb, lambda r: f"{band}: limit flag without a limit"),
-            (limited & ~eb, lambda r: f"{band}: limit flag with an error {de}={e.text([r])[0]}"),
-            (limited & _outside(m, lo, hi), lambda r: f"{band}: limit {m.text([r])[0]} outside [{lo:g}, {hi:g}]"),
-        ]
-    else:
-        limited, unflagged = np.zeros(n, bool), np.ones(n, bool)
-    checks += [
-        (unflagged & mb & ~eb, lambda r: f"{band}: error without a magnitude"),
-        (unflagged & ~mb & eb, lambda r: f"{band}: magnitude without an error"),
-        (unflagged & ~mb & _outside(m, lo, hi), lambda r: f"{band}={m.text([r])[0]} outside [{lo:g}, {hi:g}]"),
-        (unflagged & ~eb & _outside(e, elo, ehi), lambda r: f"{de}={e.text([r])[0]} outside [{elo:g}, {ehi:g}]"),
-    ]
-    state = np.where(limited, NOT_DETECTED, np.where(mb & eb, NOT_OBSERVED, DETECTED)).astype(np.int8)
-    detected = state == DETECTED
-    return ((m.value, m.ok & detected), (e.value, e.ok & detected), (m.value, m.ok & limited), state,
-            _first(n, checks, band))
 
 # ---- duplicates and projections -----------------------------------------------------------------
 _ARROW = {"bigint": "int64", "long": "int64", "int": "int32", "double": "float64", "string": "string", "tinyint": "int8"}
