@@ -19,6 +19,7 @@ import pytest
 from galaxy_spark.errors import InputError
 from galaxy_spark.estimate import job as J
 from galaxy_spark.io import commit as K
+from galaxy_spark.io import arrow as AR
 from galaxy_spark.io import fs as FS
 from galaxy_spark.io import lock as L
 from galaxy_spark.io.manifest import (
@@ -97,8 +98,8 @@ def test_uri_paths_and_arrow_mapping():
     assert str(u / "Field=2") == "hdfs://nn:8020/data/scores/Field=2" and (u / "Field=2").parent == u
     assert str(K.staging_dir(u, "tok")) == f"hdfs://nn:8020/data/scores.staging-{os.getpid()}-tok"
     assert FS.location("file:/tmp/x") == FS.location("file:///tmp/x")
-    assert FS.arrow_uri("s3a://bucket/a/b") == "s3://bucket/a/b"
-    assert FS.arrow_uri("abfs://c@acct.dfs.core.windows.net/a") == "abfs://c@acct.dfs.core.windows.net/a"
+    assert AR.arrow_uri("s3a://bucket/a/b") == "s3://bucket/a/b"
+    assert AR.arrow_uri("abfs://c@acct.dfs.core.windows.net/a") == "abfs://c@acct.dfs.core.windows.net/a"
     assert not FS.is_uri("C:\\data") and not FS.is_uri("data/x") and FS.is_uri("s3a://b/k")
 
 

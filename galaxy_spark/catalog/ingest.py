@@ -37,7 +37,8 @@ from galaxy_spark.catalog import schema as S
 from galaxy_spark.catalog import tasks as T
 from galaxy_spark.errors import GalaxySparkError, InputError
 from galaxy_spark.io.commit import commit_together, recover
-from galaxy_spark.io.fs import location, parquet_rows, write_parquet_atomically
+from galaxy_spark.io.arrow import parquet_rows, write_parquet_atomically
+from galaxy_spark.io.fs import location
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.io.staged import check_rows, run_staged

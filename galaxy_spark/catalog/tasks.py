@@ -31,7 +31,7 @@ from galaxy_spark.catalog import cleaning as C
 from galaxy_spark.catalog import readers as R
 from galaxy_spark.catalog import schema as S
 from galaxy_spark.features import splitmix64
-from galaxy_spark.io.fs import write_parquet_atomically
+from galaxy_spark.io.arrow import write_parquet_atomically
 from galaxy_spark.survey import Survey
 
 UNIT_BYTES = 16 << 20           # text per task: ~22,000 ALHAMBRA rows; 20 units for the full mock

@@ -37,7 +37,8 @@ from galaxy_spark.estimate.coverage import coverage_report_spark
 from galaxy_spark.estimate.batch import DEFAULT_MIN_BANDS, PARTITION, PASSTHROUGH, QUALITY_FLAGS, ScoreOptions
 from galaxy_spark.estimate.tasks import BATCH_ROWS, plan_units, run_units
 from galaxy_spark.io.commit import commit_together, recover_children, remove_stale_staging
-from galaxy_spark.io.fs import arrow_fs, location, start_spark_for, store
+from galaxy_spark.io.arrow import arrow_fs
+from galaxy_spark.io.fs import location, start_spark_for, store
 from galaxy_spark.io.manifest import manifest_sha256, read_manifest, recorded_survey, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.io.staged import check_rows, run_staged

@@ -17,7 +17,8 @@ from pathlib import Path
 from galaxy_spark.errors import InputError
 from galaxy_spark.estimate import job as J
 from galaxy_spark.estimate.batch import PARTITION
-from galaxy_spark.io.fs import arrow_data_files, store
+from galaxy_spark.io.arrow import arrow_data_files
+from galaxy_spark.io.fs import store
 from galaxy_spark.io.manifest import read_manifest
 from galaxy_spark.model.registry import ModelRef, ResolvedModel, pin_model, resolve_model
 

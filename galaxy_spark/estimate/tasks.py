@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxy_spark.errors import InputError
-from galaxy_spark.io.fs import arrow_data_files, arrow_fs, arrow_move_over
+from galaxy_spark.io.arrow import arrow_data_files, arrow_fs, arrow_move_over
 from galaxy_spark.estimate.batch import PARTITION, ScoreOptions, arrow_schema, score_record_batch
 from galaxy_spark.features import splitmix64
 from galaxy_spark.model.ensemble import Ensemble
