@@ -31,7 +31,8 @@ def cli_main(fn):
         try:
             return fn(*args, **kwargs)
         except (GalaxySparkError, SurveyConfigError, JavaMissingError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            # on a terminal a progress line may be open: the error starts on a line of its own
+            print(f"{chr(10) if sys.stderr.isatty() else ''}error: {e}", file=sys.stderr)
             return getattr(e, "exit_code", 2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

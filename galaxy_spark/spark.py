@@ -64,7 +64,12 @@ def get_spark(app_name: str | None = None, master: str | None = None, extra_conf
         builder = builder.master(master)
     elif not under_submit:
         builder = builder.master(os.environ.get("GALAXY_SPARK_MASTER", cfg.get("master", "local[2]")))
-    for k, v in {**cfg.get("config", {}), **(extra_conf or {})}.items():
+    conf = {**cfg.get("config", {}), **(extra_conf or {})}
+    if not sys.stderr.isatty():
+        # Spark's [Stage …] progress line has no newline: piped or logged, a later `error:` line
+        # would be glued to it (and vanish under `grep -v Stage`)
+        conf["spark.ui.showConsoleProgress"] = "false"
+    for k, v in conf.items():
         if under_submit and k == "spark.driver.memory":
             continue  # fixed when the driver JVM started
         builder = builder.config(k, str(v))

@@ -171,3 +171,17 @@ def test_an_empty_batch_validates_to_an_empty_batch(survey, raw_row):
     v = _validated(survey, raw_row, [])
     assert v.num_rows == 0 and v.schema.names[-2:] == [C.REASON, C.REASON_DETAIL]
     assert C.to_canonical(v, survey).num_rows == 0
+
+
+def test_long_columns_hold_int64_and_int_columns_int32(survey, raw_row):
+    """A `type: long` column takes values beyond 2^31 (it was checked against int32 and every row
+    was quarantined as non_numeric); an `int` column still refuses them, naming the column."""
+    col = next(c for c in survey.trailing if c.name == "nfobs")
+    as_long = dataclasses.replace(col, type="long")
+    long_survey = dataclasses.replace(survey, trailing=tuple(as_long if c is col else c for c in survey.trailing))
+    v = _validated(long_survey, raw_row, [{"nfobs": "3000000000"}, {"nfobs": "-3000000000"}])
+    assert _reasons(v) == [None, None]
+    assert [r for (r,) in _rows(v, C.typed("nfobs"))] == [3000000000, -3000000000]
+    v = _validated(survey, raw_row, [{"nfobs": "3000000000"}, {"nfobs": "2147483647"}])
+    assert _reasons(v) == ["non_numeric", None]
+    assert "nfobs=3000000000" in _rows(v, C.REASON_DETAIL)[0][0]

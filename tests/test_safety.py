@@ -156,6 +156,10 @@ def test_all_rows_quarantined_is_refused_and_says_why(spark, good, public_frame,
     with pytest.raises(I.ShrinkRefused, match="5 quarantined.*non_numeric"):
         I.run_ingest(str(src), good["cat"], good["q"], spark=spark, echo=_quiet)
     _unchanged(spark, good)
+    # --replace commits it: an empty catalogue (its manifest says so) and the 5 rows in quarantine
+    m = I.run_ingest(str(src), good["cat"], good["q"], spark=spark, echo=_quiet, replace=True)
+    assert m["rows"] == {**m["rows"], "read": 5, "written": 0, "quarantined": 5}
+    assert _rows(spark, good["q"]) == 5 and json.loads((good["cat"] / MANIFEST).read_text())["rows"]["written"] == 0
 
 
 def test_large_drop_needs_replace(spark, good, public_frame, tmp_path):

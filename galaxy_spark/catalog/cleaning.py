@@ -40,6 +40,7 @@ THESIS_SUFFIX = "_thesis"
 CONVENTIONS = ("sentinel", "vizier")
 
 _INT_MAX = 2147483647
+_INTEGER_LIMIT = {"int": 2.0 ** 31, "long": 2.0 ** 63}     # |value| below which a typed integer column holds it
 
 
 def typed(name: str) -> str:
@@ -159,8 +160,8 @@ def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -
         with np.errstate(invalid="ignore"):
             whole = finite & (p.value == np.floor(p.value))
         not_num = ~p.blank & ~p.ok
-        if c.type in ("int", "long") and c.name != survey.id_column:
-            not_num = not_num | (finite & ~(whole & (np.abs(p.value) <= _INT_MAX)))
+        if c.type in _INTEGER_LIMIT and c.name != survey.id_column:
+            not_num = not_num | (finite & ~(whole & (np.abs(p.value) < _INTEGER_LIMIT[c.type])))
         say = (lambda rows, name=c.name, p=p: [f"{name}={t}" for t in p.text(rows)])
         problems["non_numeric"].append((not_num, say))
         problems["not_finite"].append((p.ok & ~np.isfinite(p.value), say))
@@ -168,12 +169,10 @@ def _typed_columns(col: dict, survey: Survey, convention: str, problems: dict) -
             continue  # decoded per band below
         if c.name == survey.id_column:
             arr = typed_ids(col[c.name])
-        elif c.type == "int":
-            keep = whole & (np.abs(p.value) <= _INT_MAX)
-            arr = _masked(np.where(keep, p.value, 0).astype(np.int32), keep, pa.int32())
-        elif c.type == "long":
-            keep = whole & (np.abs(p.value) < 2.0 ** 63)
-            arr = _masked(np.where(keep, p.value, 0).astype(np.int64), keep, pa.int64())
+        elif c.type in _INTEGER_LIMIT:
+            keep = whole & (np.abs(p.value) < _INTEGER_LIMIT[c.type])
+            dtype = (np.int32, pa.int32()) if c.type == "int" else (np.int64, pa.int64())
+            arr = _masked(np.where(keep, p.value, 0).astype(dtype[0]), keep, dtype[1])
         else:
             arr = _masked(p.value, p.ok, pa.float64())
         null_value = (s.get("null_values") or {}).get(c.name)
