@@ -123,3 +123,19 @@ def test_conf_dir_override(tmp_path, monkeypatch):
     with pytest.raises(SurveyConfigError, match="survey definition not found"):
         load_survey("othersurvey")
     assert load_survey(str(tmp_path / "surveys" / "othersurvey.yaml")).name == "othersurvey"
+
+
+def test_one_survey_rule():
+    """resolve_survey: --survey, the catalogue manifest's and the model's survey must agree; with
+    nothing requested the recorded one is loaded; with nothing recorded, pipeline.yaml's default."""
+    from galaxy_spark.survey import SurveyConfigError, load_survey, resolve_survey
+
+    assert resolve_survey().name == load_survey().name
+    assert resolve_survey(None, catalogue="jplus").name == "jplus"
+    assert resolve_survey("jplus", catalogue="jplus", model="jplus").name == "jplus"
+    with pytest.raises(SurveyConfigError, match="ingested as survey 'alhambra' but the model was trained on 'jplus'"):
+        resolve_survey(None, catalogue="alhambra", model="jplus")
+    with pytest.raises(SurveyConfigError, match="--survey jplus is survey 'jplus' but the model is from survey 'alhambra'"):
+        resolve_survey("jplus", model="alhambra")
+    with pytest.raises(SurveyConfigError, match="records survey 'my_survey', whose file is not found.*--survey PATH"):
+        resolve_survey(None, catalogue="my_survey")
