@@ -215,16 +215,64 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
     `base`: the survey file's directory, where relative response-curve paths are looked up."""
     name = _get(raw, "name", src, "", "str")
     id_ = _get(raw, "id", src, "", "dict")
+    layout, pointings, ccds = _layout(raw, src)
+    sent = _sentinels(raw, src)
+    det = _get(raw, "detection", src, "", "dict")
+    bands = _bands(raw, src, base)
+    names = [b.name for b in bands]
+    det_band = _get(det, "band", src, "detection", "str")
+    if det_band not in names:
+        raise _err(src, "detection.band", f"{det_band!r} is not one of the bands {names}")
+    cols = _get(raw, "columns", src, "", "dict")
+    leading = _columns(_get(cols, "leading", src, "columns", "list"), src, "columns.leading")
+    trailing = _columns(_get(cols, "trailing", src, "columns", "list"), src, "columns.trailing")
+    id_col = _get(id_, "column", src, "id", "str")
+    if id_col not in [c.name for c in leading]:
+        raise _err(src, "id.column", f"{id_col!r} is not among columns.leading")
+    for required in ("Field", "Pointing", "CCD"):
+        if required not in [c.name for c in leading]:
+            raise _err(src, "columns.leading", f"needs a {required!r} column")
+    _check_id_scheme(src, id_, pointings, ccds)
+    spec_raw = _get(raw, "spectroscopy", src, "", "dict", required=False)
+    mock_raw = _get(raw, "mock", src, "", "dict", required=False)
+    survey = Survey(
+        name=name, source=src, id_column=id_col,
+        id_prefix=int(_get(id_, "prefix", src, "id", "int")),
+        id_digits=int(_get(id_, "digits", src, "id", "int")),
+        pointings=pointings, ccds=tuple(ccds),
+        area_deg2=float(_get(layout, "area_deg2", src, "layout", "positive")),
+        ascii_file_pattern=_get(layout, "ascii_file_pattern", src, "layout", "str"),
+        sentinels=sent, detection_band=det_band,
+        detection_min_snr=float(_get(det, "min_snr", src, "detection", "positive")),
+        completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
+        bright_mag=float(_get(det, "bright_mag", src, "detection", "positive")),
+        bands=tuple(bands), leading=leading, trailing=trailing,
+        error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
+        csv_extra=_columns(cols.get("csv_extra") or [], src, "columns.csv_extra"),
+        truth=_columns(cols.get("truth") or [], src, "columns.truth"),
+        labels=_get(raw, "labels", src, "", "dict", required=False, default={}) or {},
+        spectroscopy=None if spec_raw is None else _spectroscopy(spec_raw, src, sorted(pointings)),
+        mock=None if mock_raw is None else _mock_config(mock_raw, src, sorted(pointings)),
+    )
+    _check_column_names(survey, src, names)
+    return survey
+
+
+def _layout(raw: Any, src: str) -> tuple[dict, dict, list]:
+    """(the layout section, field → pointings, CCD numbers)."""
     layout = _get(raw, "layout", src, "", "dict")
-    pointings_raw = _get(layout, "pointings", src, "layout", "dict")
     pointings = {}
-    for f, ps in pointings_raw.items():
+    for f, ps in _get(layout, "pointings", src, "layout", "dict").items():
         if not isinstance(f, int) or not isinstance(ps, list) or not all(isinstance(p, int) for p in ps):
             raise _err(src, f"layout.pointings.{f}", f"expected field number -> list of pointing numbers, got {ps!r}")
         pointings[f] = tuple(ps)
     ccds = _get(layout, "ccds", src, "layout", "list")
     if not all(isinstance(c, int) for c in ccds):
         raise _err(src, "layout.ccds", f"expected a list of integers, got {ccds!r}")
+    return layout, pointings, ccds
+
+
+def _sentinels(raw: Any, src: str) -> dict:
     sent = _get(raw, "sentinels", src, "", "dict")
     for k in ("not_detected_magnitude", "not_observed_magnitude", "not_observed_error"):
         _get(sent, k, src, "sentinels", "number")
@@ -232,10 +280,12 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
         v = _get(sent, k, src, "sentinels", "list")
         if len(v) != 2 or not all(isinstance(x, (int, float)) for x in v) or v[0] >= v[1]:
             raise _err(src, f"sentinels.{k}", f"expected [low, high] with low < high, got {v!r}")
-    det = _get(raw, "detection", src, "", "dict")
-    bands_raw = _get(raw, "bands", src, "", "list")
+    return sent
+
+
+def _bands(raw: Any, src: str, base) -> list[Band]:
     bands = []
-    for i, b in enumerate(bands_raw):
+    for i, b in enumerate(_get(raw, "bands", src, "", "list")):
         p = f"bands[{i}]"
         synthetic = bool(b.get("synthetic", False)) if isinstance(b, dict) else False
         resp = _get(b, "response", src, p, "dict", required=not synthetic)
@@ -255,54 +305,24 @@ def parse_survey(raw: Any, src: str = "<survey>", base=None) -> Survey:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise _err(src, "bands", f"duplicate band names {sorted(dupes)}")
-    det_band = _get(det, "band", src, "detection", "str")
-    if det_band not in names:
-        raise _err(src, "detection.band", f"{det_band!r} is not one of the bands {names}")
-    cols = _get(raw, "columns", src, "", "dict")
-    leading = _columns(_get(cols, "leading", src, "columns", "list"), src, "columns.leading")
-    trailing = _columns(_get(cols, "trailing", src, "columns", "list"), src, "columns.trailing")
-    csv_extra = _columns(cols.get("csv_extra") or [], src, "columns.csv_extra")
-    truth = _columns(cols.get("truth") or [], src, "columns.truth")
-    id_col = _get(id_, "column", src, "id", "str")
-    if id_col not in [c.name for c in leading]:
-        raise _err(src, "id.column", f"{id_col!r} is not among columns.leading")
-    for required in ("Field", "Pointing", "CCD"):
-        if required not in [c.name for c in leading]:
-            raise _err(src, "columns.leading", f"needs a {required!r} column")
-    _check_id_scheme(src, id_, pointings, ccds)
-    labels = _get(raw, "labels", src, "", "dict", required=False, default={}) or {}
-    spec_raw = _get(raw, "spectroscopy", src, "", "dict", required=False)
-    spectroscopy = None if spec_raw is None else _spectroscopy(spec_raw, src, sorted(pointings))
-    mock_raw = _get(raw, "mock", src, "", "dict", required=False)
-    mock = None if mock_raw is None else _mock_config(mock_raw, src, sorted(pointings))
-    survey = Survey(
-        name=name, source=src, id_column=id_col,
-        id_prefix=int(_get(id_, "prefix", src, "id", "int")),
-        id_digits=int(_get(id_, "digits", src, "id", "int")),
-        pointings=pointings, ccds=tuple(ccds),
-        area_deg2=float(_get(layout, "area_deg2", src, "layout", "positive")),
-        ascii_file_pattern=_get(layout, "ascii_file_pattern", src, "layout", "str"),
-        sentinels=sent, detection_band=det_band,
-        detection_min_snr=float(_get(det, "min_snr", src, "detection", "positive")),
-        completeness_mag=float(_get(det, "completeness_mag", src, "detection", "positive")),
-        bright_mag=float(_get(det, "bright_mag", src, "detection", "positive")),
-        bands=tuple(bands), leading=leading, trailing=trailing,
-        error_prefix=_get(cols, "error_prefix", src, "columns", "str"),
-        csv_extra=csv_extra, truth=truth, labels=labels, spectroscopy=spectroscopy, mock=mock,
-    )
-    for i, c in enumerate(survey.csv_columns()):
-        if c.band is not None and c.band not in names:
-            raise _err(src, "columns", f"column {c.name!r}: band {c.band!r} is not one of the bands {names}")
-    all_names = [c.name.lower() for c in survey.csv_columns() + list(truth)]
+    return bands
+
+
+def _check_column_names(survey: Survey, src: str, band_names: list[str]) -> None:
+    """Every column's band exists, no two names clash (case-insensitively), every label names a
+    column."""
+    for c in survey.csv_columns():
+        if c.band is not None and c.band not in band_names:
+            raise _err(src, "columns", f"column {c.name!r}: band {c.band!r} is not one of the bands {band_names}")
+    all_names = [c.name.lower() for c in survey.csv_columns() + list(survey.truth)]
     clash = {n for n in all_names if all_names.count(n) > 1}
     if clash:
         raise _err(src, "columns", f"column names clash (case-insensitively): {sorted(clash)}")
-    for role, col in labels.items():
+    for role, col in survey.labels.items():
         if role in LABEL_SETTINGS:
             continue
         if isinstance(col, str) and col.lower() not in all_names:
             raise _err(src, f"labels.{role}", f"{col!r} is not a column of the survey")
-    return survey
 
 
 def survey_file(name_or_path: str | os.PathLike | None = None):
