@@ -270,32 +270,8 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
         try:
             store(scores).delete(scores / J.SUCCESS)
             for p in todo:
-                t0 = _now()
-                try:
-                    jr = J.score_fields(spark, catalog, scores, [p.field], model, checked["columns"], sopts,
-                                        checked["manifest"], scored_at=scored_at, batch_rows=opts.batch_size,
-                                        echo=lambda m: echo(m.replace("score: ", "reprocess: ", 1)))
-                    man = J.read_scores_manifest(scores)
-                    man["fields"][str(p.field)]["input_fingerprint"] = p.fingerprint
-                    man["fields"][str(p.field)]["reprocess_run_id"] = run_id
-                    J.write_scores_manifest(scores, man)
-                except KeyboardInterrupt:                  # SIGINT/SIGTERM mid-Field: say so, then stop
-                    ledger.append(_record(run_id, p, ref, "failed", "interrupted", t0, _now(), p.rows_catalog,
-                                          None, "interrupted (SIGINT/SIGTERM); previous scores kept"))
-                    raise
-                except Exception as e:  # noqa: BLE001 - recorded, the other Fields still run
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    res.failed[p.field] = f"{type(e).__name__}: {msg}"[:500]
-                    ledger.append(_record(run_id, p, ref, "failed", "error", t0, _now(), p.rows_catalog, None,
-                                          res.failed[p.field]))
-                    echo(f"reprocess: Field {p.field} FAILED: {res.failed[p.field]} (its previous scores are kept)")
-                    continue
-                rows_in, rows_out = jr.rows_in, jr.rows_out
-                res.rescored[p.field] = rows_out
-                t1 = _now()
-                ledger.append(_record(run_id, p, ref, "rescored", "ok", t0, t1, rows_in, rows_out))
-                echo(f"reprocess: Field {p.field} rescored: {rows_in} rows in = {rows_out} out "
-                     f"({(t1 - t0).total_seconds():.1f} s)")
+                _rescore_field(p, spark, catalog, scores, model, checked, sopts, scored_at, opts, run_id, ref,
+                               ledger, res, echo)
                 if pause > 0:
                     time.sleep(pause)
             completed = True
@@ -311,14 +287,50 @@ def _run_locked(opts, catalog: Path, scores: Path, run_id: str, ledger: Ledger, 
     elif todo:
         store(scores).write_bytes(scores / J.SUCCESS, (json.dumps({"reprocess_run_id": run_id, "model": ref.as_dict(),
                                                                  "rescored": sorted(res.rescored)}) + "\n").encode())
+    echo(_summary_line(plan, res))
+    echo("reprocess-result: " + json.dumps(res.summary(), default=str))
+    return res
+
+
+def _rescore_field(p, spark, catalog, scores, model, checked, sopts, scored_at, opts, run_id, ref, ledger,
+                   res: RunResult, echo) -> None:
+    """Score one Field through `job.score_fields` (staged, checked, committed), mark its manifest
+    entry with the input fingerprint and this run, and record the outcome in the ledger: a failure
+    is recorded and the other Fields still run; an interrupt is recorded and stops the run."""
+    t0 = _now()
+    try:
+        jr = J.score_fields(spark, catalog, scores, [p.field], model, checked["columns"], sopts,
+                            checked["manifest"], scored_at=scored_at, batch_rows=opts.batch_size,
+                            echo=lambda m: echo(m.replace("score: ", "reprocess: ", 1)))
+        man = J.read_scores_manifest(scores)
+        man["fields"][str(p.field)]["input_fingerprint"] = p.fingerprint
+        man["fields"][str(p.field)]["reprocess_run_id"] = run_id
+        J.write_scores_manifest(scores, man)
+    except KeyboardInterrupt:                  # SIGINT/SIGTERM mid-Field: say so, then stop
+        ledger.append(_record(run_id, p, ref, "failed", "interrupted", t0, _now(), p.rows_catalog,
+                              None, "interrupted (SIGINT/SIGTERM); previous scores kept"))
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded, the other Fields still run
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        res.failed[p.field] = f"{type(e).__name__}: {msg}"[:500]
+        ledger.append(_record(run_id, p, ref, "failed", "error", t0, _now(), p.rows_catalog, None,
+                              res.failed[p.field]))
+        echo(f"reprocess: Field {p.field} FAILED: {res.failed[p.field]} (its previous scores are kept)")
+        return
+    res.rescored[p.field] = jr.rows_out
+    t1 = _now()
+    ledger.append(_record(run_id, p, ref, "rescored", "ok", t0, t1, jr.rows_in, jr.rows_out))
+    echo(f"reprocess: Field {p.field} rescored: {jr.rows_in} rows in = {jr.rows_out} out "
+         f"({(t1 - t0).total_seconds():.1f} s)")
+
+
+def _summary_line(plan, res: RunResult) -> str:
     n = {a: len(plan.by_action(a)) for a in ("rescore", "skip", "keep", "prune")}
-    echo(f"reprocess: summary: {len(plan.fields)} Fields — {len(res.rescored)} rescored "
+    return (f"reprocess: summary: {len(plan.fields)} Fields — {len(res.rescored)} rescored "
          f"({sum(res.rescored.values())} rows), {n['skip']} skipped, {len(res.failed)} failed"
          + (f", {n['keep']} kept (gone from the catalogue)" if n["keep"] else "")
          + (f", {n['prune']} pruned" if n["prune"] else "")
          + f"; before Spark {res.seconds['before_spark']:.1f} s, Spark start {res.seconds['spark_start']:.1f} s, "
            f"rescoring {res.seconds['rescore']:.1f} s, total {res.seconds['total']:.1f} s")
-    echo("reprocess-result: " + json.dumps(res.summary(), default=str))
-    return res
 
 

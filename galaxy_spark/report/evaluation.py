@@ -56,34 +56,47 @@ def _side_by_side(net: pd.DataFrame, bpz: pd.DataFrame) -> pd.DataFrame:
 
 def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
     """Draw every figure of the report into ``out``; returns {key: (path, caption)}."""
-    m = ev.metrics
-    df = ev.frame
-    sets = ev.labels
-    primary = m["headline"]["labels"]
-    mag = ev.mag
-    det = m["data"]["detection_band"]
+    det = ev.metrics["data"]["detection_band"]
+    plots = {"pred_vs_true": _pred_vs_true_plot(ev, out)}
+    plots.update(_redshift_plots(ev, out, det))
+    plots.update(_star_and_binned_plots(ev, out, det))
+    plots["loss"] = (P.epoch_curves(ev.histories, out / "loss_curves.png"),
+                     "Loss per epoch of the model's networks (MLflow metric history)")
+    if ev.sed:
+        plots.update(_sed_plots(ev.sed, out, det))
+    return plots
 
-    plots = {}
 
+def _pred_vs_true_plot(ev: Evaluation, out: Path) -> tuple[Path, str]:
+    """Predicted vs true density panels: each head's point estimate against each label set (the
+    classifier's label selects the galaxies), and BPZ's redshift."""
+    df, primary = ev.frame, ev.metrics["headline"]["labels"]
+    classifier = next(h.name for h in HEADS if h.kind == "classifier")
     panels = []
-    for src, lab in sets.items():
-        gal = lab["stellarity"] == 0
-        panels.append({"true": lab["redshift"][gal], "pred": num(df, "z_phot")[gal], "label": "z",
-                       "title": f"redshift vs {src}"})
-        panels.append({"true": lab["spectral_type"][gal], "pred": num(df, "spectral_type")[gal],
-                       "label": "spectral type", "title": f"spectral type vs {src}"})
-        panels.append({"true": lab["stellar_mass"][gal], "pred": num(df, "log_stellar_mass")[gal],
-                       "label": "log M*", "title": f"stellar mass vs {src}"})
+    for src, lab in ev.labels.items():
+        gal = lab[classifier] == 0
+        for h in HEADS:
+            if h.kind in ("pdf", "regression") and h.name in lab:
+                panels.append({"true": lab[h.name][gal], "pred": num(df, h.column(0))[gal],
+                               "label": _AXIS_LABEL.get(h.name, h.name), "title": f"{h.name.replace('_', ' ')} vs {src}"})
     b = ev.bpz_frame
     if b is not None and f"z_{primary}" in b:
         g = b[f"galaxy_{primary}"].to_numpy(bool)
         panels.append({"true": b[f"z_{primary}"].to_numpy(float)[g], "pred": b["zb"].to_numpy(float)[g],
                        "label": "z", "title": f"BPZ zb vs {primary}"})
-    plots["pred_vs_true"] = (P.density_panels(panels, out / "pred_vs_true.png"),
-                             "Predicted vs true (galaxies; log density): every output, each label set, and BPZ")
+    return (P.density_panels(panels, out / "pred_vs_true.png"),
+            "Predicted vs true (galaxies; log density): every output, each label set, and BPZ")
 
-    lab = sets[primary]
+
+_AXIS_LABEL = {"redshift": "z", "spectral_type": "spectral type", "stellar_mass": "log M*"}
+
+
+def _redshift_plots(ev: Evaluation, out: Path, det: str) -> dict:
+    """Residuals against magnitude and redshift, n(z), PIT: the network (and BPZ on its objects)."""
+    m, df, primary, b = ev.metrics, ev.frame, ev.metrics["headline"]["labels"], ev.bpz_frame
+    lab = ev.labels[primary]
     gal = lab["stellarity"] == 0
+    plots = {}
     if b is not None and f"z_{primary}" in b:
         g = b[f"galaxy_{primary}"].to_numpy(bool)
         zt = b[f"z_{primary}"].to_numpy(float)[g]
@@ -93,7 +106,7 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
     else:
         zt = lab["redshift"][gal]
         series = {"network": M.ez(num(df, "z_phot")[gal], zt)}
-        xm = mag[gal]
+        xm = ev.mag[gal]
         where = "the test split"
     plots["residuals_mag"] = (P.residuals(xm, series, det, out / "residuals_vs_mag.png"),
                               f"Δz/(1+z) vs {det} against {primary} labels, {where}: running median ± NMAD")
@@ -114,8 +127,16 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
     hists = {k: v for k, v in hists.items() if v}
     plots["pit"] = (P.pit(hists, out / "pit.png"),
                     f"PIT histograms against {primary} labels (network: from its five quantiles; BPZ: from p(z))")
+    return plots
+
+
+def _star_and_binned_plots(ev: Evaluation, out: Path, det: str) -> dict:
+    """Star/galaxy ROC and purity/completeness; σ_NMAD, bias and outliers per bin."""
+    m, df, primary = ev.metrics, ev.frame, ev.metrics["headline"]["labels"]
+    base = m.get("baseline")
+    plots = {}
     roc = {}
-    for src, lab_s in sets.items():
+    for src, lab_s in ev.labels.items():
         fpr, tpr = M.roc_curve(lab_s["stellarity"], num(df, "p_star"))
         roc[f"network vs {src}"] = (fpr, tpr, m["network"][src]["stellarity"]["overall"]["roc_auc"])
     by_mag = m["network"][primary]["stellarity"]["by_mag"]
@@ -133,20 +154,21 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
                            f"σ_NMAD, bias and outlier fraction per {det} bin (same objects)")
     plots["binned_z"] = (P.binned_compare(tabs_z, f"z ({primary})", out / "binned_vs_z.png"),
                          "σ_NMAD, bias and outlier fraction per redshift bin (same objects)")
-    plots["loss"] = (P.epoch_curves(ev.histories, out / "loss_curves.png"),
-                     "Loss per epoch of the model's networks (MLflow metric history)")
-    if ev.sed:
-        a = ev.sed
-        plots["sed_examples"] = (SP.sed_examples(a["examples"], out / "sed_examples.png", det),
-                                 f"A dozen test galaxies ({det} < 23, spanning the true rest-frame colour): measured "
-                                 "magnitudes, the true SED at the true redshift and the predicted SED at z_phot, each "
-                                 f"scaled to its {det} magnitude")
-        plots["sed_colours"] = (SP.sed_colours(a, out / "sed_colours.png", det),
-                                "Rest-frame colour of the test galaxies (truth, network, catalogue-label template) "
-                                "and the colour–magnitude diagrams: red sequence and blue cloud")
-        plots["sed_errors"] = (SP.sed_errors(a, out / "sed_errors.png", det),
-                               "SED reconstruction error against the truth by magnitude, and χ² per band against "
-                               "the measured photometry")
+    return plots
+
+
+def _sed_plots(a: dict, out: Path, det: str) -> dict:
+    plots = {}
+    plots["sed_examples"] = (SP.sed_examples(a["examples"], out / "sed_examples.png", det),
+                             f"A dozen test galaxies ({det} < 23, spanning the true rest-frame colour): measured "
+                             "magnitudes, the true SED at the true redshift and the predicted SED at z_phot, each "
+                             f"scaled to its {det} magnitude")
+    plots["sed_colours"] = (SP.sed_colours(a, out / "sed_colours.png", det),
+                            "Rest-frame colour of the test galaxies (truth, network, catalogue-label template) "
+                            "and the colour–magnitude diagrams: red sequence and blue cloud")
+    plots["sed_errors"] = (SP.sed_errors(a, out / "sed_errors.png", det),
+                           "SED reconstruction error against the truth by magnitude, and χ² per band against "
+                           "the measured photometry")
     return plots
 
 
