@@ -68,15 +68,16 @@ def make_plots(ev: Evaluation, out: Path) -> dict[str, tuple[Path, str]]:
 
 
 def _pred_vs_true_plot(ev: Evaluation, out: Path) -> tuple[Path, str]:
-    """Predicted vs true density panels: each head's point estimate against each label set (the
-    classifier's label selects the galaxies), and BPZ's redshift."""
+    """Predicted vs true density panels: each head's point estimate against each label set that has
+    its labels (the classifier's label selects the galaxies; spectroscopy has no type or mass), and
+    BPZ's redshift."""
     df, primary = ev.frame, ev.metrics["headline"]["labels"]
     classifier = next(h.name for h in HEADS if h.kind == "classifier")
     panels = []
     for src, lab in ev.labels.items():
         gal = lab[classifier] == 0
         for h in HEADS:
-            if h.kind in ("pdf", "regression") and h.name in lab:
+            if h.kind in ("pdf", "regression") and h.name in lab and np.isfinite(lab[h.name][gal]).any():
                 panels.append({"true": lab[h.name][gal], "pred": num(df, h.column(0))[gal],
                                "label": _AXIS_LABEL.get(h.name, h.name), "title": f"{h.name.replace('_', ' ')} vs {src}"})
     b = ev.bpz_frame
