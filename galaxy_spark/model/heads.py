@@ -106,6 +106,7 @@ def build_targets(df: pd.DataFrame, survey, label_source: str = "catalogue") -> 
         out[h.name] = v
     return out
 
+
 # ---- quality flags (bitmask), written after the fixed heads' columns -----------------------------
 FLAG_NOT_SCORABLE = 1     # estimates are null: no detection-band magnitude, or FLAG_INVALID_INPUT
 FLAG_FEW_BANDS = 2        # fewer than `min_bands` detected bands (detection band included)
@@ -240,7 +241,7 @@ def read_heads(networks: dict, x: np.ndarray, samples: int = 0) -> tuple[dict, n
         if h.optional:
             continue
         net = networks[h.name]
-        if h.name == "redshift":
+        if h.name == "redshift":        # a p(z) network, or the thesis preset's regression one
             cols, p = read_redshift(net, net.raw(x), samples)
         elif h.kind == "classifier":
             cols = read_classifier(h, net, x, samples)
