@@ -7,7 +7,9 @@ here). Loading validates the file and names the offending key in every error, e.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -357,8 +359,37 @@ def _load_survey(path) -> Survey:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise SurveyConfigError(f"{path.name}: not valid YAML: {e}") from None
-        _LOADED[key] = parse_survey(raw, src=path.name, base=path.parent)
+        _LOADED[key] = replace(parse_survey(raw, src=path.name, base=path.parent), file=str(path.resolve()))
     return _LOADED[key]
+
+
+def survey_record(survey: Survey) -> dict | None:
+    """What a catalogue's manifest keeps of the survey file it was ingested with: its path, SHA-256
+    and text, so later jobs need no --survey and notice a changed file (None for a survey not read
+    from a file)."""
+    if not survey.file:
+        return None
+    text = Path(survey.file).read_text()
+    return {"path": survey.file, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+
+
+def _recorded_survey(rec: dict) -> Survey:
+    """The survey a catalogue's manifest recorded: the file at its path when unchanged (a changed
+    file is refused, naming it), its recorded text when the file is gone."""
+    path = Path(rec["path"])
+    if path.is_file():
+        sha = hashlib.sha256(path.read_text().encode()).hexdigest()
+        if sha != rec["sha256"]:
+            raise SurveyConfigError(
+                f"survey file {path} changed since the catalogue was ingested (sha256 {rec['sha256'][:12]} -> "
+                f"{sha[:12]}): ingest the catalogue again with it, or pass --survey {path} to use it as it is now")
+        return _load_survey(path)
+    try:
+        raw = yaml.safe_load(rec["text"])
+    except yaml.YAMLError as e:
+        raise SurveyConfigError(f"{path.name} (as recorded in the catalogue manifest): not valid YAML: {e}") from None
+    return parse_survey(raw, src=f"{path.name} (as recorded in the catalogue manifest; the file is gone)",
+                        base=path.parent)
 
 
 def load_survey(name_or_path: str | None = None) -> Survey:
@@ -367,20 +398,28 @@ def load_survey(name_or_path: str | None = None) -> Survey:
     return _load_survey(survey_file(name_or_path))
 
 
-def resolve_survey(requested: str | None = None, catalogue: str | None = None, model: str | None = None) -> Survey:
+def resolve_survey(requested: str | None = None, catalogue: str | None = None, model: str | None = None,
+                   catalogue_file: dict | None = None) -> Survey:
     """The one survey rule of every job. `requested`: the job's --survey (a name or a YAML file);
     `catalogue`, `model`: the survey names the catalogue's manifest and the model record (None:
     not known to this job).
 
     - Recorded names must agree with each other, and a requested survey must be the one they name.
-    - Without --survey, the recorded name is loaded (a survey given as a path must be passed
-      again: the error says so); with nothing recorded, pipeline.yaml's default survey.
+    - Without --survey: the file the catalogue was ingested with (`catalogue_file`,
+      `survey_record`: used when unchanged, refused by name when changed, its recorded text when
+      the file is gone); else the recorded name; with nothing recorded, pipeline.yaml's default.
     SurveyConfigError (the jobs print it as one `error:` line, exit 2) on any disagreement."""
     recorded = {k: v for k, v in (("catalogue", catalogue), ("model", model)) if v}
     if len(set(recorded.values())) > 1:
         raise SurveyConfigError(f"the catalogue was ingested as survey {catalogue!r} but the model was trained on "
                          f"{model!r}: score a catalogue of the model's survey")
     name = next(iter(recorded.values()), None)
+    if requested is None and catalogue_file:
+        survey = _recorded_survey(catalogue_file)
+        if model and survey.name != model:
+            raise SurveyConfigError(f"the catalogue was ingested as survey {survey.name!r} but the model was trained "
+                                    f"on {model!r}: score a catalogue of the model's survey")
+        return survey
     if requested is None and name is not None:
         try:
             return load_survey(name)

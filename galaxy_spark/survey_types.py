@@ -125,6 +125,7 @@ class Survey:
     labels: dict = field(default_factory=dict)
     spectroscopy: Spectroscopy | None = None
     mock: MockConfig | None = None
+    file: str = ""              # the absolute path it was read from ("" when built in code)
 
     def mock_config(self) -> MockConfig:
         """The validated `mock:` section; SurveyConfigError when the survey has none."""

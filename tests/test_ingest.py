@@ -284,3 +284,18 @@ def test_mock_to_ingest(spark, tmp_path, fmt, survey, mock_main):
     truth = [c.name for c in survey.truth]
     assert df.where(" AND ".join(f"{t} IS NULL" for t in truth)).count() == 0
     assert {int(f) for f in m["fields"]} <= set(survey.fields)
+
+
+def test_survey_given_by_path_needs_no_survey_later(spark, tmp_path, public_frame):
+    """Ingested with --survey PATH: the manifest keeps the file, so the catalogue's survey resolves
+    without --survey (train, score, evaluate and reprocess all ask `catalogue_survey`)."""
+    from galaxy_spark.io.manifest import catalogue_survey
+    from galaxy_spark.survey import survey_file
+
+    path = tmp_path / "elsewhere" / "my_survey.yaml"
+    path.parent.mkdir()
+    path.write_text(survey_file("alhambra").read_text().replace("name: alhambra", "name: my_survey", 1))
+    src = write_csv(public_frame.head(20), tmp_path / "rows.csv")
+    m = I.run_ingest(str(src), tmp_path / "cat", tmp_path / "q", survey=str(path), spark=spark, echo=_quiet)
+    assert m["survey"] == "my_survey" and m["survey_file"]["path"] == str(path.resolve())
+    assert catalogue_survey(str(tmp_path / "cat")).name == "my_survey"

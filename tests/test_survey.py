@@ -139,3 +139,26 @@ def test_one_survey_rule():
         resolve_survey("jplus", model="alhambra")
     with pytest.raises(SurveyConfigError, match="records survey 'my_survey', whose file is not found.*--survey PATH"):
         resolve_survey(None, catalogue="my_survey")
+
+
+def test_a_survey_given_by_path_is_remembered(tmp_path):
+    """The catalogue's manifest keeps the survey file (path, sha256, text): later jobs need no
+    --survey; a changed file is refused by name; a file that is gone is read from the record."""
+    from galaxy_spark.survey import SurveyConfigError, load_survey, resolve_survey, survey_record, survey_file
+
+    text = survey_file("alhambra").read_text().replace("name: alhambra", "name: my_survey", 1)
+    path = tmp_path / "my_survey.yaml"
+    path.write_text(text)
+    rec = survey_record(load_survey(str(path)))
+    assert rec["path"] == str(path.resolve()) and rec["text"] == text
+    assert resolve_survey(None, catalogue="my_survey", catalogue_file=rec).name == "my_survey"
+    with pytest.raises(SurveyConfigError, match="trained on 'alhambra'"):
+        resolve_survey(None, catalogue="my_survey", model="alhambra", catalogue_file=rec)
+    path.write_text(text.replace("bright_mag:", "bright_mag: 21.0 #", 1))
+    with pytest.raises(SurveyConfigError, match=f"survey file {path} changed since the catalogue was ingested"):
+        resolve_survey(None, catalogue="my_survey", catalogue_file=rec)
+    assert resolve_survey(str(path), catalogue="my_survey", catalogue_file=rec).name == "my_survey"   # explicit
+    path.unlink()
+    gone = resolve_survey(None, catalogue="my_survey", catalogue_file=rec)
+    assert gone.name == "my_survey" and "the file is gone" in gone.source
+    assert gone.band_names == load_survey("alhambra").band_names

@@ -42,7 +42,7 @@ from galaxy_spark.io.fs import location
 from galaxy_spark.io.manifest import read_manifest, write_manifest
 from galaxy_spark.io.paths import check_job_paths
 from galaxy_spark.io.staged import check_rows, run_staged
-from galaxy_spark.survey import Survey, load_survey
+from galaxy_spark.survey import Survey, load_survey, survey_record
 from galaxy_spark.log import get_logger
 
 log = get_logger(__name__)
@@ -226,6 +226,7 @@ class IngestJob:
             "commit": token,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "survey": sv.name,
+            "survey_file": survey_record(sv),
             "output": str(self.out),
             "quarantine": str(self.quarantine),
             "options": {"input": self.input if isinstance(self.input, str) else list(self.input), "format": self.fmt,
@@ -305,5 +306,6 @@ def summary(m: dict) -> str:
         lines.append(f"  Field {f}: {info['rows']} rows, fingerprint {info['fingerprint']}")
     lines.append(f"  catalogue: {m['output']}  quarantine: {m['quarantine']}  "
                  f"total {m['timings_s'].get('total', 0):.1f} s")
-    lines.append(json.dumps(m, indent=2))
+    shown = {**m, "survey_file": {k: v for k, v in (m.get("survey_file") or {}).items() if k != "text"}}
+    lines.append(json.dumps(shown, indent=2))      # the survey file's text stays in the manifest only
     return "\n".join(lines)

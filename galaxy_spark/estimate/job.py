@@ -348,8 +348,8 @@ class JobOptions:
 def model_survey(model: ResolvedModel, requested: str | None, catalog: str | None = None):
     """The survey to score `catalog` with `model` by the one rule (`survey.resolve_survey`: the
     job's --survey, the catalogue manifest's and the model's must agree)."""
-    return resolve_survey(requested, catalogue=recorded_survey(catalog) if catalog else None,
-                          model=model.ensemble.feature_spec.survey)
+    return resolve_survey(requested, model=model.ensemble.feature_spec.survey,
+                          **(recorded_survey(catalog) if catalog else {}))
 
 
 def prepare(opts: JobOptions) -> tuple[ResolvedModel, dict]:

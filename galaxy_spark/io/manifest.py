@@ -59,11 +59,13 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def recorded_survey(catalog: str) -> str | None:
-    """The survey name the catalogue's manifest records (None without a manifest)."""
-    return (read_manifest(catalog, "catalogue manifest") or {}).get("survey")
+def recorded_survey(catalog: str) -> dict:
+    """What the catalogue's manifest records of its survey, as `survey.resolve_survey` takes it:
+    {"catalogue": name, "catalogue_file": the file's record} ({} without a manifest)."""
+    man = read_manifest(catalog, "catalogue manifest") or {}
+    return {"catalogue": man.get("survey"), "catalogue_file": man.get("survey_file")} if man else {}
 
 
 def catalogue_survey(catalog: str, requested: str | None = None) -> Survey:
     """The survey of the ingested catalogue `catalog` by the one rule (`survey.resolve_survey`)."""
-    return resolve_survey(requested, catalogue=recorded_survey(catalog))
+    return resolve_survey(requested, **recorded_survey(catalog))
