@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galaxy_spark.survey import Band, Survey
+from galaxy_spark.survey_types import Band, Survey
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,30 @@ def _bands(raw: Any, src: str, base) -> list[Band]:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise _err(src, "bands", f"duplicate band names {sorted(dupes)}")
+    for i, b in enumerate(bands):
+        _check_pivot(b, src, f"bands[{i}]")
     return bands
+
+
+PIVOT_TOLERANCE = 0.02      # a declared pivot this far from its curve's is an error (nm read as Å: 90%)
+
+
+def _check_pivot(band: Band, src: str, path: str) -> None:
+    """The declared pivot wavelength against the one computed from the band's curve: more than
+    `PIVOT_TOLERANCE` apart is an error naming the band (a curve in nm read as Å, the wrong file or
+    the wrong column)."""
+    if band.response is None:
+        return
+    from galaxy_spark.filters import load_response
+
+    try:
+        pivot = load_response(band).pivot_aa
+    except (ValueError, OSError) as e:
+        raise _err(src, f"{path}.response", f"cannot read the curve: {e}") from None
+    if abs(pivot / band.pivot_aa - 1) > PIVOT_TOLERANCE:
+        raise _err(src, f"{path}.pivot_aa", f"band {band.name}: declared {band.pivot_aa:g} Å but its curve's pivot is "
+                                            f"{pivot:.0f} Å ({pivot / band.pivot_aa - 1:+.0%}); a curve in nm read as Å, "
+                                            f"or the wrong file or column?")
 
 
 def _check_column_names(survey: Survey, src: str, band_names: list[str]) -> None:

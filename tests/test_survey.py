@@ -162,3 +162,24 @@ def test_a_survey_given_by_path_is_remembered(tmp_path):
     gone = resolve_survey(None, catalogue="my_survey", catalogue_file=rec)
     assert gone.name == "my_survey" and "the file is gone" in gone.source
     assert gone.band_names == load_survey("alhambra").band_names
+
+
+def test_curve_in_nm_is_refused_naming_the_band(tmp_path):
+    """A curve table in nm (read as Å its pivot is 10× too short) does not load silently: the
+    declared pivot is checked against the curve's, within 2%."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(survey_file("jplus").parent / "curves" / "jplus", tmp_path / "curves" / "jplus")
+    raw = yaml.safe_load(survey_file("jplus").read_text())
+    band = raw["bands"][1]
+    curve = tmp_path / "curves" / "jplus" / "in_nm.dat"
+    w, t = np.loadtxt(tmp_path / band["response"]["file"], unpack=True)
+    np.savetxt(curve, np.column_stack([w / 10, t]))
+    band["response"]["file"] = "curves/jplus/in_nm.dat"
+    f = tmp_path / "nm.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SurveyConfigError, match=rf"bands\[1\]\.pivot_aa: band {band['name']}: declared "
+                                                rf"{band['pivot_aa']:g} Å but its curve's pivot is .* \(-90%\)"):
+        load_survey(str(f))
