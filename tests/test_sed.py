@@ -163,3 +163,24 @@ def test_column_names():
     assert S.filter_column("/tmp/curves/my.band.dat") == "my_band"
     assert S.is_sed_column("sed_c3") and S.is_sed_column("mag_lsst2023_i_err") and S.is_sed_column("rest_u_minus_v")
     assert not S.is_sed_column("sed_coeff1_true") and not S.is_sed_column("z_phot")
+
+
+def test_sed_labels_need_no_mock_section(tmp_path):
+    """The SED network's labelling templates come from fitting/templates, not from the simulator: a
+    survey file without `mock:` (and without `spectroscopy:`) builds them."""
+    import shutil
+
+    import yaml
+
+    from galaxy_spark.survey import load_survey, survey_file
+    from galaxy_spark.train.sed import template_family
+
+    raw = yaml.safe_load(survey_file("jplus").read_text())
+    raw.pop("mock")
+    raw.pop("spectroscopy", None)
+    shutil.copytree(survey_file("jplus").parent / "curves", tmp_path / "curves")
+    (tmp_path / "no_mock.yaml").write_text(yaml.safe_dump(raw))
+    survey = load_survey(str(tmp_path / "no_mock.yaml"))
+    assert survey.mock is None
+    types, family = template_family(survey, np.geomspace(1000, 25000, 100))
+    assert family.shape == (11, 100) and np.all(np.diff(types) >= 0) and np.isfinite(family).all()
