@@ -20,7 +20,7 @@ from galaxy_spark.features import numeric
 from galaxy_spark.model.ensemble import Ensemble, estimates_frame
 from galaxy_spark.model.estimates import (  # noqa: F401  (the scoring options and flags, re-exported for the jobs)
     DEFAULT_MIN_BANDS, ScoreOptions, estimate_columns, mc_normal, resample_photometry)
-from galaxy_spark.model.heads import FLAG_NOT_SCORABLE, FLAG_STAR, FLAGS, QUALITY_FLAGS  # noqa: F401
+from galaxy_spark.model.heads import FLAG_NOT_SCORABLE, FLAG_STAR, QUALITY_FLAGS  # noqa: F401
 
 PARTITION = "Field"       # catalogue and scores are partitioned by it (Parquet ``Field=N/``)
 PASSTHROUGH = (PARTITION, "Pointing", "CCD", "RA", "Dec")   # + the survey's ID and detection band
@@ -90,8 +90,9 @@ def score_record_batch(ens: Ensemble, batch, opts: ScoreOptions, timer: dict | N
     t1 = time.perf_counter()
     est = estimate_columns(ens, cols, opts, timer)
     t2 = time.perf_counter()
-    schema = arrow_schema(opts.id_column, spec.detection_band, ens.output_table())
-    nullable_ints = {c.name for c in ens.output_table() if c.dtype == "int32"} - {FLAGS.name}
+    table = ens.output_table()
+    schema = arrow_schema(opts.id_column, spec.detection_band, table)
+    nullable_ints = {c.name for c in table if c.dtype == "int32" and c.estimate}
     arrays = []
     for f in schema:
         if f.name in est:

@@ -198,7 +198,7 @@ def estimates_frame(est: dict, table: list) -> pd.DataFrame:
     data = {}
     for c in table:
         v = est[c.name]
-        if c.dtype == "int32" and c.name != H.FLAGS.name:
+        if c.dtype == "int32" and c.estimate:
             v = pd.array(v, dtype="Int32")
             v[~est["scorable"]] = pd.NA
         data[c.name] = v
@@ -215,8 +215,11 @@ class Ensemble:
 
     def output_table(self) -> list[H.Column]:
         """predict()'s columns (= the scores' estimate columns): the head table's, with this
-        ensemble's SED columns when it has an SED network."""
-        return H.output_table(self.sed.columns() if self.sed is not None else {})
+        ensemble's SED columns when it has an SED network. Built once: every batch asks for it."""
+        table = self.__dict__.get("_output_table")
+        if table is None:
+            table = self._output_table = H.output_table(self.sed.columns() if self.sed is not None else {})
+        return table
 
     def with_synthetic_filters(self, names) -> "Ensemble":
         """This ensemble scoring synthetic magnitudes in more filters (`sed.with_filters`: speclite

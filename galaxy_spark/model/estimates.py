@@ -190,7 +190,7 @@ def estimate_columns(ens, cols, opts: ScoreOptions = ScoreOptions(), timer: dict
     t2 = time.perf_counter()
     out = {}
     for c in ens.output_table():
-        if c.name == H.FLAGS.name:
+        if not c.estimate:
             continue
         v = est.get(c.name)
         if c.dtype == "int32":

@@ -27,9 +27,10 @@ from galaxy_spark.features import DEFAULT_STAR_THRESHOLD
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: str            # "float64" or "int32" (int32 outputs are null where not scorable)
+    dtype: str            # "float64" or "int32"
     unit: str
     description: str
+    estimate: bool = True     # null where the row is not scorable (every column but the flags)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ QUALITY_FLAGS = {FLAG_NOT_SCORABLE: "not scorable: estimates are null (no detect
                  FLAG_INVALID_INPUT: "an input outside the survey's valid set (band state, magnitude, limit or error "
                                      "range, undecoded sentinel): estimates are null"}
 FLAGS = Column("quality_flags", "int32", "bitmask",
-               "; ".join(f"{bit}: {text}" for bit, text in QUALITY_FLAGS.items()))
+               "; ".join(f"{bit}: {text}" for bit, text in QUALITY_FLAGS.items()), estimate=False)
 
 
 def output_table(sed_columns: dict[str, str] | None = None) -> list[Column]:
