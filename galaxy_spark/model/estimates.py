@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galaxy_spark.features import MAX_ERROR, FeatureSpec, _band_arrays, build_features, check_columns, numeric, splitmix64
+from galaxy_spark.features import MAX_ERROR, FeatureSpec, _band_arrays, build_features, numeric, splitmix64
 from galaxy_spark.model import heads as H
 from galaxy_spark.survey import DETECTED, NOT_DETECTED, NOT_OBSERVED, lim_column, state_column
 
@@ -170,8 +170,7 @@ def estimate_columns(ens, cols, opts: ScoreOptions = ScoreOptions(), timer: dict
     when given, accumulates seconds spent in "features", "networks" and "flags"."""
     t0 = time.perf_counter()
     spec = ens.feature_spec
-    check_columns(cols, spec)
-    x, ok = build_features(cols, spec)
+    x, ok = build_features(cols, spec)          # checks the columns first (one InputError naming them)
     invalid = invalid_inputs(cols, spec)
     bad = np.zeros(len(x), bool)
     for m in invalid.values():
